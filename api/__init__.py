@@ -1,0 +1,1 @@
+"""Ombre's api package."""

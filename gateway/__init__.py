@@ -1,0 +1,1 @@
+"""Ombre's gateway package."""

@@ -1,0 +1,176 @@
+"""The types every part of Ombre shares: batches, events, the signal registry, and the
+source and sink protocols. Nothing here does I/O."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Int64Array = npt.NDArray[np.int64]
+Int32Array = npt.NDArray[np.int32]
+Float64Array = npt.NDArray[np.float64]
+UInt8Array = npt.NDArray[np.uint8]
+
+
+class Quality(enum.IntFlag):
+    """Bit flags of a reading's quality column. GOOD is no flag set."""
+
+    GOOD = 0
+    BAD = 1  # the source said the value is bad: stored, never used as a number
+    UNCERTAIN = 2
+    TS_RECEIVED = 4  # the payload had no timestamp: the receive time was used
+    TS_SERVER = 8  # OPC UA: the server timestamp was used, the source had none
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Columnar readings: four arrays of equal length, in arrival order."""
+
+    ts_ns: Int64Array  # int64 nanoseconds since the epoch, UTC
+    signal_id: Int32Array  # ids from the SignalRegistry
+    value: Float64Array
+    quality: UInt8Array  # Quality flags
+
+    def __post_init__(self) -> None:
+        n = len(self.ts_ns)
+        if not len(self.signal_id) == len(self.value) == len(self.quality) == n:
+            raise ValueError("Batch columns differ in length")
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    @classmethod
+    def empty(cls) -> Batch:
+        return cls(
+            np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.float64),
+            np.empty(0, np.uint8),
+        )
+
+    @classmethod
+    def concat(cls, batches: Sequence[Batch]) -> Batch:
+        if not batches:
+            return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
+        return cls(
+            np.concatenate([b.ts_ns for b in batches]),
+            np.concatenate([b.signal_id for b in batches]),
+            np.concatenate([b.value for b in batches]),
+            np.concatenate([b.quality for b in batches]),
+        )
+
+    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> Batch:
+        """The readings selected by an index or mask array, as a new batch."""
+        return Batch(self.ts_ns[index], self.signal_id[index], self.value[index],
+                     self.quality[index])
+
+
+EventValue = str | float | int | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A low-rate, non-numeric fact: a state string, an order number, a reason code."""
+
+    ts_ns: int
+    machine: str
+    name: str  # the signal or fact name, e.g. "state", "order"
+    value: EventValue
+    quality: int = Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    """A payload that could not be decoded or mapped, kept for a person to look at."""
+
+    ts_ns: int  # when it was received
+    source: str
+    topic: str  # MQTT topic, OPC UA node id, Modbus address...
+    head: bytes  # the first bytes of the payload
+    reason: str
+    signal_id: int | None = None  # set when the payload mapped to a known signal
+
+
+@dataclass(slots=True)
+class Delivery:
+    """What a source hands the runtime in one go. `ack` tells the upstream that
+    everything in it is durably accepted; the runtime calls it once, after the
+    outbox commit, from the event loop."""
+
+    batch: Batch
+    events: list[Event] = field(default_factory=list)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
+    ack: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalInfo:
+    id: int
+    machine: str
+    signal: str
+    unit: str | None
+
+
+class SignalRegistry:
+    """Maps signal ids to (machine, signal, unit) and back. Built once at start-up
+    from the config and read-only afterwards, so any thread may read it."""
+
+    def __init__(self, signals: Iterable[tuple[str, str, str | None]]) -> None:
+        self._infos: list[SignalInfo] = []
+        self._ids: dict[tuple[str, str], int] = {}
+        for machine, signal, unit in signals:
+            key = (machine, signal)
+            if key in self._ids:
+                raise ValueError(f"signal {machine}/{signal} is declared twice")
+            self._ids[key] = len(self._infos)
+            self._infos.append(SignalInfo(len(self._infos), machine, signal, unit))
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def __iter__(self) -> Iterable[SignalInfo]:
+        return iter(self._infos)
+
+    def id_of(self, machine: str, signal: str) -> int | None:
+        return self._ids.get((machine, signal))
+
+    def info(self, signal_id: int) -> SignalInfo:
+        return self._infos[signal_id]
+
+
+class Source(Protocol):
+    """A protocol client that turns what arrives into deliveries.
+
+    The runtime calls `connect` once per (re)connection, then `read` in a loop from one
+    task; `read` returns whatever arrived since the last call (waiting at most about
+    the source's flush interval) and raises ConnectionError when the link is lost, so
+    the runtime reconnects with backoff. `aclose` is called once at shutdown, after
+    which the source is not used again."""
+
+    name: str
+
+    async def connect(self) -> None: ...
+
+    async def read(self) -> Delivery: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Sink(Protocol):
+    """A storage or northbound client. The runtime calls `connect`, then `write` from
+    one task, in outbox order; `write` returns once the data is durably stored and
+    raises on failure, after which the runtime reconnects and writes the same data
+    again, so a write must be idempotent on (signal, ts). `aclose` is called once."""
+
+    name: str
+
+    async def connect(self) -> None: ...
+
+    async def write(self, batch: Batch, events: Sequence[Event]) -> None: ...
+
+    async def aclose(self) -> None: ...
