@@ -1,19 +1,100 @@
-"""The plant and its connections, as one validated YAML file.
+"""The plant and its connections: the pydantic models of Ombre's YAML config file.
 
-`load_config(path, environ)` is the only entry point: it reads the YAML, substitutes
-`${ENV_NAME}` and `${file:/path}` references, validates with pydantic and raises
-ConfigError listing every problem with its key path and line."""
+`gateway.config_load.load_config(path, environ)` builds an OmbreConfig from a file and
+is the only way a file should become one. The models can also be built directly in
+code, where secrets must be passed as SecretStr and paths stay as given."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.types import SignalRegistry
 
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/#+\s]([^/#+]*[^/#+\s])?$")]
+Loc = tuple[str | int, ...]
+REFERENCE = re.compile(r"\$\{([^}]*)\}")  # ${ENV_NAME} or ${file:/path}
+
+
+def format_loc(loc: Loc) -> str:
+    """A key path as the user writes it: `sites[0].lines[1].machines[2].id`."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+class Reference(str):
+    """A YAML string in which the loader substituted `${...}` references; `source` is
+    the text as written. Its repr shows only `source`, so a resolved secret cannot leak
+    through a repr of the raw data."""
+
+    source: str
+
+    def __new__(cls, value: str, source: str) -> Reference:
+        self = super().__new__(cls, value)
+        self.source = source
+        return self
+
+    def __repr__(self) -> str:
+        return f"Reference({self.source!r})"
+
+
+def _require_reference(value: object) -> SecretStr:
+    if isinstance(value, SecretStr):
+        return value
+    if isinstance(value, Reference) and REFERENCE.fullmatch(value.source):
+        return SecretStr(str(value))
+    raise ValueError(
+        "write the secret as ${ENV_NAME} or ${file:/path}, not in the file; found <secret>"
+    )
+
+
+# A secret must come from the environment or a file: in YAML it is exactly one
+# `${ENV_NAME}` or `${file:/path}` reference; in code, a SecretStr.
+Secret = Annotated[SecretStr, BeforeValidator(_require_reference)]
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+    return value if base is None or value.is_absolute() else Path(base) / value
+
+
+# A path that, when validated with context {"base_dir": dir} (as the loader does), is
+# resolved relative to dir, the config file's directory.
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+class InvalidKeyError(ValueError):
+    """Raised by a model validator about one key; `loc` is that key's path relative to
+    the model being validated, so the loader can point at it, and `first`, for a
+    duplicate, the path of the first use."""
+
+    def __init__(self, loc: Loc, message: str, first: Loc | None = None) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.first = first
+
+
+def _require_unique(items: Iterable[tuple[str, Loc]], what: str) -> None:
+    first: dict[str, Loc] = {}
+    for name, loc in items:
+        if name in first:
+            raise InvalidKeyError(loc, f"expected a unique {what}, found {name!r} again",
+                                  first[name])
+        first[name] = loc
 
 
 class _Model(BaseModel):
@@ -35,7 +116,8 @@ class MachineConfig(_Model):
 
     @model_validator(mode="after")
     def _unique_signals(self) -> MachineConfig:
-        _require_unique([s.name for s in self.signals], "signal name")
+        _require_unique(((s.name, ("signals", i, "name")) for i, s in enumerate(self.signals)),
+                        "signal name")
         return self
 
 
@@ -62,9 +144,9 @@ class SiteConfig(_Model):
 
 
 class TlsConfig(_Model):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
     insecure_skip_verify: bool = False
 
 
@@ -72,8 +154,9 @@ PayloadFormat = Literal["number", "value", "object", "array"]
 
 
 class SubscriptionConfig(_Model):
-    """One topic template. Placeholders {machine} and {signal} map the topic; {line}
-    and {site} are matched as single levels and checked against the plant."""
+    """One topic template. Placeholders {machine} and {signal} map the topic; {site},
+    {area} and {line} are matched as single levels and checked against the plant.
+    connectors/topics.py checks templates against the plant when the router is built."""
 
     topic: str = Field(min_length=1)
     qos: Literal[0, 1, 2] = 1
@@ -93,12 +176,18 @@ class MqttSourceConfig(_Model):
     client_id: str = Field(default="ombre", min_length=1, max_length=128)
     protocol: Literal["3.1.1", "5"] = "5"
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     tls: TlsConfig | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=86_400, ge=0)
     receive_maximum: int = Field(default=10_000, ge=1, le=65_535)
     subscriptions: list[SubscriptionConfig] = Field(min_length=1)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: object) -> object:
+        """`protocol: 5` is an integer in YAML; accept it as "5"."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 SourceConfig = Annotated[MqttSourceConfig, Field(discriminator="type")]
@@ -107,7 +196,7 @@ SourceConfig = Annotated[MqttSourceConfig, Field(discriminator="type")]
 class SqliteSinkConfig(_Model):
     type: Literal["sqlite"]
     name: Name = "timeseries"
-    path: Path | None = None  # default: <data_dir>/timeseries.sqlite
+    path: ConfigPath | None = None  # default: <data_dir>/timeseries.sqlite
     retention_days: float = Field(default=30, gt=0)
 
 
@@ -119,6 +208,18 @@ class LimitsConfig(_Model):
     max_json_depth: int = Field(default=16, ge=1, le=256)
     max_future_s: float = Field(default=300, ge=0)
     oldest_ts: str = "2000-01-01T00:00:00Z"
+
+    @field_validator("oldest_ts")
+    @classmethod
+    def _aware_timestamp(cls, value: str) -> str:
+        try:
+            aware = datetime.fromisoformat(value).tzinfo is not None
+        except ValueError:
+            aware = False
+        if not aware:
+            raise ValueError("expected an ISO 8601 timestamp with a time zone such as "
+                             f"'2000-01-01T00:00:00Z', found {value[:60]!r}")
+        return value
 
 
 class RuntimeConfig(_Model):
@@ -133,9 +234,16 @@ class RuntimeConfig(_Model):
     backoff_max_s: float = Field(default=30, gt=0)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
+    @model_validator(mode="after")
+    def _backoff_order(self) -> RuntimeConfig:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise InvalidKeyError(("backoff_initial_s",), "expected at most backoff_max_s "
+                                  f"({self.backoff_max_s}), found {self.backoff_initial_s}")
+        return self
+
 
 class OmbreConfig(_Model):
-    data_dir: Path = Path("data")
+    data_dir: ConfigPath = Field(default=Path("data"), validate_default=True)
     sites: list[SiteConfig] = Field(min_length=1)
     sources: list[SourceConfig] = Field(default_factory=list)
     sinks: list[SinkConfig] = Field(default_factory=list)
@@ -143,22 +251,27 @@ class OmbreConfig(_Model):
 
     @model_validator(mode="after")
     def _unique_names(self) -> OmbreConfig:
-        _require_unique([m.id for m in self.machines()], "machine id")
-        _require_unique([c.name for c in [*self.sources, *self.sinks]], "source/sink name")
+        _require_unique(((m.id, (*loc, "id")) for m, loc in self._located_machines()),
+                        "machine id")
+        _require_unique([*((c.name, ("sources", i, "name")) for i, c in enumerate(self.sources)),
+                         *((c.name, ("sinks", i, "name")) for i, c in enumerate(self.sinks))],
+                        "source/sink name")
         return self
 
+    def _located_machines(self) -> Iterator[tuple[MachineConfig, Loc]]:
+        for s, site in enumerate(self.sites):
+            groups = [(("sites", s, "lines"), site.lines),
+                      *((("sites", s, "areas", a, "lines"), area.lines)
+                        for a, area in enumerate(site.areas))]
+            for prefix, lines in groups:
+                for i, line in enumerate(lines):
+                    for m, machine in enumerate(line.machines):
+                        yield machine, (*prefix, i, "machines", m)
+
     def machines(self) -> list[MachineConfig]:
-        return [m for site in self.sites for line in site.all_lines() for m in line.machines]
+        return [machine for machine, _ in self._located_machines()]
 
     def registry(self) -> SignalRegistry:
         return SignalRegistry(
             (m.id, s.name, s.unit) for m in self.machines() for s in m.signals
         )
-
-
-def _require_unique(names: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"{what} {name!r} is used more than once")
-        seen.add(name)
