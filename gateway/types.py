@@ -4,7 +4,7 @@ source and sink protocols. Nothing here does I/O."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -133,7 +133,7 @@ class SignalRegistry:
     def __len__(self) -> int:
         return len(self._infos)
 
-    def __iter__(self) -> Iterable[SignalInfo]:
+    def __iter__(self) -> Iterator[SignalInfo]:
         return iter(self._infos)
 
     def id_of(self, machine: str, signal: str) -> int | None:

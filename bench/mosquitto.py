@@ -1,0 +1,69 @@
+"""A Mosquitto child process on a free loopback port, for the benchmarks and the tests.
+It can be stopped and started again on the same port, keeping its persistence file."""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def find_binary(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if Path(p).exists()), None
+    )
+
+
+@dataclass
+class Mosquitto:
+    binary: str
+    workdir: Path
+    port: int = 0
+    persistence: bool = True  # tests restart the broker; benchmarks keep all in memory
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.port = self.port or free_port()
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            f"user {getpass.getuser()}\n"  # as root, mosquitto would switch to its own user
+            "allow_anonymous true\n"
+            f"persistence {str(self.persistence).lower()}\n"
+            f"persistence_location {self.workdir}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 0\n"
+            "max_inflight_messages 0\n"
+            "set_tcp_nodelay true\n"
+        )
+        log = (self.workdir / "mosquitto.log").open("ab")
+        self.process = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
+        log.close()
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None

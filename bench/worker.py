@@ -1,0 +1,94 @@
+"""Ombre under load, a process of its own: runs the gateway on a benchmark config until
+the SQLite sink has committed `--expect` readings, then prints one JSON line:
+readings/s from the first reading received to the last one committed, the
+reading-to-commit latency percentiles, and the peak RSS. It prints "ready" once its
+MQTT source is subscribed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gateway.app import build_gateway, build_sink
+from gateway.config import OmbreConfig
+from gateway.counters import Health
+from gateway.types import Batch, Event, Sink
+
+
+class TimedSink:
+    """Wraps a sink and records, per reading, the time from its timestamp to commit."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self.latencies_ms: list[np.ndarray] = []
+
+    async def connect(self) -> None:
+        await self._inner.connect()
+
+    async def write(self, batch: Batch, events: Sequence[Event]) -> None:
+        await self._inner.write(batch, events)
+        self.latencies_ms.append((time.time_ns() - batch.ts_ns) / 1e6)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll the gateway's counters every millisecond, as a metrics scrape would."""
+    while not condition():  # noqa: ASYNC110 - the counters have no event to wait on
+        await asyncio.sleep(0.001)
+
+
+async def run(config: OmbreConfig, expect: int) -> dict[str, float]:
+    registry = config.registry()
+    sink = TimedSink(build_sink(config.sinks[0], config, registry))
+    gateway, outbox = build_gateway(config, [sink])
+    stop, force = asyncio.Event(), asyncio.Event()
+    source = config.sources[0].name
+
+    async def watch() -> tuple[float, float]:
+        counters = gateway.counters.connector(source, "source")
+        written = gateway.counters.connector(sink.name, "sink")
+        await until(lambda: counters.health is Health.UP)
+        print("ready", flush=True)
+        await until(lambda: counters.readings > 0)
+        first = time.perf_counter()
+        await until(lambda: written.readings >= expect)
+        last = time.perf_counter()
+        stop.set()
+        return first, last
+
+    async with asyncio.TaskGroup() as tg:
+        watcher = tg.create_task(watch(), name="bench:watch")
+        tg.create_task(gateway.run(stop, force), name="bench:gateway")
+    outbox.close()
+    first, last = watcher.result()
+    latency = np.concatenate(sink.latencies_ms)
+    return {
+        "readings": float(gateway.counters.connector(sink.name, "sink").readings),
+        "readings_per_s": expect / (last - first),
+        "p50_ms": float(np.percentile(latency, 50)),
+        "p99_ms": float(np.percentile(latency, 99)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--expect", type=int, required=True)
+    args = parser.parse_args()
+    config = OmbreConfig.model_validate(json.loads(args.config.read_text()))
+    print(json.dumps(asyncio.run(run(config, args.expect))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

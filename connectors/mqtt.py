@@ -1,0 +1,242 @@
+"""MQTT source: paho-mqtt 2.x in its own network thread, a persistent session, and
+acks only after the runtime has committed the data.
+
+The paho thread only appends (topic, payload, receive time, mid) to a buffer under a
+lock; the event loop is woken at most twice per chunk (first message, chunk full),
+never once per message. Decoding happens on the loop side, a chunk at a time.
+QoS 1/2 messages are acked (`manual_ack`) when the runtime calls the delivery's ack,
+after the outbox commit, so a crash before that makes the broker deliver them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from connectors.mqtt_decode import PayloadDecoder
+from gateway.config import MqttSourceConfig, OmbreConfig, RuntimeConfig
+from gateway.types import Delivery, SignalRegistry
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+BUFFER_CHUNKS = 4  # the paho thread waits when this many full chunks are unread
+
+
+class MqttSource:
+    """Subscribes to the configured topic templates and yields decoded deliveries.
+
+    `connect` opens a new paho client with the same client id (so the broker resumes
+    the session), `read` returns the next chunk and raises ConnectionError once the
+    link is lost and the buffer is empty, `aclose` disconnects and joins the thread."""
+
+    def __init__(self, config: MqttSourceConfig, plant: OmbreConfig, registry: SignalRegistry,
+                 runtime: RuntimeConfig) -> None:
+        self.name = config.name
+        self._config = config
+        self._decoder = PayloadDecoder(config.name, config.subscriptions, plant, registry)
+        self._chunk = runtime.batch_max_messages
+        self._flush_s = runtime.flush_interval_ms / 1000
+        self._lock = threading.Condition(threading.Lock())
+        self._topics: list[str] = []
+        self._payloads: list[bytes] = []
+        self._received: list[int] = []
+        self._acks: list[tuple[int, int]] = []
+        self._client: mqtt.Client | None = None
+        self._thread: threading.Thread | None = None
+        self._lost: str | None = None
+        self._has_data = asyncio.Event()
+        self._full = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the event-loop side ------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self._stop_client()
+        self._loop = asyncio.get_running_loop()
+        client = self._new_client()
+        connected: asyncio.Future[None] = self._loop.create_future()
+        self._client, self._lost = client, None
+        self._thread = threading.Thread(
+            target=self._network, args=(client, connected), name=f"mqtt:{self.name}", daemon=True
+        )
+        self._thread.start()
+        try:
+            await asyncio.wait_for(connected, CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise ConnectionError(
+                f"no answer from {self._config.host}:{self._config.port} "
+                f"within {CONNECT_TIMEOUT_S:.0f} s"
+            ) from None
+        log.info("mqtt %s: connected to %s:%d, subscribing to %s", self.name,
+                 self._config.host, self._config.port,
+                 ", ".join(f for f, _ in self._decoder.filters()))
+
+    async def read(self) -> Delivery:
+        while True:
+            await self._has_data.wait()
+            with self._lock:
+                first = self._received[0] if self._received else None
+            if first is not None and self._lost is None:
+                remaining = first / 1e9 + self._flush_s - time.time()
+                if remaining > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), remaining)
+            delivery = self._take()
+            if delivery is not None:
+                return delivery
+            if self._lost is not None:
+                raise ConnectionError(self._lost)
+
+    async def aclose(self) -> None:
+        await self._stop_client()
+
+    def _take(self) -> Delivery | None:
+        with self._lock:
+            topics, payloads, received, acks = (
+                self._topics, self._payloads, self._received, self._acks)
+            self._topics, self._payloads, self._received, self._acks = [], [], [], []
+            self._has_data.clear()
+            self._full.clear()
+            if self._lost is not None:
+                self._has_data.set()  # so the next read reports the loss
+            self._lock.notify_all()
+        if not topics:
+            return None
+        batch, events, quarantined = self._decoder.decode(topics, payloads, received)
+        return Delivery(batch, events, quarantined, self._acker(acks))
+
+    def _acker(self, acks: list[tuple[int, int]]) -> Callable[[], None] | None:
+        if not acks:
+            return None
+        client = self._client
+
+        def ack() -> None:
+            # A message received on a link that has since dropped is sent again by
+            # the broker; acking its old packet id on the new link would be wrong.
+            if client is self._client and self._lost is None and client is not None:
+                for mid, qos in acks:
+                    client.ack(mid, qos)
+
+        return ack
+
+    async def _stop_client(self) -> None:
+        client, thread = self._client, self._thread
+        self._client, self._thread = None, None
+        if client is not None:
+            client.disconnect()
+        if thread is not None:
+            await asyncio.to_thread(thread.join, CONNECT_TIMEOUT_S)
+
+    def _new_client(self) -> mqtt.Client:
+        cfg = self._config
+        v5 = cfg.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else False, reconnect_on_failure=False, manual_ack=True,
+        )
+        if cfg.username is not None:
+            password = cfg.password.get_secret_value() if cfg.password else None
+            client.username_pw_set(cfg.username, password)
+        if cfg.tls is not None:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_NONE if cfg.tls.insecure_skip_verify else ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(cfg.tls.insecure_skip_verify)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.max_inflight_messages_set(cfg.receive_maximum)
+        return client
+
+    # -- the paho thread ------------------------------------------------------------
+
+    def _network(self, client: mqtt.Client, connected: asyncio.Future[None]) -> None:
+        cfg = self._config
+        client.user_data_set(connected)
+        session: dict[str, Any] = {}
+        if cfg.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = cfg.session_expiry_s
+            properties.ReceiveMaximum = cfg.receive_maximum
+            session = {"clean_start": False, "properties": properties}
+        try:
+            client.connect(cfg.host, cfg.port, cfg.keepalive_s, **session)
+            client.loop_forever()
+            reason = f"lost the connection to {cfg.host}:{cfg.port}"
+        except (OSError, ValueError) as exc:
+            reason = f"cannot connect to {cfg.host}:{cfg.port}: {exc}"
+        self._signal(connected, ConnectionError(reason))
+        with self._lock:
+            if client is self._client:
+                self._lost = reason
+        self._wake(self._has_data)
+
+    def _on_connect(self, client: mqtt.Client, connected: asyncio.Future[None], flags: Any,
+                    reason: ReasonCode, properties: Properties | None) -> None:
+        if reason.is_failure:
+            self._signal(connected, ConnectionError(f"broker refused the connection: {reason}"))
+            client.disconnect()
+            return
+        options = [(f, SubscribeOptions(qos=qos)) for f, qos in self._decoder.filters()]
+        client.subscribe(options)
+        # Resolved now, not on SUBACK: a resumed session's backlog may arrive first,
+        # and `read` must be running to take it.
+        self._signal(connected, None)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reasons: list[ReasonCode], properties: Properties | None) -> None:
+        refused = [f for (f, _), r in zip(self._decoder.filters(), reasons, strict=False)
+                   if r.is_failure]
+        if refused:
+            log.error("mqtt %s: the broker refused the subscriptions %s", self.name, refused)
+            client.disconnect()  # read() then raises, and the runtime retries with backoff
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        now = time.time_ns()
+        with self._lock:
+            while len(self._topics) >= BUFFER_CHUNKS * self._chunk and client is self._client:
+                self._lock.wait(1.0)  # block the source: the broker keeps the rest
+            self._topics.append(message.topic)
+            self._payloads.append(cast(bytes, message.payload))
+            self._received.append(now)
+            if message.qos:
+                self._acks.append((message.mid, message.qos))
+            n = len(self._topics)
+        if n == 1:
+            self._wake(self._has_data)
+        elif n == self._chunk:
+            self._wake(self._full)
+
+    def _wake(self, event: asyncio.Event) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(event.set)
+
+    def _signal(self, future: asyncio.Future[None], error: Exception | None) -> None:
+        def settle() -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(settle)

@@ -1,0 +1,69 @@
+"""Builds a gateway from a validated config and runs it until SIGTERM/SIGINT.
+
+The first signal starts the ordered shutdown; a second one forces the exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from connectors.mqtt import MqttSource
+from connectors.sqlite_sink import SqliteSink
+from gateway.config import MqttSourceConfig, OmbreConfig, SinkConfig, SourceConfig
+from gateway.counters import Counters
+from gateway.outbox import Outbox
+from gateway.runtime import Gateway
+from gateway.types import SignalRegistry, Sink, Source
+
+log = logging.getLogger(__name__)
+
+
+def build_source(config: SourceConfig, plant: OmbreConfig, registry: SignalRegistry) -> Source:
+    if isinstance(config, MqttSourceConfig):
+        return MqttSource(config, plant, registry, plant.runtime)
+    raise ValueError(f"no source type {config.type!r}")  # unreachable: the config is validated
+
+
+def build_sink(config: SinkConfig, plant: OmbreConfig, registry: SignalRegistry) -> Sink:
+    return SqliteSink(config, plant.data_dir, registry)
+
+
+def build_gateway(config: OmbreConfig,
+                  sinks: Sequence[Sink] | None = None) -> tuple[Gateway, Outbox]:
+    """The gateway and its outbox; the caller closes the outbox after `run`. `sinks`
+    replaces the configured sinks (tests inject failing ones, benchmarks timed ones)."""
+    registry = config.registry()
+    if sinks is None:
+        sinks = [build_sink(c, config, registry) for c in config.sinks]
+    sources = [build_source(c, config, registry) for c in config.sources]
+    outbox = Outbox(config.data_dir / "gateway.sqlite", [s.name for s in sinks],
+                    config.runtime.outbox_max_bytes, config.runtime.quarantine_max_rows)
+    counters = Counters(len(registry))
+    return Gateway(config.runtime, sources, sinks, outbox, counters), outbox
+
+
+async def serve(config: OmbreConfig) -> None:
+    """Run the gateway until the process gets SIGTERM or SIGINT."""
+    gateway, outbox = build_gateway(config)
+    stop, force = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: forcing exit", signal.Signals(signum).name)
+            force.set()
+        else:
+            log.info("%s: shutting down", signal.Signals(signum).name)
+            stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await gateway.run(stop, force)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        outbox.close()
+    log.info("stopped")

@@ -1,0 +1,247 @@
+"""The durable outbox: every delivery is committed here before its source is acked,
+and each sink reads from here at its own pace, so a sink whose upstream is down
+loses nothing that was accepted.
+
+One SQLite file in WAL mode (`<data_dir>/gateway.sqlite`) holds the outbox, each
+sink's cursor and the quarantine. Methods are synchronous and thread-safe (one lock);
+the runtime calls them through `asyncio.to_thread`. After `close` nothing may be called.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from gateway.types import Batch, Event, QuarantineRecord
+
+log = logging.getLogger(__name__)
+
+TELEMETRY, EVENTS = 0, 1
+OVERFLOW_EVENT = "outbox_overflow"  # Event.name raised when telemetry is dropped
+GATEWAY_MACHINE = "_gateway"  # Event.machine of the gateway's own facts
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    nbytes INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox_cursor (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ns INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    head BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    signal_id INTEGER
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Telemetry the cap removed in one append: how many readings, of which signals."""
+
+    readings: int
+    signal_ids: np.ndarray  # int32, one entry per dropped reading
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What a sink has not yet received: everything after `cursor`, up to `last_seq`."""
+
+    cursor: int
+    batch: Batch
+    events: list[Event]
+    last_seq: int
+
+
+def encode_batch(batch: Batch) -> bytes:
+    return b"".join(
+        (batch.ts_ns.tobytes(), batch.signal_id.tobytes(), batch.value.tobytes(),
+         batch.quality.tobytes())
+    )
+
+
+def decode_batch(blob: bytes, n: int) -> Batch:
+    ts = np.frombuffer(blob, np.int64, n, 0)
+    sid = np.frombuffer(blob, np.int32, n, 8 * n)
+    value = np.frombuffer(blob, np.float64, n, 12 * n)
+    quality = np.frombuffer(blob, np.uint8, n, 20 * n)
+    return Batch(ts, sid, value, quality)
+
+
+def _encode_events(events: Sequence[Event]) -> bytes:
+    return orjson.dumps([[e.ts_ns, e.machine, e.name, e.value, e.quality] for e in events])
+
+
+def _decode_events(blob: bytes) -> list[Event]:
+    return [Event(ts, m, name, value, q) for ts, m, name, value, q in orjson.loads(blob)]
+
+
+class Outbox:
+    def __init__(self, path: Path, sinks: Sequence[str], max_bytes: int,
+                 quarantine_max_rows: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # the ack to the source relies on it
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._max_bytes = max_bytes
+        self._quarantine_max = quarantine_max_rows
+        self._sinks = list(sinks)
+        self.bytes = self._scalar("SELECT COALESCE(SUM(nbytes), 0) FROM outbox")
+        self.rows = self._scalar("SELECT COUNT(*) FROM outbox")
+        with self._tx():
+            names = ",".join("?" * len(self._sinks))
+            self._db.execute(f"DELETE FROM outbox_cursor WHERE sink NOT IN ({names})", self._sinks)
+            first = self._scalar("SELECT COALESCE(MIN(seq) - 1, 0) FROM outbox")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO outbox_cursor VALUES (?, ?)",
+                [(s, first) for s in self._sinks],
+            )
+            self._collect()
+        self.last_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM outbox")
+        self._quarantine_rows = self._scalar("SELECT COUNT(*) FROM quarantine")
+
+    def append(self, batch: Batch, events: Sequence[Event],
+               quarantined: Sequence[QuarantineRecord]) -> Dropped | None:
+        """Commit one delivery's content in one transaction. Over the byte cap, the
+        oldest telemetry is deleted (never events) and returned as Dropped."""
+        with self._lock, self._tx():
+            if len(batch):
+                self._insert(TELEMETRY, len(batch), encode_batch(batch))
+            if events:
+                self._insert(EVENTS, len(events), _encode_events(events))
+            if quarantined:
+                self._quarantine(quarantined)
+            if not self._sinks:
+                self._collect()
+            return self._enforce_cap() if self.bytes > self._max_bytes else None
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        with self._lock, self._tx():
+            self._insert(EVENTS, len(events), _encode_events(events))
+
+    def pending(self, sink: str, max_readings: int) -> Pending:
+        """Rows after the sink's cursor, merged, stopping once max_readings is passed."""
+        with self._lock:
+            cursor = self._scalar("SELECT seq FROM outbox_cursor WHERE sink = ?", sink)
+            rows = self._db.execute(
+                "SELECT seq, kind, n, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT 256",
+                (cursor,),
+            ).fetchall()
+        batches: list[Batch] = []
+        events: list[Event] = []
+        last, readings = cursor, 0
+        for seq, kind, n, payload in rows:
+            if kind == TELEMETRY:
+                batches.append(decode_batch(payload, n))
+                readings += n
+            else:
+                events.extend(_decode_events(payload))
+            last = seq
+            if readings >= max_readings:
+                break
+        return Pending(cursor, Batch.concat(batches), events, last)
+
+    def delivered(self, sink: str, seq: int) -> None:
+        """Move the sink's cursor to seq and delete what every sink has received."""
+        with self._lock, self._tx():
+            self._db.execute("UPDATE outbox_cursor SET seq = ? WHERE sink = ?", (seq, sink))
+            self._collect()
+
+    def backlog(self) -> dict[str, int]:
+        """Rows each sink has not received yet."""
+        with self._lock:
+            return {
+                sink: self._scalar("SELECT COUNT(*) FROM outbox WHERE seq > ?", cursor)
+                for sink, cursor in self._db.execute("SELECT sink, seq FROM outbox_cursor")
+            }
+
+    def quarantine(self, limit: int = 100) -> list[QuarantineRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts_ns, source, topic, head, reason, signal_id FROM quarantine "
+                "ORDER BY id DESC LIMIT ?", (limit,),
+            ).fetchall()
+        return [QuarantineRecord(*row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- internals; the caller holds the lock and a transaction -----------------------
+
+    def _tx(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def _insert(self, kind: int, n: int, payload: bytes) -> None:
+        cur = self._db.execute(
+            "INSERT INTO outbox (kind, n, nbytes, payload) VALUES (?, ?, ?, ?)",
+            (kind, n, len(payload), payload),
+        )
+        self.last_seq = int(cur.lastrowid or 0)
+        self.bytes += len(payload)
+        self.rows += 1
+
+    def _quarantine(self, records: Sequence[QuarantineRecord]) -> None:
+        self._db.executemany(
+            "INSERT INTO quarantine (ts_ns, source, topic, head, reason, signal_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(r.ts_ns, r.source, r.topic, r.head, r.reason, r.signal_id) for r in records],
+        )
+        self._quarantine_rows += len(records)
+        excess = self._quarantine_rows - self._quarantine_max
+        if excess > 0:
+            self._db.execute(
+                "DELETE FROM quarantine WHERE id IN "
+                "(SELECT id FROM quarantine ORDER BY id LIMIT ?)", (excess,),
+            )
+            self._quarantine_rows -= excess
+
+    def _collect(self) -> None:
+        """Delete rows that every sink has received (all rows when there is no sink)."""
+        upto = self._scalar(
+            "SELECT COALESCE(MIN(seq), (SELECT MAX(seq) FROM outbox), 0) FROM outbox_cursor"
+            if self._sinks else "SELECT COALESCE(MAX(seq), 0) FROM outbox"
+        )
+        freed, count = self._db.execute(
+            "SELECT COALESCE(SUM(nbytes), 0), COUNT(*) FROM outbox WHERE seq <= ?", (upto,)
+        ).fetchone()
+        if count:
+            self._db.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
+            self.bytes -= freed
+            self.rows -= count
+
+    def _enforce_cap(self) -> Dropped:
+        ids: list[np.ndarray] = []
+        while self.bytes > self._max_bytes:
+            row = self._db.execute(
+                "SELECT seq, n, nbytes, payload FROM outbox WHERE kind = ? ORDER BY seq LIMIT 1",
+                (TELEMETRY,),
+            ).fetchone()
+            if row is None:
+                break  # only events are left: they are never dropped
+            seq, n, nbytes, payload = row
+            ids.append(decode_batch(payload, n).signal_id.copy())
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self.bytes -= nbytes
+            self.rows -= 1
+        signal_ids = np.concatenate(ids) if ids else np.empty(0, np.int32)
+        return Dropped(len(signal_ids), signal_ids)
+
+    def _scalar(self, sql: str, *args: object) -> int:
+        return int(self._db.execute(sql, args).fetchone()[0])

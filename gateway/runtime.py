@@ -1,0 +1,236 @@
+"""The gateway runtime: one supervisor that owns every task.
+
+Start order is sinks, then the outbox writer, then sources; on stop, sources stop
+first, the queue drains into the outbox, the sinks catch up with the outbox within
+the drain deadline, then the sinks close. Connectors that fail are reconnected with
+exponential backoff and jitter; one connector's failure never stops another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from gateway.config import RuntimeConfig
+from gateway.counters import ConnectorCounters, Counters, Health
+from gateway.outbox import GATEWAY_MACHINE, OVERFLOW_EVENT, Dropped, Outbox
+from gateway.queue import DeliveryQueue
+from gateway.types import Batch, Delivery, Event, Sink, Source
+
+log = logging.getLogger(__name__)
+
+WRITER_MAX_DELIVERIES = 64  # deliveries merged into one outbox commit
+SINK_MAX_READINGS = 200_000  # readings merged into one sink write
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling."""
+
+    initial_s: float
+    max_s: float
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.max_s, self.initial_s * 2 ** min(self.attempt, 30))
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Gateway:
+    """Runs sources and sinks around one outbox until `stop` is set.
+
+    `run` is called once. A first `stop` triggers the ordered shutdown; `force`
+    (a second signal) abandons the drain and logs what was left undelivered."""
+
+    def __init__(self, config: RuntimeConfig, sources: Sequence[Source],
+                 sinks: Sequence[Sink], outbox: Outbox, counters: Counters) -> None:
+        self._config = config
+        self._sources = list(sources)
+        self._sinks = list(sinks)
+        self._outbox = outbox
+        self.counters = counters
+        self._queue = DeliveryQueue(config.queue_max_deliveries, config.overflow, self._count_drop)
+        self._appended = {sink.name: asyncio.Event() for sink in self._sinks}
+        self._writer_done = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event, force: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            sink_tasks = [
+                tg.create_task(self._run_sink(sink), name=f"sink:{sink.name}")
+                for sink in self._sinks
+            ]
+            writer = tg.create_task(self._run_writer(), name="outbox:writer")
+            source_tasks = [
+                tg.create_task(self._run_source(source), name=f"source:{source.name}")
+                for source in self._sources
+            ]
+            await stop.wait()
+            log.info("stopping: sources first, then draining for at most %.1f s",
+                     self._config.drain_timeout_s)
+            for task in source_tasks:
+                task.cancel()
+            if source_tasks:
+                await asyncio.wait(source_tasks)
+            await self._queue.close()
+            drained = await self._wait_drained([writer, *sink_tasks], force)
+            if not drained:
+                log.warning("exiting without draining: %s", self._undrained())
+            for task in [writer, *sink_tasks]:
+                task.cancel()
+
+    async def _wait_drained(self, tasks: list[asyncio.Task[None]], force: asyncio.Event) -> bool:
+        """Wait until `tasks` finish, the drain deadline passes, or `force` is set."""
+        all_done = asyncio.create_task(asyncio.wait(tasks), name="shutdown:drain")
+        forced = asyncio.create_task(force.wait(), name="shutdown:force")
+        await asyncio.wait([all_done, forced], timeout=self._config.drain_timeout_s,
+                           return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (all_done, forced):
+            waiter.cancel()
+        await asyncio.gather(all_done, forced, return_exceptions=True)
+        return all(task.done() for task in tasks)
+
+    def _undrained(self) -> str:
+        backlog = self._outbox.backlog()
+        parts = [f"queue {len(self._queue)} deliveries"]
+        parts += [f"sink {name} {rows} outbox rows behind" for name, rows in backlog.items()]
+        return "; ".join(parts) + " (the outbox keeps them for the next start)"
+
+    # -- sources ------------------------------------------------------------------
+
+    async def _run_source(self, source: Source) -> None:
+        counters = self.counters.connector(source.name, "source")
+        backoff = Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)
+        try:
+            while True:
+                await self._connect(source.connect, counters, backoff)
+                try:
+                    while True:
+                        delivery = await source.read()
+                        self._count_received(counters, delivery)
+                        await self._queue.put(delivery)
+                        self.counters.queue_depth = len(self._queue)
+                except Exception as exc:  # noqa: BLE001 - any failure means reconnect
+                    counters.set_health(Health.DOWN, _describe(exc))
+                    await asyncio.sleep(backoff.next_delay())
+        finally:
+            await source.aclose()
+
+    def _count_received(self, counters: ConnectorCounters, delivery: Delivery) -> None:
+        batch = delivery.batch
+        counters.readings += len(batch)
+        counters.events += len(delivery.events)
+        counters.quarantined += len(delivery.quarantined)
+        counters.deliveries += 1
+        if len(batch):
+            counters.last_seen_ns = max(counters.last_seen_ns, int(batch.ts_ns.max()))
+        self.counters.count_received(batch)
+        self.counters.count_signals(
+            self.counters.signal_quarantined,
+            [r.signal_id for r in delivery.quarantined if r.signal_id is not None],
+        )
+
+    def _count_drop(self, batch: Batch) -> None:
+        self.counters.count_signals(self.counters.signal_dropped, batch.signal_id.tolist())
+        self.counters.connector("queue", "runtime").dropped += len(batch)
+
+    # -- the outbox writer --------------------------------------------------------
+
+    async def _run_writer(self) -> None:
+        """Commit queued deliveries to the outbox, then ack their sources."""
+        try:
+            while deliveries := await self._queue.get_many(WRITER_MAX_DELIVERIES):
+                self.counters.queue_depth = len(self._queue)
+                await self._commit(deliveries)
+        finally:
+            self._writer_done.set()
+            self._notify_sinks()
+
+    async def _commit(self, deliveries: list[Delivery]) -> None:
+        batch = Batch.concat([d.batch for d in deliveries])
+        events = [e for d in deliveries for e in d.events]
+        quarantined = [q for d in deliveries for q in d.quarantined]
+        dropped = await asyncio.to_thread(self._outbox.append, batch, events, quarantined)
+        for delivery in deliveries:
+            if delivery.ack is not None:
+                delivery.ack()
+        if dropped is not None and dropped.readings:
+            await self._report_overflow(dropped)
+        self.counters.outbox_bytes = self._outbox.bytes
+        self.counters.outbox_batches = self._outbox.rows
+        self._notify_sinks()
+
+    async def _report_overflow(self, dropped: Dropped) -> None:
+        outbox = self.counters.connector("outbox", "runtime")
+        if outbox.health is not Health.DEGRADED:
+            outbox.set_health(Health.DEGRADED, "outbox over its byte cap: dropping the oldest "
+                              "telemetry; a sink is down or too slow")
+        outbox.dropped += dropped.readings
+        self.counters.count_signals(self.counters.signal_dropped, dropped.signal_ids.tolist())
+        event = Event(time.time_ns(), GATEWAY_MACHINE, OVERFLOW_EVENT,
+                      f"dropped {dropped.readings} readings")
+        await asyncio.to_thread(self._outbox.append_events, [event])
+
+    def _notify_sinks(self) -> None:
+        for event in self._appended.values():
+            event.set()
+
+    # -- sinks --------------------------------------------------------------------
+
+    async def _run_sink(self, sink: Sink) -> None:
+        counters = self.counters.connector(sink.name, "sink")
+        backoff = Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)
+        appended = self._appended[sink.name]
+        try:
+            await self._connect(sink.connect, counters, backoff)
+            while True:
+                appended.clear()
+                pending = await asyncio.to_thread(self._outbox.pending, sink.name,
+                                                  SINK_MAX_READINGS)
+                if pending.last_seq == pending.cursor:
+                    if self._writer_done.is_set():
+                        return
+                    await appended.wait()
+                    continue
+                try:
+                    await sink.write(pending.batch, pending.events)
+                except Exception as exc:  # noqa: BLE001 - any failure means retry
+                    counters.set_health(Health.DOWN, _describe(exc))
+                    await asyncio.sleep(backoff.next_delay())
+                    await self._connect(sink.connect, counters, backoff)
+                    continue
+                await asyncio.to_thread(self._outbox.delivered, sink.name, pending.last_seq)
+                counters.readings += len(pending.batch)
+                counters.events += len(pending.events)
+                counters.deliveries += 1
+                self.counters.count_written(pending.batch)
+                self.counters.outbox_bytes = self._outbox.bytes
+                self.counters.outbox_batches = self._outbox.rows
+                counters.set_health(Health.UP)
+                backoff.reset()
+        finally:
+            await sink.aclose()
+
+    async def _connect(self, connect: Callable[[], Awaitable[None]],
+                       counters: ConnectorCounters, backoff: Backoff) -> None:
+        while True:
+            try:
+                await connect()
+            except Exception as exc:  # noqa: BLE001 - report, back off, retry
+                counters.set_health(Health.DOWN, _describe(exc))
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                counters.set_health(Health.UP)
+                backoff.reset()
+                return

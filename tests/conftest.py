@@ -1,0 +1,122 @@
+"""Fixtures shared by the whole suite. A missing server binary is a failure, never a
+skip: `make test` installs what the suite needs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.mosquitto import Mosquitto, find_binary
+from gateway.app import build_gateway
+from gateway.config import OmbreConfig
+from gateway.runtime import Gateway
+from gateway.types import Sink
+
+
+def require_binary(name: str) -> str:
+    path = find_binary(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; `make test` installs it")
+    return path
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of the test's own on a free port, with persistence in tmp_path."""
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    broker = Mosquitto(require_binary("mosquitto"), workdir)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def plant_config(port: int, data_dir: Path, **runtime: object) -> OmbreConfig:
+    """Three machines on one line, an MQTT source on `port` with the four payload
+    formats, and the SQLite sink; `runtime` overrides runtime settings."""
+    return OmbreConfig.model_validate(plant_dict(port, data_dir, **runtime))
+
+
+def plant_dict(port: int, data_dir: Path, **runtime: object) -> dict[str, Any]:
+    signals = [{"name": "temp", "unit": "degC"}, {"name": "speed", "unit": "rpm"},
+               {"name": "state", "type": "string"}]
+    return {
+        "data_dir": str(data_dir),
+        "sites": [{"id": "site", "lines": [{"id": "l1", "machines": [
+            {"id": m, "signals": signals} for m in ("m1", "m2", "m3")]}]}],
+        "sources": [{
+            "type": "mqtt", "name": "broker", "port": port, "client_id": "ombre-test",
+            "subscriptions": [
+                {"topic": "plant/{line}/{machine}/{signal}", "format": "value"},
+                {"topic": "plant/{line}/{machine}", "format": "object"},
+                {"topic": "batch/{machine}/{signal}", "format": "array"},
+                {"topic": "raw/{machine}/{signal}", "format": "number"},
+            ],
+        }],
+        "sinks": [{"type": "sqlite", "name": "timeseries"}],
+        "runtime": {"flush_interval_ms": 20, "backoff_initial_s": 0.1, "backoff_max_s": 1,
+                    **runtime},
+    }
+
+
+class Publisher:
+    """A paho client publishing at QoS 1 with a persistent session, so that messages
+    published while the broker is down are sent when it is back."""
+
+    def __init__(self, port: int, client_id: str = "test-publisher") -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv311, clean_session=False)
+        self.client.max_inflight_messages_set(100)
+        self.client.reconnect_delay_set(0.05, 0.5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def publisher(broker: Mosquitto) -> Iterator[Publisher]:
+    pub = Publisher(broker.port)
+    yield pub
+    pub.close()
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0,
+                     what: str = "condition") -> None:
+    """Poll `condition` until it holds; fail the test naming `what` after the timeout.
+    A bound on waiting, not on speed: it only fails when something is lost or stuck."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def running(config: OmbreConfig, sinks: list[Sink] | None = None
+                  ) -> AsyncIterator[Gateway]:
+    """The gateway running in this event loop; stopped and drained on exit."""
+    gateway, outbox = build_gateway(config, sinks)
+    stop, force = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop, force), name="test:gateway")
+    try:
+        yield gateway
+    finally:
+        stop.set()
+        await task
+        outbox.close()
+    left = asyncio.all_tasks() - {asyncio.current_task()}
+    assert not left, f"tasks left running after shutdown: {left}"

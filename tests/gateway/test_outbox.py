@@ -1,0 +1,116 @@
+"""The outbox on its own: commits, cursors, the byte cap, quarantine bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gateway.outbox import Outbox, decode_batch, encode_batch
+from gateway.types import Batch, Event, QuarantineRecord
+
+
+def batch(n: int, start: int = 0, signal: int = 0) -> Batch:
+    ts = np.arange(start, start + n, dtype=np.int64)
+    return Batch(ts, np.full(n, signal, np.int32), ts.astype(np.float64), np.zeros(n, np.uint8))
+
+
+def test_batch_encoding_round_trips() -> None:
+    b = batch(7, 100, 3)
+    back = decode_batch(encode_batch(b), 7)
+    for a, c in zip((b.ts_ns, b.signal_id, b.value, b.quality),
+                    (back.ts_ns, back.signal_id, back.value, back.quality), strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_each_sink_reads_at_its_own_pace_and_rows_go_when_all_have_them(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "g.sqlite", ["a", "b"], 10**9, 100)
+    box.append(batch(10), [Event(5, "m", "state", "RUN")], [])
+    box.append(batch(5, 10), [], [])
+    got = box.pending("a", 1_000)
+    assert len(got.batch) == 15
+    assert [e.value for e in got.events] == ["RUN"]
+    box.delivered("a", got.last_seq)
+    assert box.rows == 3  # b has not read them
+    assert len(box.pending("a", 1_000).batch) == 0
+    box.delivered("b", box.pending("b", 1_000).last_seq)
+    assert box.rows == 0
+    assert box.bytes == 0
+    box.close()
+
+
+def test_pending_stops_after_max_readings(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "g.sqlite", ["a"], 10**9, 100)
+    for i in range(4):
+        box.append(batch(10, 10 * i), [], [])
+    first = box.pending("a", 15)
+    assert len(first.batch) == 20  # whole rows: stops once 15 is passed
+    box.delivered("a", first.last_seq)
+    assert box.pending("a", 15).batch.ts_ns[0] == 20
+    box.close()
+
+
+def test_cursor_survives_reopen(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "g.sqlite", ["a"], 10**9, 100)
+    box.append(batch(3), [], [])
+    box.append(batch(3, 3), [], [])
+    box.delivered("a", box.pending("a", 3).last_seq)
+    box.close()
+    again = Outbox(tmp_path / "g.sqlite", ["a"], 10**9, 100)
+    np.testing.assert_array_equal(again.pending("a", 100).batch.ts_ns, [3, 4, 5])
+    again.close()
+
+
+def test_over_the_cap_the_oldest_telemetry_is_dropped_and_events_are_kept(
+    tmp_path: Path,
+) -> None:
+    row_bytes = len(encode_batch(batch(100)))
+    box = Outbox(tmp_path / "g.sqlite", ["down"], 3 * row_bytes, 100)
+    dropped_total = 0
+    for i in range(10):
+        dropped = box.append(batch(100, 100 * i, signal=i), [Event(i, "m", "state", i)], [])
+        dropped_total += dropped.readings if dropped else 0
+    left = box.pending("down", 10**6)
+    assert box.bytes <= 3 * row_bytes
+    assert dropped_total > 0
+    assert dropped_total + len(left.batch) == 1000  # exactly the counted ones are gone
+    kept = np.unique(left.batch.signal_id)
+    np.testing.assert_array_equal(kept, np.arange(10 - len(kept), 10))  # the newest
+    assert [e.value for e in left.events] == list(range(10))
+    box.close()
+
+
+def test_dropped_reports_which_signals(tmp_path: Path) -> None:
+    row_bytes = len(encode_batch(batch(10)))
+    box = Outbox(tmp_path / "g.sqlite", ["down"], row_bytes, 100)
+    box.append(batch(10, signal=4), [], [])
+    dropped = box.append(batch(10, 10, signal=5), [], [])
+    assert dropped is not None
+    np.testing.assert_array_equal(dropped.signal_ids, np.full(10, 4))
+    box.close()
+
+
+def test_quarantine_is_bounded_newest_kept(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "g.sqlite", [], 10**9, 5)
+    records = [QuarantineRecord(i, "mqtt", f"t/{i}", b"x", "bad", None) for i in range(12)]
+    box.append(Batch.empty(), [], records)
+    kept = box.quarantine(100)
+    assert [r.topic for r in kept] == [f"t/{i}" for i in range(11, 6, -1)]
+    box.close()
+
+
+def test_without_sinks_nothing_piles_up(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "g.sqlite", [], 10**9, 5)
+    box.append(batch(10), [Event(1, "m", "s", 1)], [])
+    assert box.rows == 0
+    box.close()
+
+
+def test_a_removed_sink_no_longer_holds_rows(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "g.sqlite", ["a", "gone"], 10**9, 5)
+    box.append(batch(10), [], [])
+    box.delivered("a", box.pending("a", 100).last_seq)
+    box.close()
+    again = Outbox(tmp_path / "g.sqlite", ["a"], 10**9, 5)
+    assert again.rows == 0
+    again.close()

@@ -1,0 +1,131 @@
+"""MQTT to SQLite through the whole runtime, against a real Mosquitto of the test's own."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from bench.mosquitto import Mosquitto
+from connectors.sqlite_ts import open_store
+from gateway.counters import Health
+from tests.conftest import Publisher, plant_config, running, wait_until
+
+ALL_TIME = (0, 2**62)
+
+
+def store_values(data_dir: Path, machine: str, signal: str) -> tuple[np.ndarray, np.ndarray]:
+    with open_store(data_dir / "timeseries.sqlite") as store:
+        ts, value, _ = store.read(machine, signal, *ALL_TIME)
+    return ts, value
+
+
+async def test_every_format_arrives_exactly(broker: Mosquitto, publisher: Publisher,
+                                            tmp_path: Path) -> None:
+    config = plant_config(broker.port, tmp_path / "data")
+    base = time.time_ns() // 1_000_000 - 60_000
+    async with running(config) as gateway:
+        await wait_until(lambda: gateway.counters.connector("broker", "source").health
+                         is Health.UP, what="the MQTT source to connect")
+        for i in range(300):
+            publisher.publish(f"plant/l1/m{1 + i % 3}/temp",
+                              orjson.dumps({"value": i, "ts": base + i}))
+        publisher.publish("plant/l1/m2", orjson.dumps({"speed": 1500, "temp": 20.5,
+                                                       "ts": base + 1000}))
+        publisher.publish("batch/m3/speed", orjson.dumps(
+            {"ts": [base + k for k in range(100)], "value": list(range(100))}))
+        publisher.publish("raw/m1/speed", b"42.5")
+        publisher.publish("plant/l1/m1/state", orjson.dumps({"value": "RUNNING",
+                                                             "ts": base + 5}))
+        sink = gateway.counters.connector("timeseries", "sink")
+        await wait_until(lambda: sink.readings == 300 + 2 + 100 + 1 and sink.events == 1,
+                         what="every reading in SQLite")
+    data = tmp_path / "data"
+    ts, value = store_values(data, "m1", "temp")
+    np.testing.assert_array_equal(value, np.arange(0, 300, 3))
+    np.testing.assert_array_equal(ts, (base + np.arange(0, 300, 3)) * 1_000_000)
+    assert store_values(data, "m2", "temp")[1].tolist() == [*range(1, 300, 3), 20.5]
+    assert store_values(data, "m2", "speed")[1].tolist() == [1500]
+    assert store_values(data, "m3", "speed")[1].tolist() == list(range(100))
+    assert store_values(data, "m1", "speed")[1].tolist() == [42.5]
+    with open_store(data / "timeseries.sqlite") as store:
+        events = store.read_events("m1", *ALL_TIME)
+    assert [(e.name, e.value) for e in events] == [("state", "RUNNING")]
+
+
+BAD_PAYLOADS = {
+    "malformed JSON": ("plant/l1/m1/temp", b'{"value": 1,'),
+    "wrong type": ("plant/l1/m1/temp", b'{"value": "hot"}'),
+    "NaN": ("raw/m1/temp", b"nan"),
+    "infinity": ("plant/l1/m1/temp", b'{"value": 1e999}'),
+    "10 MB": ("plant/l1/m1/temp", b"[" * (10 * 1024 * 1024)),
+    "deeply nested": ("plant/l1/m1/temp", b'{"value": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+    "unknown topic": ("plant/l1/m9/temp", b'{"value": 1}'),
+    "far future": ("plant/l1/m1/temp", b'{"value": 1, "ts": 4102444800000}'),
+    "seconds not ms": ("plant/l1/m1/temp", b'{"value": 1, "ts": 1750000000}'),
+}
+
+
+async def test_bad_payloads_are_quarantined_and_the_rest_goes_on(
+        broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
+    config = plant_config(broker.port, tmp_path / "data")
+    async with running(config) as gateway:
+        source = gateway.counters.connector("broker", "source")
+        await wait_until(lambda: source.health is Health.UP, what="the source to connect")
+        for n, (topic, payload) in enumerate(BAD_PAYLOADS.values()):
+            publisher.publish(topic, payload)
+            publisher.publish("plant/l1/m2/temp", orjson.dumps({"value": n}))
+        sink = gateway.counters.connector("timeseries", "sink")
+        await wait_until(lambda: sink.readings == len(BAD_PAYLOADS),
+                         what="the good readings between the bad ones")
+        assert source.quarantined == len(BAD_PAYLOADS)
+    db = sqlite3.connect(tmp_path / "data" / "gateway.sqlite")
+    rows = db.execute("SELECT topic, reason, length(head) FROM quarantine ORDER BY id").fetchall()
+    db.close()
+    assert [r[0] for r in rows] == [t for t, _ in BAD_PAYLOADS.values()]
+    reasons = dict(zip(BAD_PAYLOADS, (r[1] for r in rows), strict=True))
+    assert "exceeds max_payload_bytes" in reasons["10 MB"]
+    assert "nest" in reasons["deeply nested"]
+    assert "m9" in reasons["unknown topic"]
+    assert "future" in reasons["far future"]
+    assert "seconds" in reasons["seconds not ms"]
+    assert "finite" in reasons["NaN"]
+    assert all(length <= 256 for *_, length in rows)
+    assert store_values(tmp_path / "data", "m2", "temp")[1].tolist() == list(
+        range(len(BAD_PAYLOADS)))
+
+
+async def test_broker_restart_during_a_qos1_flow_loses_nothing_and_keeps_order(
+        broker: Mosquitto, tmp_path: Path) -> None:
+    config = plant_config(broker.port, tmp_path / "data")
+    publisher = Publisher(broker.port)
+    base = time.time_ns() // 1_000_000 - 60_000
+    total = 3000
+    try:
+        async with running(config) as gateway:
+            source = gateway.counters.connector("broker", "source")
+            sink = gateway.counters.connector("timeseries", "sink")
+            await wait_until(lambda: source.health is Health.UP, what="the source to connect")
+            for i in range(total):
+                if i == 1000:
+                    await wait_until(lambda: sink.readings > 0, what="the flow to start")
+                    broker.stop()
+                    await wait_until(lambda: source.health is Health.DOWN,
+                                     what="the source to notice the broker is gone")
+                if i == 2000:
+                    broker.start()
+                publisher.publish(f"plant/l1/m{1 + i % 3}/temp",
+                                  orjson.dumps({"value": i, "ts": base + i}))
+            await wait_until(lambda: len(store_values(tmp_path / "data", "m1", "temp")[0])
+                             == total // 3 and len(store_values(tmp_path / "data", "m3",
+                                                                "temp")[0]) == total // 3,
+                             timeout_s=60, what="every reading after the restart")
+    finally:
+        publisher.close()
+    for k, machine in enumerate(("m1", "m2", "m3")):
+        ts, value = store_values(tmp_path / "data", machine, "temp")
+        np.testing.assert_array_equal(value, np.arange(k, total, 3))  # none lost, in order
+        assert np.all(np.diff(ts) > 0)
