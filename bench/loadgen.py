@@ -54,11 +54,14 @@ def prepare_session(port: int, client_id: str, topic_filter: str | None) -> None
 def publish(port: int, workload: str, count: int, rate: float | None) -> float:
     make = w1_message if workload == "w1" else w2_message
     done = threading.Event()
+    # paho numbers messages with 16-bit ids: more than 65,535 unacked at once collide.
+    window = threading.Semaphore(20_000)
     acked = 0
 
     def on_publish(*_: object) -> None:
         nonlocal acked
         acked += 1
+        window.release()
         if acked == count:
             done.set()
 
@@ -76,6 +79,7 @@ def publish(port: int, workload: str, count: int, rate: float | None) -> float:
             if delay > 0:
                 time.sleep(delay)
         topic, payload = make(i, time.time_ns() // 1_000_000)
+        window.acquire()
         client.publish(topic, payload, qos=1)
     done.wait()
     elapsed = time.perf_counter() - start

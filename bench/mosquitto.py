@@ -41,15 +41,23 @@ class Mosquitto:
     workdir: Path
     port: int = 0
     persistence: bool = True  # tests restart the broker; benchmarks keep all in memory
+    users: dict[str, str] | None = None  # user -> password; None allows anonymous clients
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.port = self.port or free_port()
         conf = self.workdir / "mosquitto.conf"
+        auth = "allow_anonymous true\n"
+        if self.users is not None:
+            passwords = self.workdir / "passwords"
+            passwords.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+            subprocess.run([f"{Path(self.binary).parent.parent}/bin/mosquitto_passwd", "-U",
+                            str(passwords)], check=True)
+            auth = f"allow_anonymous false\npassword_file {passwords}\n"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"user {getpass.getuser()}\n"  # as root, mosquitto would switch to its own user
-            "allow_anonymous true\n"
+            f"{auth}"
             f"persistence {str(self.persistence).lower()}\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"

@@ -49,12 +49,15 @@ class MqttSource:
         self._config = config
         self._decoder = PayloadDecoder(config.name, config.subscriptions, plant, registry)
         self._chunk = runtime.batch_max_messages
+        self._chunk_bytes = runtime.batch_max_bytes
         self._flush_s = runtime.flush_interval_ms / 1000
         self._lock = threading.Condition(threading.Lock())
         self._topics: list[str] = []
         self._payloads: list[bytes] = []
         self._received: list[int] = []
         self._acks: list[tuple[int, int]] = []
+        self._bytes = 0
+        self._full_signalled = False
         self._client: mqtt.Client | None = None
         self._thread: threading.Thread | None = None
         self._lost: str | None = None
@@ -109,6 +112,8 @@ class MqttSource:
             topics, payloads, received, acks = (
                 self._topics, self._payloads, self._received, self._acks)
             self._topics, self._payloads, self._received, self._acks = [], [], [], []
+            self._bytes = 0
+            self._full_signalled = False
             self._has_data.clear()
             self._full.clear()
             if self._lost is not None:
@@ -211,19 +216,27 @@ class MqttSource:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         now = time.time_ns()
+        payload = cast(bytes, message.payload)
         with self._lock:
-            while len(self._topics) >= BUFFER_CHUNKS * self._chunk and client is self._client:
+            while self._over(BUFFER_CHUNKS) and client is self._client:
                 self._lock.wait(1.0)  # block the source: the broker keeps the rest
             self._topics.append(message.topic)
-            self._payloads.append(cast(bytes, message.payload))
+            self._payloads.append(payload)
             self._received.append(now)
             if message.qos:
                 self._acks.append((message.mid, message.qos))
-            n = len(self._topics)
-        if n == 1:
+            first = len(self._topics) == 1
+            self._bytes += len(payload)
+            full = not self._full_signalled and self._over(1)
+            self._full_signalled |= full
+        if first:
             self._wake(self._has_data)
-        elif n == self._chunk:
+        if full:
             self._wake(self._full)
+
+    def _over(self, chunks: int) -> bool:
+        return (len(self._topics) >= chunks * self._chunk
+                or self._bytes >= chunks * self._chunk_bytes)
 
     def _wake(self, event: asyncio.Event) -> None:
         if self._loop is not None and not self._loop.is_closed():

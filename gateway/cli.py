@@ -5,26 +5,50 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from connectors.sqlite_ts import StoreError, open_store
+from connectors.topics import TopicRouter
 from gateway.app import serve
+from gateway.config import OmbreConfig
 from gateway.config_load import ConfigError, load_config
 
 EXIT_OK = 0
+EXIT_USAGE = 1  # the command cannot do what was asked (unknown signal, no store)
 EXIT_CONFIG = 2  # the config file cannot be used (argparse also exits 2 on bad usage)
+
+
+def _load(path: Path) -> OmbreConfig | None:
+    """The validated config, with each source's topic templates checked against the
+    plant; or None after printing every problem to stderr."""
+    try:
+        config = load_config(path, os.environ)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    registry, problems = config.registry(), []
+    for i, source in enumerate(config.sources):
+        try:
+            TopicRouter(source.subscriptions, config, registry)
+        except ValueError as exc:
+            problems.append(f"{path}: sources[{i}].subscriptions: {exc}")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return None
+    return config
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validates the config file: prints a one-line summary to stdout, or every problem
     to stderr."""
-    try:
-        config = load_config(args.config, os.environ)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return EXIT_CONFIG
     machines = config.machines()
     print(f"{args.config}: OK ({len(machines)} machines, "
@@ -35,15 +59,53 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Runs the gateway until SIGTERM or Ctrl-C (a second one forces the exit)."""
-    try:
-        config = load_config(args.config, os.environ)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return EXIT_CONFIG
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(config))
     return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Prints one signal's stored samples over a time range, as text or CSV."""
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    sink = next((s for s in config.sinks if s.type == "sqlite"), None)
+    if sink is None:
+        print(f"{args.config}: no sqlite sink to read from", file=sys.stderr)
+        return EXIT_USAGE
+    to_ts = args.to or datetime.now(UTC)
+    from_ts = args.from_ or to_ts - timedelta(hours=1)
+    try:
+        with open_store(sink.path or config.data_dir / "timeseries.sqlite") as store:
+            ts, value, quality = store.read(args.machine, args.signal,
+                                            _ns(from_ts), _ns(to_ts))
+    except (KeyError, StoreError) as exc:
+        print(f"ombre query: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    writer = csv.writer(sys.stdout, delimiter="," if args.csv else "\t", lineterminator="\n")
+    writer.writerow(["ts", "value", "quality"])
+    for t, v, q in zip(ts.tolist(), value.tolist(), quality.tolist(), strict=True):
+        stamp = datetime.fromtimestamp(t // 10**9, UTC).replace(microsecond=t % 10**9 // 1000)
+        writer.writerow([stamp.isoformat().replace("+00:00", "Z"), repr(v), q])
+    return EXIT_OK
+
+
+def _ns(ts: datetime) -> int:
+    return int(ts.timestamp()) * 10**9 + ts.microsecond * 1000
+
+
+def _utc(text: str) -> datetime:
+    """An RFC 3339 timestamp; one without a zone is taken as UTC."""
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an RFC 3339 time such as "
+                                         f"2026-11-22T06:00:00Z, found {text!r}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"])
     run.set_defaults(command=cmd_run)
+
+    query = commands.add_parser("query", help="print a signal's stored samples")
+    query.add_argument("config", type=Path, metavar="CONFIG", help="the YAML config file")
+    query.add_argument("machine", help="machine id")
+    query.add_argument("signal", help="signal name")
+    query.add_argument("--from", dest="from_", type=_utc, metavar="TIME",
+                       help="start, RFC 3339 (default: an hour before --to)")
+    query.add_argument("--to", type=_utc, metavar="TIME", help="end, exclusive (default: now)")
+    query.add_argument("--csv", action="store_true", help="comma-separated instead of tabs")
+    query.set_defaults(command=cmd_query)
 
     return parser
 

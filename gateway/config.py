@@ -223,9 +223,10 @@ class LimitsConfig(_Model):
 
 
 class RuntimeConfig(_Model):
-    queue_max_deliveries: int = Field(default=64, ge=1)
+    queue_max_deliveries: int = Field(default=16, ge=1)
     overflow: Literal["block", "drop_oldest"] = "block"
     batch_max_messages: int = Field(default=5_000, ge=1)
+    batch_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     flush_interval_ms: int = Field(default=50, ge=1, le=60_000)
     outbox_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     quarantine_max_rows: int = Field(default=100_000, ge=1)

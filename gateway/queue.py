@@ -56,12 +56,16 @@ class DeliveryQueue:
             self._items.append(delivery)
             self._changed.notify_all()
 
-    async def get_many(self, limit: int) -> list[Delivery]:
-        """Wait for at least one delivery, then take up to `limit` in order. Returns an
-        empty list once the queue is closed and empty."""
+    async def get_many(self, max_readings: int) -> list[Delivery]:
+        """Wait for at least one delivery, then take deliveries in order until they hold
+        `max_readings` readings. Returns an empty list once closed and empty."""
         async with self._changed:
             await self._changed.wait_for(lambda: bool(self._items) or self._closed)
-            taken = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+            taken: list[Delivery] = []
+            readings = 0
+            while self._items and (not taken or readings < max_readings):
+                taken.append(self._items.popleft())
+                readings += len(taken[-1].batch)
             self._changed.notify_all()
             return taken
 

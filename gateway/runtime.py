@@ -23,8 +23,9 @@ from gateway.types import Batch, Delivery, Event, Sink, Source
 
 log = logging.getLogger(__name__)
 
-WRITER_MAX_DELIVERIES = 64  # deliveries merged into one outbox commit
-SINK_MAX_READINGS = 200_000  # readings merged into one sink write
+WRITER_MAX_READINGS = 100_000  # readings merged into one outbox commit
+SINK_MAX_READINGS = 100_000  # readings merged into one sink write
+QUARANTINE_LOG_INTERVAL_S = 60.0  # at most one quarantine log line per source and interval
 
 
 @dataclass(slots=True)
@@ -64,6 +65,7 @@ class Gateway:
         self._queue = DeliveryQueue(config.queue_max_deliveries, config.overflow, self._count_drop)
         self._appended = {sink.name: asyncio.Event() for sink in self._sinks}
         self._writer_done = asyncio.Event()
+        self._quarantine_logged: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event, force: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -136,10 +138,24 @@ class Gateway:
         if len(batch):
             counters.last_seen_ns = max(counters.last_seen_ns, int(batch.ts_ns.max()))
         self.counters.count_received(batch)
-        self.counters.count_signals(
-            self.counters.signal_quarantined,
-            [r.signal_id for r in delivery.quarantined if r.signal_id is not None],
-        )
+        if delivery.quarantined:
+            self.counters.count_signals(
+                self.counters.signal_quarantined,
+                [r.signal_id for r in delivery.quarantined if r.signal_id is not None],
+            )
+            self._log_quarantine(counters, delivery)
+
+    def _log_quarantine(self, counters: ConnectorCounters, delivery: Delivery) -> None:
+        """One line per source and interval, naming the latest reason: a burst of bad
+        payloads is visible without flooding the log."""
+        now = time.monotonic()
+        if now - self._quarantine_logged.get(counters.name, -1e9) < QUARANTINE_LOG_INTERVAL_S:
+            return
+        self._quarantine_logged[counters.name] = now
+        latest = delivery.quarantined[-1]
+        log.warning("source %s: %d payload(s) quarantined so far (see the quarantine table); "
+                    "latest from %s: %s", counters.name, counters.quarantined, latest.topic,
+                    latest.reason)
 
     def _count_drop(self, batch: Batch) -> None:
         self.counters.count_signals(self.counters.signal_dropped, batch.signal_id.tolist())
@@ -150,7 +166,7 @@ class Gateway:
     async def _run_writer(self) -> None:
         """Commit queued deliveries to the outbox, then ack their sources."""
         try:
-            while deliveries := await self._queue.get_many(WRITER_MAX_DELIVERIES):
+            while deliveries := await self._queue.get_many(WRITER_MAX_READINGS):
                 self.counters.queue_depth = len(self._queue)
                 await self._commit(deliveries)
         finally:

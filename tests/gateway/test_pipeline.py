@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 
 from bench.mosquitto import Mosquitto
 from connectors.sqlite_ts import open_store
+from gateway.config_load import load_config
 from gateway.counters import Health
-from tests.conftest import Publisher, plant_config, running, wait_until
+from tests.conftest import (
+    Publisher,
+    plant_config,
+    plant_dict,
+    require_binary,
+    running,
+    wait_until,
+)
 
 ALL_TIME = (0, 2**62)
 
@@ -70,7 +80,8 @@ BAD_PAYLOADS = {
 
 
 async def test_bad_payloads_are_quarantined_and_the_rest_goes_on(
-        broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
+        broker: Mosquitto, publisher: Publisher, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
     config = plant_config(broker.port, tmp_path / "data")
     async with running(config) as gateway:
         source = gateway.counters.connector("broker", "source")
@@ -94,6 +105,9 @@ async def test_bad_payloads_are_quarantined_and_the_rest_goes_on(
     assert "seconds" in reasons["seconds not ms"]
     assert "finite" in reasons["NaN"]
     assert all(length <= 256 for *_, length in rows)
+    logged = [r.getMessage() for r in caplog.records if "quarantined" in r.getMessage()]
+    assert len(logged) == 1  # one line for the burst, not one per payload
+    assert "source broker" in logged[0]
     assert store_values(tmp_path / "data", "m2", "temp")[1].tolist() == list(
         range(len(BAD_PAYLOADS)))
 
@@ -129,3 +143,28 @@ async def test_broker_restart_during_a_qos1_flow_loses_nothing_and_keeps_order(
         ts, value = store_values(tmp_path / "data", machine, "temp")
         np.testing.assert_array_equal(value, np.arange(k, total, 3))  # none lost, in order
         assert np.all(np.diff(ts) > 0)
+
+
+async def test_username_and_password_from_the_environment(tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    broker = Mosquitto(require_binary("mosquitto"), workdir, users={"ombre": "s3cret-pw"})
+    broker.start()
+    try:
+        for password, health in (("wrong-pw", Health.DOWN), ("s3cret-pw", Health.UP)):
+            path = tmp_path / f"{password}.yaml"
+            data = plant_dict(broker.port, tmp_path / "data")
+            data["sources"][0].update(username="ombre", password="${MQTT_PASSWORD}")
+            path.write_text(json.dumps(data))
+            config = load_config(path, {"MQTT_PASSWORD": password})
+            async with running(config) as gateway:
+                source = gateway.counters.connector("broker", "source")
+                await wait_until(lambda s=source, h=health: s.health is h,
+                                 what=f"the source {health}")
+                if health is Health.DOWN:
+                    assert "refused" in str(source.last_error)
+    finally:
+        broker.stop()
+    assert "s3cret-pw" not in caplog.text
+    assert "wrong-pw" not in caplog.text

@@ -73,7 +73,7 @@ async def test_drop_oldest_drops_only_telemetry_and_counts_it() -> None:
     for i in range(4):
         await queue.put(Delivery(reading_batch(10, i), [Event(i, "m", "state", i)],
                                  ack=lambda i=i: acked.append(i)))
-    left = await queue.get_many(10)
+    left = await queue.get_many(10**6)
     assert dropped == [10, 10]
     assert [len(d.batch) for d in left] == [10, 10]
     assert [e.value for d in left for e in d.events] == [0, 1, 2, 3]  # events all kept
@@ -89,7 +89,7 @@ async def test_block_policy_waits_for_room() -> None:
     second = asyncio.create_task(queue.put(Delivery(reading_batch(1, 1))))
     await asyncio.sleep(0.05)
     assert not second.done()
-    assert len(await queue.get_many(10)) == 1
+    assert len(await queue.get_many(10**6)) == 1
     await second
     assert len(queue) == 1
 
@@ -182,3 +182,14 @@ async def test_a_second_signal_exits_at_once_naming_what_was_not_drained(
     message = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
                    and "without draining" in r.getMessage())
     assert "sink timeseries 1 outbox rows behind" in message
+
+
+async def test_get_many_takes_whole_deliveries_up_to_a_reading_count() -> None:
+    queue = DeliveryQueue(10, "block", lambda b: pytest.fail("block must not drop"))
+    for n in (30, 30, 30, 5):
+        await queue.put(Delivery(reading_batch(n, 0)))
+    assert [len(d.batch) for d in await queue.get_many(50)] == [30, 30]
+    assert [len(d.batch) for d in await queue.get_many(1)] == [30]
+    await queue.close()
+    assert [len(d.batch) for d in await queue.get_many(1)] == [5]
+    assert await queue.get_many(1) == []

@@ -1,0 +1,58 @@
+"""`ombre query` and the plant checks of `ombre check`, through `main`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from connectors.sqlite_sink import SqliteSink
+from gateway.cli import main
+from gateway.types import Batch
+from tests.conftest import plant_config, plant_dict
+
+
+def write_config(tmp_path: Path, **changes: object) -> Path:
+    data = plant_dict(1883, tmp_path / "data")
+    data["sources"][0].update(changes)
+    path = tmp_path / "plant.yaml"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_check_reports_a_topic_template_that_does_not_fit_the_plant(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, subscriptions=[
+        {"topic": "plant/{machine}/{signal}"},
+        {"topic": "fixed/topic", "machine": "m7", "signal": "temp"},
+    ])
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: sources[0].subscriptions: subscription topic 'fixed/topic': " \
+           "unknown machine 'm7'" in err
+    assert "Traceback" not in err
+
+
+async def test_query_prints_the_stored_samples(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config = plant_config(1883, tmp_path / "data")
+    path = write_config(tmp_path)
+    sink = SqliteSink(config.sinks[0], config.data_dir, config.registry())
+    await sink.connect()
+    t0 = (time.time_ns() - 600 * 10**9) // 10**9 * 10**9
+    temp = config.registry().id_of("m2", "temp")
+    await sink.write(Batch(np.array([t0, t0 + 1_500_000], np.int64), np.full(2, temp, np.int32),
+                           np.array([20.5, 21.0]), np.array([0, 4], np.uint8)), [])
+    await sink.aclose()
+    assert main(["query", str(path), "m2", "temp", "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 // 10**9))
+    assert lines == ["ts,value,quality", f"{stamp}Z,20.5,0", f"{stamp}.001500Z,21.0,4"]
+    assert main(["query", str(path), "m2", "nope"]) == 1
+    assert "no series m2/nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["query", str(path), "m2", "temp", "--from", "yesterday"])
+    assert "expected an RFC 3339 time" in capsys.readouterr().err
