@@ -58,8 +58,10 @@ class MqttSource:
         self._acks: list[tuple[int, int]] = []
         self._bytes = 0
         self._full_signalled = False
-        self._client: mqtt.Client | None = None
-        self._thread: threading.Thread | None = None
+        self._client = self._new_client()  # one client for the source's life: it keeps
+        self._generation = 0  # QoS 2 state across links; bumped at every disconnect
+        self._connected: asyncio.Future[None] | None = None
+        self._first_connect = True
         self._lost: str | None = None
         self._has_data = asyncio.Event()
         self._full = asyncio.Event()
@@ -68,25 +70,37 @@ class MqttSource:
     # -- the event-loop side ------------------------------------------------------
 
     async def connect(self) -> None:
-        await self._stop_client()
+        cfg = self._config
         self._loop = asyncio.get_running_loop()
-        client = self._new_client()
-        connected: asyncio.Future[None] = self._loop.create_future()
-        self._client, self._lost = client, None
-        self._thread = threading.Thread(
-            target=self._network, args=(client, connected), name=f"mqtt:{self.name}", daemon=True
-        )
-        self._thread.start()
+        await asyncio.to_thread(self._client.loop_stop)  # the last link's thread, if any
+        self._connected = self._loop.create_future()
+        self._lost = None
+        session: dict[str, Any] = {}
+        if cfg.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = cfg.session_expiry_s
+            properties.ReceiveMaximum = cfg.receive_maximum
+            session = {"clean_start": False, "properties": properties}
         try:
-            await asyncio.wait_for(connected, CONNECT_TIMEOUT_S)
+            await asyncio.to_thread(self._client.connect, cfg.host, cfg.port, cfg.keepalive_s,
+                                    **session)
+        except (OSError, ValueError) as exc:
+            raise ConnectionError(f"cannot connect to {cfg.host}:{cfg.port}: {exc}") from None
+        # paho's loop_start opens a new wake-up socket pair without closing the last
+        # link's one (paho-mqtt 2.2); close it here, the last thread has been joined.
+        self._client._reset_sockets(sockpair_only=True)
+        self._client.loop_start()  # paho's own thread: acks from the loop are only queued
+        try:
+            await asyncio.wait_for(self._connected, CONNECT_TIMEOUT_S)
         except TimeoutError:
-            raise ConnectionError(
-                f"no answer from {self._config.host}:{self._config.port} "
-                f"within {CONNECT_TIMEOUT_S:.0f} s"
-            ) from None
-        log.info("mqtt %s: connected to %s:%d, subscribing to %s", self.name,
-                 self._config.host, self._config.port,
-                 ", ".join(f for f, _ in self._decoder.filters()))
+            await self._stop_client()
+            raise ConnectionError(f"no answer from {cfg.host}:{cfg.port} "
+                                  f"within {CONNECT_TIMEOUT_S:.0f} s") from None
+        except ConnectionError:
+            await self._stop_client()
+            raise
+        log.info("mqtt %s: connected to %s:%d, subscribing to %s", self.name, cfg.host,
+                 cfg.port, ", ".join(f for f, _ in self._decoder.filters()))
 
     async def read(self) -> Delivery:
         while True:
@@ -107,10 +121,14 @@ class MqttSource:
     async def aclose(self) -> None:
         await self._stop_client()
 
+    async def _stop_client(self) -> None:
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
     def _take(self) -> Delivery | None:
         with self._lock:
-            topics, payloads, received, acks = (
-                self._topics, self._payloads, self._received, self._acks)
+            topics, payloads, received, acks, generation = (
+                self._topics, self._payloads, self._received, self._acks, self._generation)
             self._topics, self._payloads, self._received, self._acks = [], [], [], []
             self._bytes = 0
             self._full_signalled = False
@@ -122,29 +140,24 @@ class MqttSource:
         if not topics:
             return None
         batch, events, quarantined = self._decoder.decode(topics, payloads, received)
-        return Delivery(batch, events, quarantined, self._acker(acks))
+        return Delivery(batch, events, quarantined, self._acker(acks, generation))
 
-    def _acker(self, acks: list[tuple[int, int]]) -> Callable[[], None] | None:
+    def _acker(self, acks: list[tuple[int, int]],
+               generation: int) -> list[Callable[[], None]]:
         if not acks:
-            return None
+            return []
         client = self._client
 
         def ack() -> None:
-            # A message received on a link that has since dropped is sent again by
-            # the broker; acking its old packet id on the new link would be wrong.
-            if client is self._client and self._lost is None and client is not None:
-                for mid, qos in acks:
-                    client.ack(mid, qos)
+            # After a disconnect the broker sends unacked messages again, possibly under
+            # packet ids reused since: acks from an older link must not reach a newer one.
+            # Acks queued just before a disconnect are discarded by paho on reconnect.
+            for mid, qos in acks:
+                if generation != self._generation:
+                    return
+                client.ack(mid, qos)
 
-        return ack
-
-    async def _stop_client(self) -> None:
-        client, thread = self._client, self._thread
-        self._client, self._thread = None, None
-        if client is not None:
-            client.disconnect()
-        if thread is not None:
-            await asyncio.to_thread(thread.join, CONNECT_TIMEOUT_S)
+        return [ack]
 
     def _new_client(self) -> mqtt.Client:
         cfg = self._config
@@ -166,6 +179,7 @@ class MqttSource:
             )
             client.tls_insecure_set(cfg.tls.insecure_skip_verify)
         client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.max_inflight_messages_set(cfg.receive_maximum)
@@ -173,33 +187,30 @@ class MqttSource:
 
     # -- the paho thread ------------------------------------------------------------
 
-    def _network(self, client: mqtt.Client, connected: asyncio.Future[None]) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                       reason: ReasonCode, properties: Properties | None) -> None:
         cfg = self._config
-        client.user_data_set(connected)
-        session: dict[str, Any] = {}
-        if cfg.protocol == "5":
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = cfg.session_expiry_s
-            properties.ReceiveMaximum = cfg.receive_maximum
-            session = {"clean_start": False, "properties": properties}
-        try:
-            client.connect(cfg.host, cfg.port, cfg.keepalive_s, **session)
-            client.loop_forever()
-            reason = f"lost the connection to {cfg.host}:{cfg.port}"
-        except (OSError, ValueError) as exc:
-            reason = f"cannot connect to {cfg.host}:{cfg.port}: {exc}"
-        self._signal(connected, ConnectionError(reason))
         with self._lock:
-            if client is self._client:
-                self._lost = reason
+            self._generation += 1
+            self._acks = []  # the broker sends these messages again on the next link
+            self._lost = f"lost the connection to {cfg.host}:{cfg.port}: {reason}"
+            self._lock.notify_all()
+        if self._connected is not None:
+            self._signal(self._connected, ConnectionError(self._lost))
         self._wake(self._has_data)
 
-    def _on_connect(self, client: mqtt.Client, connected: asyncio.Future[None], flags: Any,
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
                     reason: ReasonCode, properties: Properties | None) -> None:
+        connected = self._connected
+        assert connected is not None  # set before the thread starts
         if reason.is_failure:
             self._signal(connected, ConnectionError(f"broker refused the connection: {reason}"))
             client.disconnect()
             return
+        if not flags.session_present and not self._first_connect:
+            log.warning("mqtt %s: the broker did not keep the session; QoS 1/2 messages "
+                        "published while Ombre was away may be lost", self.name)
+        self._first_connect = False
         options = [(f, SubscribeOptions(qos=qos)) for f, qos in self._decoder.filters()]
         client.subscribe(options)
         # Resolved now, not on SUBACK: a resumed session's backlog may arrive first,
@@ -218,7 +229,8 @@ class MqttSource:
         now = time.time_ns()
         payload = cast(bytes, message.payload)
         with self._lock:
-            while self._over(BUFFER_CHUNKS) and client is self._client:
+            generation = self._generation
+            while self._over(BUFFER_CHUNKS) and generation == self._generation:
                 self._lock.wait(1.0)  # block the source: the broker keeps the rest
             self._topics.append(message.topic)
             self._payloads.append(payload)

@@ -39,6 +39,7 @@ def build_gateway(config: OmbreConfig,
         sinks = [build_sink(c, config, registry) for c in config.sinks]
     sources = [build_source(c, config, registry) for c in config.sources]
     outbox = Outbox(config.data_dir / "gateway.sqlite", [s.name for s in sinks],
+                    [(info.machine, info.signal) for info in registry],
                     config.runtime.outbox_max_bytes, config.runtime.quarantine_max_rows)
     counters = Counters(len(registry))
     return Gateway(config.runtime, sources, sinks, outbox, counters), outbox

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -85,9 +86,10 @@ class Counters:
             self.signal_written += np.bincount(batch.signal_id,
                                                minlength=len(self.signal_written))
 
-    def count_signals(self, target: npt.NDArray[np.int64], signal_ids: list[int]) -> None:
-        if signal_ids:
-            np.add.at(target, np.asarray(signal_ids, np.intp), 1)
+    def count_signals(self, target: npt.NDArray[np.int64],
+                      signal_ids: npt.NDArray[np.integer[Any]]) -> None:
+        if len(signal_ids):
+            np.add.at(target, signal_ids, 1)
 
     def prometheus(self, signal_labels: list[tuple[str, str]]) -> Iterator[str]:
         """Lines in the Prometheus text format; signal_labels[i] is (machine, signal)."""

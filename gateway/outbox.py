@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox_cursor (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS signal (id INTEGER PRIMARY KEY, machine TEXT NOT NULL,
+    signal TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ts_ns INTEGER NOT NULL,
@@ -90,15 +92,17 @@ def _decode_events(blob: bytes) -> list[Event]:
 
 
 class Outbox:
-    def __init__(self, path: Path, sinks: Sequence[str], max_bytes: int,
-                 quarantine_max_rows: int) -> None:
+    def __init__(self, path: Path, sinks: Sequence[str], signals: Sequence[tuple[str, str]],
+                 max_bytes: int, quarantine_max_rows: int) -> None:
+        """`signals[i]` is the (machine, signal) of signal id i in the batches appended
+        from now on; rows kept from an earlier run with other ids are renumbered."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # the ack to the source relies on it
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes
         self._quarantine_max = quarantine_max_rows
         self._sinks = list(sinks)
         self.bytes = self._scalar("SELECT COALESCE(SUM(nbytes), 0) FROM outbox")
@@ -112,7 +116,8 @@ class Outbox:
                 [(s, first) for s in self._sinks],
             )
             self._collect()
-        self.last_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM outbox")
+            self._renumber(list(signals))
+        self._in_flight: dict[str, int] = {}  # sink -> last seq handed out by `pending`
         self._quarantine_rows = self._scalar("SELECT COUNT(*) FROM quarantine")
 
     def append(self, batch: Batch, events: Sequence[Event],
@@ -128,7 +133,7 @@ class Outbox:
                 self._quarantine(quarantined)
             if not self._sinks:
                 self._collect()
-            return self._enforce_cap() if self.bytes > self._max_bytes else None
+            return self._enforce_cap() if self.bytes > self.max_bytes else None
 
     def append_events(self, events: Sequence[Event]) -> None:
         with self._lock, self._tx():
@@ -136,24 +141,23 @@ class Outbox:
 
     def pending(self, sink: str, max_readings: int) -> Pending:
         """Rows after the sink's cursor, merged, stopping once max_readings is passed."""
-        with self._lock:
-            cursor = self._scalar("SELECT seq FROM outbox_cursor WHERE sink = ?", sink)
-            rows = self._db.execute(
-                "SELECT seq, kind, n, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT 256",
-                (cursor,),
-            ).fetchall()
         batches: list[Batch] = []
         events: list[Event] = []
-        last, readings = cursor, 0
-        for seq, kind, n, payload in rows:
-            if kind == TELEMETRY:
-                batches.append(decode_batch(payload, n))
-                readings += n
-            else:
-                events.extend(_decode_events(payload))
-            last = seq
-            if readings >= max_readings:
-                break
+        with self._lock:
+            cursor = self._scalar("SELECT seq FROM outbox_cursor WHERE sink = ?", sink)
+            last, readings = cursor, 0
+            for seq, kind, n, payload in self._db.execute(
+                    "SELECT seq, kind, n, payload FROM outbox WHERE seq > ? ORDER BY seq",
+                    (cursor,)):
+                if kind == TELEMETRY:
+                    batches.append(decode_batch(payload, n))
+                    readings += n
+                else:
+                    events.extend(_decode_events(payload))
+                last = seq
+                if readings >= max_readings:
+                    break
+            self._in_flight[sink] = last  # the byte cap must not drop what is being written
         return Pending(cursor, Batch.concat(batches), events, last)
 
     def delivered(self, sink: str, seq: int) -> None:
@@ -161,6 +165,12 @@ class Outbox:
         with self._lock, self._tx():
             self._db.execute("UPDATE outbox_cursor SET seq = ? WHERE sink = ?", (seq, sink))
             self._collect()
+            self._in_flight.pop(sink, None)
+
+    def release(self, sink: str) -> None:
+        """The sink failed to write what `pending` gave it: the cap may drop it again."""
+        with self._lock:
+            self._in_flight.pop(sink, None)
 
     def backlog(self) -> dict[str, int]:
         """Rows each sink has not received yet."""
@@ -189,11 +199,10 @@ class Outbox:
         return self._db
 
     def _insert(self, kind: int, n: int, payload: bytes) -> None:
-        cur = self._db.execute(
+        self._db.execute(
             "INSERT INTO outbox (kind, n, nbytes, payload) VALUES (?, ?, ?, ?)",
             (kind, n, len(payload), payload),
         )
-        self.last_seq = int(cur.lastrowid or 0)
         self.bytes += len(payload)
         self.rows += 1
 
@@ -228,13 +237,14 @@ class Outbox:
 
     def _enforce_cap(self) -> Dropped:
         ids: list[np.ndarray] = []
-        while self.bytes > self._max_bytes:
+        busy = max(self._in_flight.values(), default=0)
+        while self.bytes > self.max_bytes:
             row = self._db.execute(
-                "SELECT seq, n, nbytes, payload FROM outbox WHERE kind = ? ORDER BY seq LIMIT 1",
-                (TELEMETRY,),
+                "SELECT seq, n, nbytes, payload FROM outbox WHERE kind = ? AND seq > ? "
+                "ORDER BY seq LIMIT 1", (TELEMETRY, busy),
             ).fetchone()
             if row is None:
-                break  # only events are left: they are never dropped
+                break  # only events, or rows a sink is writing: never dropped
             seq, n, nbytes, payload = row
             ids.append(decode_batch(payload, n).signal_id.copy())
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
@@ -242,6 +252,35 @@ class Outbox:
             self.rows -= 1
         signal_ids = np.concatenate(ids) if ids else np.empty(0, np.int32)
         return Dropped(len(signal_ids), signal_ids)
+
+    def _renumber(self, signals: list[tuple[str, str]]) -> None:
+        """Map kept telemetry to this run's signal ids; readings of signals that are no
+        longer configured cannot be stored anywhere and are dropped, with a warning."""
+        stored = dict(self._db.execute("SELECT id, machine || '/' || signal FROM signal"))
+        current = {f"{m}/{s}": i for i, (m, s) in enumerate(signals)}
+        if stored != {i: key for key, i in current.items()}:
+            mapping = np.array([current.get(stored.get(i, ""), -1)
+                                for i in range(max(stored, default=-1) + 1)], np.int64)
+            lost = 0
+            rows = self._db.execute("SELECT seq, n, payload FROM outbox WHERE kind = ?",
+                                    (TELEMETRY,)).fetchall()
+            for seq, n, payload in rows:
+                batch = decode_batch(payload, n)
+                new_ids = mapping[batch.signal_id] if len(mapping) else np.full(n, -1)
+                keep = new_ids >= 0
+                lost += n - int(keep.sum())
+                kept = Batch(batch.ts_ns[keep], new_ids[keep].astype(np.int32),
+                             batch.value[keep], batch.quality[keep])
+                blob = encode_batch(kept)
+                self._db.execute("UPDATE outbox SET n = ?, nbytes = ?, payload = ? WHERE seq = ?",
+                                 (len(kept), len(blob), blob, seq))
+                self.bytes += len(blob) - len(payload)
+            if lost:
+                log.warning("outbox: %d kept readings belong to signals no longer in the "
+                            "config; they are dropped", lost)
+            self._db.execute("DELETE FROM signal")
+            self._db.executemany("INSERT INTO signal VALUES (?, ?, ?)",
+                                 [(i, m, s) for i, (m, s) in enumerate(signals)])
 
     def _scalar(self, sql: str, *args: object) -> int:
         return int(self._db.execute(sql, args).fetchone()[0])

@@ -13,18 +13,6 @@ from gateway.types import Batch, Delivery
 OverflowPolicy = Literal["block", "drop_oldest"]
 
 
-def _chain(first: Callable[[], None] | None,
-           second: Callable[[], None] | None) -> Callable[[], None] | None:
-    if first is None or second is None:
-        return first or second
-
-    def both() -> None:
-        first()
-        second()
-
-    return both
-
-
 class DeliveryQueue:
     """At most `maxsize` deliveries.
 
@@ -81,4 +69,4 @@ class DeliveryQueue:
         heir = self._items[0] if self._items else incoming
         heir.events[:0] = oldest.events
         heir.quarantined[:0] = oldest.quarantined
-        heir.ack = _chain(oldest.ack, heir.ack)
+        heir.acks[:0] = oldest.acks

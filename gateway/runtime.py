@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+import numpy as np
 
 from gateway.config import RuntimeConfig
 from gateway.counters import ConnectorCounters, Counters, Health
@@ -22,6 +26,8 @@ from gateway.queue import DeliveryQueue
 from gateway.types import Batch, Delivery, Event, Sink, Source
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 WRITER_MAX_READINGS = 100_000  # readings merged into one outbox commit
 SINK_MAX_READINGS = 100_000  # readings merged into one sink write
@@ -66,31 +72,37 @@ class Gateway:
         self._appended = {sink.name: asyncio.Event() for sink in self._sinks}
         self._writer_done = asyncio.Event()
         self._quarantine_logged: dict[str, float] = {}
+        self._overflow_start = 0  # outbox drops counted when the current episode began
 
     async def run(self, stop: asyncio.Event, force: asyncio.Event) -> None:
-        async with asyncio.TaskGroup() as tg:
-            sink_tasks = [
-                tg.create_task(self._run_sink(sink), name=f"sink:{sink.name}")
-                for sink in self._sinks
-            ]
-            writer = tg.create_task(self._run_writer(), name="outbox:writer")
-            source_tasks = [
-                tg.create_task(self._run_source(source), name=f"source:{source.name}")
-                for source in self._sources
-            ]
-            await stop.wait()
-            log.info("stopping: sources first, then draining for at most %.1f s",
-                     self._config.drain_timeout_s)
-            for task in source_tasks:
-                task.cancel()
-            if source_tasks:
-                await asyncio.wait(source_tasks)
-            await self._queue.close()
-            drained = await self._wait_drained([writer, *sink_tasks], force)
-            if not drained:
-                log.warning("exiting without draining: %s", self._undrained())
-            for task in [writer, *sink_tasks]:
-                task.cancel()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                sink_tasks = [
+                    tg.create_task(self._run_sink(sink), name=f"sink:{sink.name}")
+                    for sink in self._sinks
+                ]
+                writer = tg.create_task(self._run_writer(), name="outbox:writer")
+                source_tasks = [
+                    tg.create_task(self._run_source(source), name=f"source:{source.name}")
+                    for source in self._sources
+                ]
+                await stop.wait()
+                log.info("stopping: sources first, then draining for at most %.1f s",
+                         self._config.drain_timeout_s)
+                for task in source_tasks:
+                    task.cancel()
+                if source_tasks:
+                    await asyncio.wait(source_tasks)
+                await self._queue.close()
+                drained = await self._wait_drained([writer, *sink_tasks], force)
+                if not drained:
+                    log.warning("exiting without draining: %s", self._undrained())
+                for task in [writer, *sink_tasks]:
+                    task.cancel()
+        finally:
+            # Closed only now, so that the writer could ack what it drained.
+            for source in self._sources:
+                await source.aclose()
 
     async def _wait_drained(self, tasks: list[asyncio.Task[None]], force: asyncio.Event) -> bool:
         """Wait until `tasks` finish, the drain deadline passes, or `force` is set."""
@@ -105,29 +117,29 @@ class Gateway:
 
     def _undrained(self) -> str:
         backlog = self._outbox.backlog()
-        parts = [f"queue {len(self._queue)} deliveries"]
-        parts += [f"sink {name} {rows} outbox rows behind" for name, rows in backlog.items()]
-        return "; ".join(parts) + " (the outbox keeps them for the next start)"
+        parts = [f"{len(self._queue)} queued deliveries not acked (their source sends "
+                 "them again)"]
+        parts += [f"sink {name} {rows} outbox rows behind (kept for the next start)"
+                  for name, rows in backlog.items()]
+        return "; ".join(parts)
 
     # -- sources ------------------------------------------------------------------
 
     async def _run_source(self, source: Source) -> None:
         counters = self.counters.connector(source.name, "source")
-        backoff = Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)
-        try:
-            while True:
-                await self._connect(source.connect, counters, backoff)
-                try:
-                    while True:
-                        delivery = await source.read()
-                        self._count_received(counters, delivery)
-                        await self._queue.put(delivery)
-                        self.counters.queue_depth = len(self._queue)
-                except Exception as exc:  # noqa: BLE001 - any failure means reconnect
-                    counters.set_health(Health.DOWN, _describe(exc))
-                    await asyncio.sleep(backoff.next_delay())
-        finally:
-            await source.aclose()
+        backoff = self._backoff()
+        while True:
+            await self._connect(source.connect, counters, backoff, mark_up=True)
+            try:
+                while True:
+                    delivery = await source.read()
+                    backoff.reset()
+                    self._count_received(counters, delivery)
+                    await self._queue.put(delivery)
+                    self.counters.queue_depth = len(self._queue)
+            except Exception as exc:  # noqa: BLE001 - any failure means reconnect
+                counters.set_health(Health.DOWN, _describe(exc))
+                await asyncio.sleep(backoff.next_delay())
 
     def _count_received(self, counters: ConnectorCounters, delivery: Delivery) -> None:
         batch = delivery.batch
@@ -141,7 +153,8 @@ class Gateway:
         if delivery.quarantined:
             self.counters.count_signals(
                 self.counters.signal_quarantined,
-                [r.signal_id for r in delivery.quarantined if r.signal_id is not None],
+                np.array([r.signal_id for r in delivery.quarantined if r.signal_id is not None],
+                         np.intp),
             )
             self._log_quarantine(counters, delivery)
 
@@ -158,7 +171,7 @@ class Gateway:
                     latest.reason)
 
     def _count_drop(self, batch: Batch) -> None:
-        self.counters.count_signals(self.counters.signal_dropped, batch.signal_id.tolist())
+        self.counters.count_signals(self.counters.signal_dropped, batch.signal_id)
         self.counters.connector("queue", "runtime").dropped += len(batch)
 
     # -- the outbox writer --------------------------------------------------------
@@ -177,26 +190,53 @@ class Gateway:
         batch = Batch.concat([d.batch for d in deliveries])
         events = [e for d in deliveries for e in d.events]
         quarantined = [q for d in deliveries for q in d.quarantined]
-        dropped = await asyncio.to_thread(self._outbox.append, batch, events, quarantined)
+        dropped = await self._on_outbox(self._outbox.append, batch, events, quarantined)
         for delivery in deliveries:
-            if delivery.ack is not None:
-                delivery.ack()
+            for ack in delivery.acks:
+                ack()
         if dropped is not None and dropped.readings:
-            await self._report_overflow(dropped)
-        self.counters.outbox_bytes = self._outbox.bytes
-        self.counters.outbox_batches = self._outbox.rows
+            await self._count_overflow(dropped)
         self._notify_sinks()
 
-    async def _report_overflow(self, dropped: Dropped) -> None:
+    async def _count_overflow(self, dropped: Dropped) -> None:
+        """Count telemetry the byte cap removed; an episode raises one event when it
+        starts and one when it ends, so a long outage cannot fill the outbox with them."""
         outbox = self.counters.connector("outbox", "runtime")
         if outbox.health is not Health.DEGRADED:
-            outbox.set_health(Health.DEGRADED, "outbox over its byte cap: dropping the oldest "
+            outbox.set_health(Health.DEGRADED, "over its byte cap: dropping the oldest "
                               "telemetry; a sink is down or too slow")
+            self._overflow_start = outbox.dropped
+            await self._on_outbox(self._outbox.append_events, [Event(
+                time.time_ns(), GATEWAY_MACHINE, OVERFLOW_EVENT, "started dropping telemetry")])
         outbox.dropped += dropped.readings
-        self.counters.count_signals(self.counters.signal_dropped, dropped.signal_ids.tolist())
-        event = Event(time.time_ns(), GATEWAY_MACHINE, OVERFLOW_EVENT,
-                      f"dropped {dropped.readings} readings")
-        await asyncio.to_thread(self._outbox.append_events, [event])
+        self.counters.count_signals(self.counters.signal_dropped, dropped.signal_ids)
+
+    async def _end_overflow(self) -> None:
+        outbox = self.counters.connector("outbox", "runtime")
+        if outbox.health is Health.DEGRADED and self._outbox.bytes < self._outbox.max_bytes / 2:
+            episode = outbox.dropped - self._overflow_start
+            await self._on_outbox(self._outbox.append_events, [Event(
+                time.time_ns(), GATEWAY_MACHINE, OVERFLOW_EVENT,
+                f"stopped dropping: {episode} readings dropped")])
+            outbox.set_health(Health.UP)
+
+    async def _on_outbox(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run an outbox call in a thread, retrying with backoff while the file fails
+        (disk full, I/O error): the queue in front then blocks or drops by its policy."""
+        counters = self.counters.connector("outbox", "runtime")
+        backoff = self._backoff()
+        while True:
+            try:
+                result = await asyncio.to_thread(call, *args, **kwargs)
+            except sqlite3.Error as exc:
+                counters.set_health(Health.DOWN, _describe(exc))
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if counters.health is Health.DOWN:
+                counters.set_health(Health.UP)
+            self.counters.outbox_bytes = self._outbox.bytes
+            self.counters.outbox_batches = self._outbox.rows
+            return result
 
     def _notify_sinks(self) -> None:
         for event in self._appended.values():
@@ -206,14 +246,14 @@ class Gateway:
 
     async def _run_sink(self, sink: Sink) -> None:
         counters = self.counters.connector(sink.name, "sink")
-        backoff = Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)
+        backoff = self._backoff()
         appended = self._appended[sink.name]
         try:
-            await self._connect(sink.connect, counters, backoff)
+            await self._connect(sink.connect, counters, backoff, mark_up=True)
             while True:
                 appended.clear()
-                pending = await asyncio.to_thread(self._outbox.pending, sink.name,
-                                                  SINK_MAX_READINGS)
+                pending = await self._on_outbox(self._outbox.pending, sink.name,
+                                                SINK_MAX_READINGS)
                 if pending.last_seq == pending.cursor:
                     if self._writer_done.is_set():
                         return
@@ -223,23 +263,23 @@ class Gateway:
                     await sink.write(pending.batch, pending.events)
                 except Exception as exc:  # noqa: BLE001 - any failure means retry
                     counters.set_health(Health.DOWN, _describe(exc))
+                    self._outbox.release(sink.name)
                     await asyncio.sleep(backoff.next_delay())
-                    await self._connect(sink.connect, counters, backoff)
+                    await self._connect(sink.connect, counters, backoff, mark_up=False)
                     continue
-                await asyncio.to_thread(self._outbox.delivered, sink.name, pending.last_seq)
+                await self._on_outbox(self._outbox.delivered, sink.name, pending.last_seq)
                 counters.readings += len(pending.batch)
                 counters.events += len(pending.events)
                 counters.deliveries += 1
                 self.counters.count_written(pending.batch)
-                self.counters.outbox_bytes = self._outbox.bytes
-                self.counters.outbox_batches = self._outbox.rows
-                counters.set_health(Health.UP)
+                counters.set_health(Health.UP)  # only a write proves a sink works again
                 backoff.reset()
+                await self._end_overflow()
         finally:
             await sink.aclose()
 
     async def _connect(self, connect: Callable[[], Awaitable[None]],
-                       counters: ConnectorCounters, backoff: Backoff) -> None:
+                       counters: ConnectorCounters, backoff: Backoff, *, mark_up: bool) -> None:
         while True:
             try:
                 await connect()
@@ -247,6 +287,9 @@ class Gateway:
                 counters.set_health(Health.DOWN, _describe(exc))
                 await asyncio.sleep(backoff.next_delay())
             else:
-                counters.set_health(Health.UP)
-                backoff.reset()
+                if mark_up:
+                    counters.set_health(Health.UP)
                 return
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)

@@ -64,11 +64,6 @@ class Batch:
             np.concatenate([b.quality for b in batches]),
         )
 
-    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> Batch:
-        """The readings selected by an index or mask array, as a new batch."""
-        return Batch(self.ts_ns[index], self.signal_id[index], self.value[index],
-                     self.quality[index])
-
 
 EventValue = str | float | int | bool | None
 
@@ -98,14 +93,14 @@ class QuarantineRecord:
 
 @dataclass(slots=True)
 class Delivery:
-    """What a source hands the runtime in one go. `ack` tells the upstream that
-    everything in it is durably accepted; the runtime calls it once, after the
+    """What a source hands the runtime in one go. Each of `acks` tells the upstream
+    that this content is durably accepted; the runtime calls them once, after the
     outbox commit, from the event loop."""
 
     batch: Batch
     events: list[Event] = field(default_factory=list)
     quarantined: list[QuarantineRecord] = field(default_factory=list)
-    ack: Callable[[], None] | None = None
+    acks: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

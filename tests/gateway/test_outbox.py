@@ -9,6 +9,8 @@ import numpy as np
 from gateway.outbox import Outbox, decode_batch, encode_batch
 from gateway.types import Batch, Event, QuarantineRecord
 
+SIGNALS = [("m", f"s{i}") for i in range(10)]
+
 
 def batch(n: int, start: int = 0, signal: int = 0) -> Batch:
     ts = np.arange(start, start + n, dtype=np.int64)
@@ -24,7 +26,7 @@ def test_batch_encoding_round_trips() -> None:
 
 
 def test_each_sink_reads_at_its_own_pace_and_rows_go_when_all_have_them(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "g.sqlite", ["a", "b"], 10**9, 100)
+    box = Outbox(tmp_path / "g.sqlite", ["a", "b"], SIGNALS, 10**9, 100)
     box.append(batch(10), [Event(5, "m", "state", "RUN")], [])
     box.append(batch(5, 10), [], [])
     got = box.pending("a", 1_000)
@@ -40,7 +42,7 @@ def test_each_sink_reads_at_its_own_pace_and_rows_go_when_all_have_them(tmp_path
 
 
 def test_pending_stops_after_max_readings(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "g.sqlite", ["a"], 10**9, 100)
+    box = Outbox(tmp_path / "g.sqlite", ["a"], SIGNALS, 10**9, 100)
     for i in range(4):
         box.append(batch(10, 10 * i), [], [])
     first = box.pending("a", 15)
@@ -51,12 +53,12 @@ def test_pending_stops_after_max_readings(tmp_path: Path) -> None:
 
 
 def test_cursor_survives_reopen(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "g.sqlite", ["a"], 10**9, 100)
+    box = Outbox(tmp_path / "g.sqlite", ["a"], SIGNALS, 10**9, 100)
     box.append(batch(3), [], [])
     box.append(batch(3, 3), [], [])
     box.delivered("a", box.pending("a", 3).last_seq)
     box.close()
-    again = Outbox(tmp_path / "g.sqlite", ["a"], 10**9, 100)
+    again = Outbox(tmp_path / "g.sqlite", ["a"], SIGNALS, 10**9, 100)
     np.testing.assert_array_equal(again.pending("a", 100).batch.ts_ns, [3, 4, 5])
     again.close()
 
@@ -65,7 +67,7 @@ def test_over_the_cap_the_oldest_telemetry_is_dropped_and_events_are_kept(
     tmp_path: Path,
 ) -> None:
     row_bytes = len(encode_batch(batch(100)))
-    box = Outbox(tmp_path / "g.sqlite", ["down"], 3 * row_bytes, 100)
+    box = Outbox(tmp_path / "g.sqlite", ["down"], SIGNALS, 3 * row_bytes, 100)
     dropped_total = 0
     for i in range(10):
         dropped = box.append(batch(100, 100 * i, signal=i), [Event(i, "m", "state", i)], [])
@@ -82,7 +84,7 @@ def test_over_the_cap_the_oldest_telemetry_is_dropped_and_events_are_kept(
 
 def test_dropped_reports_which_signals(tmp_path: Path) -> None:
     row_bytes = len(encode_batch(batch(10)))
-    box = Outbox(tmp_path / "g.sqlite", ["down"], row_bytes, 100)
+    box = Outbox(tmp_path / "g.sqlite", ["down"], SIGNALS, row_bytes, 100)
     box.append(batch(10, signal=4), [], [])
     dropped = box.append(batch(10, 10, signal=5), [], [])
     assert dropped is not None
@@ -91,7 +93,7 @@ def test_dropped_reports_which_signals(tmp_path: Path) -> None:
 
 
 def test_quarantine_is_bounded_newest_kept(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "g.sqlite", [], 10**9, 5)
+    box = Outbox(tmp_path / "g.sqlite", [], SIGNALS, 10**9, 5)
     records = [QuarantineRecord(i, "mqtt", f"t/{i}", b"x", "bad", None) for i in range(12)]
     box.append(Batch.empty(), [], records)
     kept = box.quarantine(100)
@@ -100,17 +102,49 @@ def test_quarantine_is_bounded_newest_kept(tmp_path: Path) -> None:
 
 
 def test_without_sinks_nothing_piles_up(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "g.sqlite", [], 10**9, 5)
+    box = Outbox(tmp_path / "g.sqlite", [], SIGNALS, 10**9, 5)
     box.append(batch(10), [Event(1, "m", "s", 1)], [])
     assert box.rows == 0
     box.close()
 
 
 def test_a_removed_sink_no_longer_holds_rows(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "g.sqlite", ["a", "gone"], 10**9, 5)
+    box = Outbox(tmp_path / "g.sqlite", ["a", "gone"], SIGNALS, 10**9, 5)
     box.append(batch(10), [], [])
     box.delivered("a", box.pending("a", 100).last_seq)
     box.close()
-    again = Outbox(tmp_path / "g.sqlite", ["a"], 10**9, 5)
+    again = Outbox(tmp_path / "g.sqlite", ["a"], SIGNALS, 10**9, 5)
     assert again.rows == 0
     again.close()
+
+
+def test_kept_rows_follow_their_signals_when_the_config_changes(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "g.sqlite", ["down"], [("m", "a"), ("m", "b"), ("m", "c")],
+                 10**9, 5)
+    box.append(Batch(np.arange(3, dtype=np.int64), np.array([0, 1, 2], np.int32),
+                     np.array([10.0, 11.0, 12.0]), np.zeros(3, np.uint8)), [], [])
+    box.close()
+    # "a" removed, "c" and "b" swapped, a new signal first
+    again = Outbox(tmp_path / "g.sqlite", ["down"], [("m", "new"), ("m", "c"), ("m", "b")],
+                   10**9, 5)
+    kept = again.pending("down", 100).batch
+    np.testing.assert_array_equal(kept.signal_id, [2, 1])  # b is now 2, c is now 1
+    np.testing.assert_array_equal(kept.value, [11.0, 12.0])
+    again.close()
+
+
+def test_the_cap_never_drops_what_a_sink_is_writing(tmp_path: Path) -> None:
+    row_bytes = len(encode_batch(batch(100)))
+    box = Outbox(tmp_path / "g.sqlite", ["slow"], SIGNALS, 2 * row_bytes, 5)
+    box.append(batch(100, 0, 1), [], [])
+    writing = box.pending("slow", 10**6)  # the sink now writes these 100 readings
+    dropped = 0
+    for i in range(1, 4):
+        d = box.append(batch(100, 100 * i, 2), [], [])
+        dropped += d.readings if d else 0
+    box.delivered("slow", writing.last_seq)
+    rest = box.pending("slow", 10**6).batch
+    assert len(writing.batch) == 100
+    assert 1 not in rest.signal_id  # written, not counted as dropped
+    assert dropped + len(rest) == 300
+    box.close()
