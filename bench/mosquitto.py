@@ -42,6 +42,7 @@ class Mosquitto:
     port: int = 0
     persistence: bool = True  # tests restart the broker; benchmarks keep all in memory
     users: dict[str, str] | None = None  # user -> password; None allows anonymous clients
+    unlimited: bool = True  # False keeps Mosquitto's stock in-flight and queue limits
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -54,6 +55,7 @@ class Mosquitto:
             subprocess.run([f"{Path(self.binary).parent.parent}/bin/mosquitto_passwd", "-U",
                             str(passwords)], check=True)
             auth = f"allow_anonymous false\npassword_file {passwords}\n"
+        limits = "max_queued_messages 0\nmax_inflight_messages 0\n" if self.unlimited else ""
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"user {getpass.getuser()}\n"  # as root, mosquitto would switch to its own user
@@ -61,8 +63,7 @@ class Mosquitto:
             f"persistence {str(self.persistence).lower()}\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
-            "max_queued_messages 0\n"
-            "max_inflight_messages 0\n"
+            f"{limits}"
             "set_tcp_nodelay true\n"
         )
         log = (self.workdir / "mosquitto.log").open("ab")

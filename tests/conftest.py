@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from bench.mosquitto import Mosquitto, find_binary
 from gateway.app import build_gateway
 from gateway.config import OmbreConfig
 from gateway.runtime import Gateway
-from gateway.types import Sink
+from gateway.types import Batch, Event, Sink
 
 
 def require_binary(name: str) -> str:
@@ -120,3 +120,24 @@ async def running(config: OmbreConfig, sinks: list[Sink] | None = None
         outbox.close()
     left = asyncio.all_tasks() - {asyncio.current_task()}
     assert not left, f"tasks left running after shutdown: {left}"
+
+
+class RecordingSink:
+    """A real sink that also records, per signal id, the values in the order they were
+    written: the stored series is sorted by timestamp, so it cannot show arrival order."""
+
+    def __init__(self, inner: Sink) -> None:
+        self._inner = inner
+        self.name = inner.name
+        self.written: dict[int, list[float]] = {}
+
+    async def connect(self) -> None:
+        await self._inner.connect()
+
+    async def write(self, batch: Batch, events: Sequence[Event]) -> None:
+        await self._inner.write(batch, events)
+        for sid, value in zip(batch.signal_id.tolist(), batch.value.tolist(), strict=True):
+            self.written.setdefault(sid, []).append(value)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

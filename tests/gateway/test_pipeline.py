@@ -12,11 +12,13 @@ import orjson
 import pytest
 
 from bench.mosquitto import Mosquitto
+from connectors.sqlite_sink import SqliteSink
 from connectors.sqlite_ts import open_store
 from gateway.config_load import load_config
 from gateway.counters import Health
 from tests.conftest import (
     Publisher,
+    RecordingSink,
     plant_config,
     plant_dict,
     require_binary,
@@ -118,8 +120,10 @@ async def test_broker_restart_during_a_qos1_flow_loses_nothing_and_keeps_order(
     publisher = Publisher(broker.port)
     base = time.time_ns() // 1_000_000 - 60_000
     total = 3000
+    registry = config.registry()
+    recorder = RecordingSink(SqliteSink(config.sinks[0], config.data_dir, registry))
     try:
-        async with running(config) as gateway:
+        async with running(config, [recorder]) as gateway:
             source = gateway.counters.connector("broker", "source")
             sink = gateway.counters.connector("timeseries", "sink")
             await wait_until(lambda: source.health is Health.UP, what="the source to connect")
@@ -140,9 +144,38 @@ async def test_broker_restart_during_a_qos1_flow_loses_nothing_and_keeps_order(
     finally:
         publisher.close()
     for k, machine in enumerate(("m1", "m2", "m3")):
-        ts, value = store_values(tmp_path / "data", machine, "temp")
-        np.testing.assert_array_equal(value, np.arange(k, total, 3))  # none lost, in order
-        assert np.all(np.diff(ts) > 0)
+        _, value = store_values(tmp_path / "data", machine, "temp")
+        np.testing.assert_array_equal(value, np.arange(k, total, 3))  # none lost
+        arrival = recorder.written[registry.id_of(machine, "temp") or 0]
+        first_seen = list(dict.fromkeys(arrival))  # redelivered copies come again later
+        assert first_seen == value.tolist()  # each reading first arrived in publish order
+
+
+async def test_a_broker_with_stock_limits_loses_nothing(tmp_path: Path) -> None:
+    """Mosquitto's defaults (20 messages in flight, 1,000 queued) with acks that wait for
+    the outbox commit: the MQTT 5 receive maximum keeps the flow going."""
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    broker = Mosquitto(require_binary("mosquitto"), workdir, unlimited=False)
+    broker.start()
+    publisher = Publisher(broker.port)
+    base = time.time_ns() // 1_000_000 - 60_000
+    try:
+        async with running(plant_config(broker.port, tmp_path / "data")) as gateway:
+            source = gateway.counters.connector("broker", "source")
+            await wait_until(lambda: source.health is Health.UP, what="the source to connect")
+            infos = [publisher.publish("plant/l1/m1/temp",
+                                       orjson.dumps({"value": i, "ts": base + i}))
+                     for i in range(5000)]
+            sink = gateway.counters.connector("timeseries", "sink")
+            await wait_until(lambda: sink.readings >= 5000, timeout_s=60,
+                             what="5,000 readings through a stock broker")
+    finally:
+        publisher.close()
+        broker.stop()
+    assert all(info.is_published() for info in infos)
+    np.testing.assert_array_equal(store_values(tmp_path / "data", "m1", "temp")[1],
+                                  np.arange(5000))
 
 
 async def test_username_and_password_from_the_environment(tmp_path: Path,
