@@ -43,6 +43,7 @@ class Mosquitto:
     persistence: bool = True  # tests restart the broker; benchmarks keep all in memory
     users: dict[str, str] | None = None  # user -> password; None allows anonymous clients
     unlimited: bool = True  # False keeps Mosquitto's stock in-flight and queue limits
+    tls: tuple[Path, Path] | None = None  # (certificate, key): the listener speaks TLS
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -56,6 +57,8 @@ class Mosquitto:
                             str(passwords)], check=True)
             auth = f"allow_anonymous false\npassword_file {passwords}\n"
         limits = "max_queued_messages 0\nmax_inflight_messages 0\n" if self.unlimited else ""
+        if self.tls is not None:
+            auth += f"certfile {self.tls[0]}\nkeyfile {self.tls[1]}\n"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"user {getpass.getuser()}\n"  # as root, mosquitto would switch to its own user
