@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := mosquitto
+DEB_PACKAGES := mosquitto openssl
 
 .PHONY: demo test lint bench system-deps clean
 
