@@ -10,8 +10,15 @@ import signal
 from collections.abc import Sequence
 
 from connectors.mqtt import MqttSource
+from connectors.opcua import OpcUaSource
 from connectors.sqlite_sink import SqliteSink
-from gateway.config import MqttSourceConfig, OmbreConfig, SinkConfig, SourceConfig
+from gateway.config import (
+    MqttSourceConfig,
+    OmbreConfig,
+    OpcUaSourceConfig,
+    SinkConfig,
+    SourceConfig,
+)
 from gateway.counters import Counters
 from gateway.outbox import Outbox
 from gateway.runtime import Gateway
@@ -23,6 +30,8 @@ log = logging.getLogger(__name__)
 def build_source(config: SourceConfig, plant: OmbreConfig, registry: SignalRegistry) -> Source:
     if isinstance(config, MqttSourceConfig):
         return MqttSource(config, plant, registry, plant.runtime)
+    if isinstance(config, OpcUaSourceConfig):
+        return OpcUaSource(config, plant, registry, plant.runtime)
     raise ValueError(f"no source type {config.type!r}")  # unreachable: the config is validated
 
 

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from connectors.opcua_items import resolve_nodes
 from connectors.sqlite_ts import StoreError, open_store
 from connectors.topics import TopicRouter
 from gateway.app import serve
-from gateway.config import OmbreConfig
+from gateway.config import MqttSourceConfig, OmbreConfig
 from gateway.config_load import ConfigError, load_config
 
 EXIT_OK = 0
@@ -35,9 +36,13 @@ def _load(path: Path) -> OmbreConfig | None:
     registry, problems = config.registry(), []
     for i, source in enumerate(config.sources):
         try:
-            TopicRouter(source.subscriptions, config, registry)
+            if isinstance(source, MqttSourceConfig):
+                TopicRouter(source.subscriptions, config, registry)
+            else:
+                resolve_nodes(source, config, registry)
         except ValueError as exc:
-            problems.append(f"{path}: sources[{i}].subscriptions: {exc}")
+            key = "subscriptions: " if isinstance(source, MqttSourceConfig) else ""
+            problems.append(f"{path}: sources[{i}].{key}{exc}")
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return None

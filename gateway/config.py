@@ -190,7 +190,75 @@ class MqttSourceConfig(_Model):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-SourceConfig = Annotated[MqttSourceConfig, Field(discriminator="type")]
+class DeadbandConfig(_Model):
+    """A monitored item's DataChangeFilter: changes within `value` of the last reported
+    value are not sent. `percent` is of the node's EURange (the server must support it)."""
+
+    type: Literal["absolute", "percent"] = "absolute"
+    value: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _percent_range(self) -> DeadbandConfig:
+        if self.type == "percent" and self.value > 100:
+            raise InvalidKeyError(("value",), f"expected a percentage 0-100, found {self.value}")
+        return self
+
+
+_NODE_ID = re.compile(r"((ns=\d+|nsu=[^;]+);)?[isgb]=.+")
+_ENDPOINT = re.compile(r"opc\.tcp://[^\s/:]+(:\d{1,5})?(/\S*)?")
+
+
+class OpcUaNodeConfig(_Model):
+    """One OPC UA variable mapped to one plant signal; unset settings take the source's."""
+
+    machine: Name
+    signal: Name
+    node_id: str  # e.g. ns=2;s=Press1.Temp
+    sampling_interval_ms: float | None = Field(default=None, ge=0)
+    queue_size: int | None = Field(default=None, ge=1, le=10_000)
+    deadband: DeadbandConfig | None = None
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id_form(cls, value: str) -> str:
+        if not _NODE_ID.fullmatch(value):
+            raise ValueError("expected a node id such as 'ns=2;s=Press1.Temp' or 'i=2258', "
+                             f"found {value[:80]!r}")
+        return value
+
+
+class OpcUaSourceConfig(_Model):
+    """An OPC UA server, read through one subscription of monitored items (no polling).
+    The server sends a keep-alive after `keepalive_count` empty publishing intervals;
+    no publish response within 3 keep-alive periods counts as a lost connection."""
+
+    type: Literal["opcua"]
+    name: Name
+    endpoint: str  # opc.tcp://host[:port][/path]
+    publishing_interval_ms: float = Field(default=100, gt=0, le=3_600_000)
+    keepalive_count: int = Field(default=10, ge=1, le=1000)
+    sampling_interval_ms: float = Field(default=100, ge=0)  # 0: the server's fastest
+    queue_size: int = Field(default=10, ge=1, le=10_000)
+    deadband: DeadbandConfig | None = None
+    connect_timeout_s: float = Field(default=10, gt=0, le=300)
+    nodes: list[OpcUaNodeConfig] = Field(min_length=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_form(cls, value: str) -> str:
+        if not _ENDPOINT.fullmatch(value):
+            raise ValueError("expected an endpoint such as 'opc.tcp://192.168.0.10:4840', "
+                             f"found {value[:80]!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_nodes(self) -> OpcUaSourceConfig:
+        _require_unique(((f"{n.machine}/{n.signal}", ("nodes", i, "signal"))
+                         for i, n in enumerate(self.nodes)), "machine/signal")
+        return self
+
+
+SourceConfig = Annotated[MqttSourceConfig | OpcUaSourceConfig, Field(discriminator="type")]
 
 
 class SqliteSinkConfig(_Model):
