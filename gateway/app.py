@@ -10,7 +10,6 @@ import signal
 from collections.abc import Sequence
 
 from connectors.mqtt import MqttSource
-from connectors.opcua import OpcUaSource
 from connectors.sqlite_sink import SqliteSink
 from gateway.config import (
     MqttSourceConfig,
@@ -31,6 +30,9 @@ def build_source(config: SourceConfig, plant: OmbreConfig, registry: SignalRegis
     if isinstance(config, MqttSourceConfig):
         return MqttSource(config, plant, registry, plant.runtime)
     if isinstance(config, OpcUaSourceConfig):
+        # asyncua and its crypto stack cost ~20 MB of RSS: loaded only when configured.
+        from connectors.opcua import OpcUaSource  # noqa: PLC0415
+
         return OpcUaSource(config, plant, registry, plant.runtime)
     raise ValueError(f"no source type {config.type!r}")  # unreachable: the config is validated
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from connectors.opcua_items import resolve_nodes
 from connectors.sqlite_ts import StoreError, open_store
 from connectors.topics import TopicRouter
 from gateway.app import serve
@@ -39,6 +38,8 @@ def _load(path: Path) -> OmbreConfig | None:
             if isinstance(source, MqttSourceConfig):
                 TopicRouter(source.subscriptions, config, registry)
             else:
+                from connectors.opcua_items import resolve_nodes  # noqa: PLC0415 - see app.py
+
                 resolve_nodes(source, config, registry)
         except ValueError as exc:
             key = "subscriptions: " if isinstance(source, MqttSourceConfig) else ""
