@@ -11,7 +11,6 @@ after the outbox commit, so a crash before that makes the broker deliver them ag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import threading
@@ -27,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from connectors.mqtt_decode import PayloadDecoder
+from gateway.chunks import ChunkTimer
 from gateway.config import MqttSourceConfig, OmbreConfig, RuntimeConfig
 from gateway.types import Delivery, SignalRegistry
 
@@ -50,7 +50,6 @@ class MqttSource:
         self._decoder = PayloadDecoder(config.name, config.subscriptions, plant, registry)
         self._chunk = runtime.batch_max_messages
         self._chunk_bytes = runtime.batch_max_bytes
-        self._flush_s = runtime.flush_interval_ms / 1000
         self._lock = threading.Condition(threading.Lock())
         self._topics: list[str] = []
         self._payloads: list[bytes] = []
@@ -63,8 +62,7 @@ class MqttSource:
         self._connected: asyncio.Future[None] | None = None
         self._first_connect = True
         self._lost: str | None = None
-        self._has_data = asyncio.Event()
-        self._full = asyncio.Event()
+        self._timer = ChunkTimer(runtime.flush_interval_ms / 1000)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the event-loop side ------------------------------------------------------
@@ -104,14 +102,7 @@ class MqttSource:
 
     async def read(self) -> Delivery:
         while True:
-            await self._has_data.wait()
-            with self._lock:
-                first = self._received[0] if self._received else None
-            if first is not None and self._lost is None:
-                remaining = first / 1e9 + self._flush_s - time.time()
-                if remaining > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._full.wait(), remaining)
+            await self._timer.ready()
             delivery = self._take()
             if delivery is not None:
                 return delivery
@@ -132,10 +123,9 @@ class MqttSource:
             self._topics, self._payloads, self._received, self._acks = [], [], [], []
             self._bytes = 0
             self._full_signalled = False
-            self._has_data.clear()
-            self._full.clear()
+            self._timer.reset()
             if self._lost is not None:
-                self._has_data.set()  # so the next read reports the loss
+                self._timer.wake()  # so the next read reports the loss
             self._lock.notify_all()
         if not topics:
             return None
@@ -197,7 +187,7 @@ class MqttSource:
             self._lock.notify_all()
         if self._connected is not None:
             self._signal(self._connected, ConnectionError(self._lost))
-        self._wake(self._has_data)
+        self._call(self._timer.wake)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
                     reason: ReasonCode, properties: Properties | None) -> None:
@@ -242,17 +232,17 @@ class MqttSource:
             full = not self._full_signalled and self._over(1)
             self._full_signalled |= full
         if first:
-            self._wake(self._has_data)
+            self._call(self._timer.started)
         if full:
-            self._wake(self._full)
+            self._call(self._timer.filled)
 
     def _over(self, chunks: int) -> bool:
         return (len(self._topics) >= chunks * self._chunk
                 or self._bytes >= chunks * self._chunk_bytes)
 
-    def _wake(self, event: asyncio.Event) -> None:
+    def _call(self, callback: Callable[[], None]) -> None:
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(event.set)
+            self._loop.call_soon_threadsafe(callback)
 
     def _signal(self, future: asyncio.Future[None], error: Exception | None) -> None:
         def settle() -> None:

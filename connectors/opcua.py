@@ -28,6 +28,7 @@ from asyncua.client.client import Client
 from asyncua.ua.uaerrors import UaError
 
 from connectors.opcua_items import NotificationBuffer, item_request, resolve_nodes
+from gateway.chunks import ChunkTimer
 from gateway.config import OmbreConfig, OpcUaSourceConfig, RuntimeConfig
 from gateway.outbox import GATEWAY_MACHINE
 from gateway.types import Batch, Delivery, Event, QuarantineRecord, SignalRegistry
@@ -73,8 +74,7 @@ class OpcUaSource:
         self._pending_events: list[Event] = []
         self._pending_quarantine: list[QuarantineRecord] = []
         self._node_errors: dict[int, str] = {}  # handle -> status last logged
-        self._has_data = asyncio.Event()
-        self._full = asyncio.Event()
+        self._timer = ChunkTimer(self._flush_s)
         self._room = asyncio.Event()
 
     # -- connect and close ------------------------------------------------------------
@@ -182,14 +182,7 @@ class OpcUaSource:
 
     async def read(self) -> Delivery:
         while True:
-            if not self._has_data.is_set() and self._lost is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._has_data.wait(), min(self._flush_s * 20, 1.0))
-            if len(self._buffer) and self._lost is None:
-                remaining = self._buffer.first_ns / 1e9 + self._flush_s - time.monotonic()
-                if remaining > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._full.wait(), remaining)
+            await self._timer.ready(idle_timeout_s=min(self._flush_s * 20, 1.0))  # watchdog
             delivery = self._take()
             if delivery is not None:
                 return delivery
@@ -203,8 +196,7 @@ class OpcUaSource:
                 raise ConnectionError("not connected")
 
     def _take(self) -> Delivery | None:
-        self._has_data.clear()
-        self._full.clear()
+        self._timer.reset()
         self._room.set()
         if not len(self._buffer) and not self._pending_events and not self._pending_quarantine:
             return None
@@ -232,9 +224,9 @@ class OpcUaSource:
             elif isinstance(notification, ua.StatusChangeNotification):
                 self._mark_lost(f"the server ended the subscription: {notification.Status.name}")
         if len(self._buffer):
-            self._has_data.set()
+            self._timer.started()
         if len(self._buffer) >= self._chunk:
-            self._full.set()
+            self._timer.filled()
         while (len(self._buffer) >= BUFFER_CHUNKS * self._chunk and self._lost is None
                and generation == self._generation):
             self._room.clear()
@@ -253,5 +245,5 @@ class OpcUaSource:
         if self._gap_start_ns is None:
             since_s = time.monotonic() - self._last_publish
             self._gap_start_ns = time.time_ns() - int(since_s * 1e9)
-        self._has_data.set()
+        self._timer.wake()
         self._room.set()

@@ -9,7 +9,6 @@ maps to its signal with one list lookup. The buffer is used from one event loop 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -105,7 +104,6 @@ class NotificationBuffer:
         self._source = source
         self._nodes = nodes
         self.unknown_handles = 0  # notifications for a handle we never created
-        self.first_ns = 0  # monotonic time of the first buffered notification
         self._clear()
 
     def _clear(self) -> None:
@@ -121,8 +119,6 @@ class NotificationBuffer:
 
     def add(self, items: Sequence[ua.MonitoredItemNotification], received_ns: int) -> None:
         """Append one DataChangeNotification's items; never raises on a bad value."""
-        if not len(self):
-            self.first_ns = time.monotonic_ns()
         nodes, n_nodes = self._nodes, len(self._nodes)
         ts_append, id_append = self._ts.append, self._ids.append
         value_append, quality_append = self._values.append, self._quality.append
