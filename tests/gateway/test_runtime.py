@@ -124,7 +124,9 @@ async def test_a_sink_that_is_down_loses_nothing_and_catches_up(
 
 async def test_outbox_over_its_cap_drops_exactly_the_counted_telemetry_and_keeps_events(
         broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
-    config = plant_config(broker.port, tmp_path / "data", outbox_max_bytes=20_000)
+    # Small deliveries: one delivery bigger than the cap would be dropped whole.
+    config = plant_config(broker.port, tmp_path / "data", outbox_max_bytes=20_000,
+                          batch_max_messages=100)
     sink = SwitchedSink(config)
     base = time.time_ns() // 1_000_000 - 60_000
     total = 3000
@@ -142,7 +144,8 @@ async def test_outbox_over_its_cap_drops_exactly_the_counted_telemetry_and_keeps
         outbox = gateway.counters.connector("outbox", "runtime")
         assert outbox.health is Health.DEGRADED
         dropped = outbox.dropped
-        assert 0 < dropped < total
+        assert 0 < dropped < total, (dropped, gateway.counters.outbox_bytes,
+                                     gateway.counters.outbox_batches)
         assert gateway.counters.signal_dropped.sum() == dropped
         sink.up = True
         sink_counters = gateway.counters.connector("timeseries", "sink")
