@@ -103,7 +103,6 @@ class NotificationBuffer:
     def __init__(self, source: str, nodes: Sequence[MonitoredNode]) -> None:
         self._source = source
         self._nodes = nodes
-        self.unknown_handles = 0  # notifications for a handle we never created
         self._clear()
 
     def _clear(self) -> None:
@@ -125,8 +124,7 @@ class NotificationBuffer:
         for item in items:
             handle = item.ClientHandle
             if not 0 <= handle < n_nodes:
-                self.unknown_handles += 1
-                continue
+                continue  # not ours: the source checks the link's generation before this
             node, dv = nodes[handle], item.Value
             status = dv.StatusCode.value if dv.StatusCode is not None else 0
             severity = status >> 30  # 0 good, 1 uncertain, 2 and 3 bad

@@ -208,6 +208,13 @@ _NODE_ID = re.compile(r"((ns=\d+|nsu=[^;]+);)?[isgb]=.+")
 _ENDPOINT = re.compile(r"opc\.tcp://[^\s/:]+(:\d{1,5})?(/\S*)?")
 
 
+def _matching(pattern: re.Pattern[str], value: str, expected: str) -> str:
+    """`value` if the whole of it matches; else a ValueError saying what was expected."""
+    if not pattern.fullmatch(value):
+        raise ValueError(f"expected {expected}, found {value[:80]!r}")
+    return value
+
+
 class OpcUaNodeConfig(_Model):
     """One OPC UA variable mapped to one plant signal; unset settings take the source's."""
 
@@ -221,10 +228,7 @@ class OpcUaNodeConfig(_Model):
     @field_validator("node_id")
     @classmethod
     def _node_id_form(cls, value: str) -> str:
-        if not _NODE_ID.fullmatch(value):
-            raise ValueError("expected a node id such as 'ns=2;s=Press1.Temp' or 'i=2258', "
-                             f"found {value[:80]!r}")
-        return value
+        return _matching(_NODE_ID, value, "a node id such as 'ns=2;s=Press1.Temp' or 'i=2258'")
 
 
 class OpcUaSourceConfig(_Model):
@@ -246,10 +250,7 @@ class OpcUaSourceConfig(_Model):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_form(cls, value: str) -> str:
-        if not _ENDPOINT.fullmatch(value):
-            raise ValueError("expected an endpoint such as 'opc.tcp://192.168.0.10:4840', "
-                             f"found {value[:80]!r}")
-        return value
+        return _matching(_ENDPOINT, value, "an endpoint such as 'opc.tcp://192.168.0.10:4840'")
 
     @model_validator(mode="after")
     def _unique_nodes(self) -> OpcUaSourceConfig:
