@@ -22,6 +22,7 @@ from gateway.counters import Counters
 from gateway.outbox import Outbox
 from gateway.runtime import Gateway
 from gateway.types import SignalRegistry, Sink, Source
+from shadow.sink import ShadowSink
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +42,39 @@ def build_sink(config: SinkConfig, plant: OmbreConfig, registry: SignalRegistry)
     return SqliteSink(config, plant.data_dir, registry)
 
 
-def build_gateway(config: OmbreConfig,
-                  sinks: Sequence[Sink] | None = None) -> tuple[Gateway, Outbox]:
-    """The gateway and its outbox; the caller closes the outbox after `run`. `sinks`
-    replaces the configured sinks (tests inject failing ones, benchmarks timed ones)."""
+def build_sinks(config: OmbreConfig, registry: SignalRegistry) -> list[Sink]:
+    """The configured sinks, and the shadow unless `shadow.enabled` is false."""
+    sinks = [build_sink(c, config, registry) for c in config.sinks]
+    if config.shadow.enabled:
+        sinks.append(ShadowSink(config, registry))
+    return sinks
+
+
+def build_gateway(config: OmbreConfig, sinks: Sequence[Sink] | None = None,
+                  sources: Sequence[Source] | None = None,
+                  outbox_name: str = "gateway.sqlite") -> tuple[Gateway, Outbox]:
+    """The gateway and its outbox (<data_dir>/<outbox_name>); the caller closes the
+    outbox after `run`. `sinks` and `sources` replace the configured ones (tests inject
+    failing sinks, benchmarks timed ones, `ombre replay` a file)."""
     registry = config.registry()
     if sinks is None:
-        sinks = [build_sink(c, config, registry) for c in config.sinks]
-    sources = [build_source(c, config, registry) for c in config.sources]
-    outbox = Outbox(config.data_dir / "gateway.sqlite", [s.name for s in sinks],
+        sinks = build_sinks(config, registry)
+    if sources is None:
+        sources = [build_source(c, config, registry) for c in config.sources]
+    outbox = Outbox(config.data_dir / outbox_name, [s.name for s in sinks],
                     [(info.machine, info.signal) for info in registry],
                     config.runtime.outbox_max_bytes, config.runtime.quarantine_max_rows)
     counters = Counters(len(registry))
     return Gateway(config.runtime, sources, sinks, outbox, counters), outbox
 
 
-async def serve(config: OmbreConfig) -> None:
-    """Run the gateway until the process gets SIGTERM or SIGINT."""
-    gateway, outbox = build_gateway(config)
-    stop, force = asyncio.Event(), asyncio.Event()
+async def serve(config: OmbreConfig, gateway: Gateway | None = None,
+                outbox: Outbox | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run the gateway (by default, the configured one) until the process gets SIGTERM
+    or SIGINT, or `stop` is set."""
+    if gateway is None or outbox is None:
+        gateway, outbox = build_gateway(config)
+    stop, force = stop or asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:

@@ -6,54 +6,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import logging
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from connectors.sqlite_ts import StoreError, open_store
-from connectors.topics import TopicRouter
 from gateway.app import serve
-from gateway.config import MqttSourceConfig, OmbreConfig
-from gateway.config_load import ConfigError, load_config
-
-EXIT_OK = 0
-EXIT_USAGE = 1  # the command cannot do what was asked (unknown signal, no store)
-EXIT_CONFIG = 2  # the config file cannot be used (argparse also exits 2 on bad usage)
-
-
-def _load(path: Path) -> OmbreConfig | None:
-    """The validated config, with each source's topic templates checked against the
-    plant; or None after printing every problem to stderr."""
-    try:
-        config = load_config(path, os.environ)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
-    registry, problems = config.registry(), []
-    for i, source in enumerate(config.sources):
-        try:
-            if isinstance(source, MqttSourceConfig):
-                TopicRouter(source.subscriptions, config, registry)
-            else:
-                from connectors.opcua_items import resolve_nodes  # noqa: PLC0415 - see app.py
-
-                resolve_nodes(source, config, registry)
-        except ValueError as exc:
-            key = "subscriptions: " if isinstance(source, MqttSourceConfig) else ""
-            problems.append(f"{path}: sources[{i}].{key}{exc}")
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        return None
-    return config
+from gateway.cli_common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_USAGE,
+    load_checked,
+    setup_logging,
+    utc_time,
+)
+from shadow.calendar import to_ns
+from shadow.cli import add_shadow_commands
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validates the config file: prints a one-line summary to stdout, or every problem
     to stderr."""
-    config = _load(args.config)
+    config = load_checked(args.config)
     if config is None:
         return EXIT_CONFIG
     machines = config.machines()
@@ -65,18 +40,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Runs the gateway until SIGTERM or Ctrl-C (a second one forces the exit)."""
-    config = _load(args.config)
+    config = load_checked(args.config)
     if config is None:
         return EXIT_CONFIG
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     asyncio.run(serve(config))
     return EXIT_OK
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Prints one signal's stored samples over a time range, as text or CSV."""
-    config = _load(args.config)
+    config = load_checked(args.config)
     if config is None:
         return EXIT_CONFIG
     sink = next((s for s in config.sinks if s.type == "sqlite"), None)
@@ -88,7 +62,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     try:
         with open_store(sink.path or config.data_dir / "timeseries.sqlite") as store:
             ts, value, quality = store.read(args.machine, args.signal,
-                                            _ns(from_ts), _ns(to_ts))
+                                            to_ns(from_ts), to_ns(to_ts))
     except (KeyError, StoreError) as exc:
         print(f"ombre query: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
@@ -98,20 +72,6 @@ def cmd_query(args: argparse.Namespace) -> int:
         stamp = datetime.fromtimestamp(t // 10**9, UTC).replace(microsecond=t % 10**9 // 1000)
         writer.writerow([stamp.isoformat().replace("+00:00", "Z"), repr(v), q])
     return EXIT_OK
-
-
-def _ns(ts: datetime) -> int:
-    return int(ts.timestamp()) * 10**9 + ts.microsecond * 1000
-
-
-def _utc(text: str) -> datetime:
-    """An RFC 3339 timestamp; one without a zone is taken as UTC."""
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an RFC 3339 time such as "
-                                         f"2026-11-22T06:00:00Z, found {text!r}") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,11 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("config", type=Path, metavar="CONFIG", help="the YAML config file")
     query.add_argument("machine", help="machine id")
     query.add_argument("signal", help="signal name")
-    query.add_argument("--from", dest="from_", type=_utc, metavar="TIME",
+    query.add_argument("--from", dest="from_", type=utc_time, metavar="TIME",
                        help="start, RFC 3339 (default: an hour before --to)")
-    query.add_argument("--to", type=_utc, metavar="TIME", help="end, exclusive (default: now)")
+    query.add_argument("--to", type=utc_time, metavar="TIME", help="end, exclusive (default: now)")
     query.add_argument("--csv", action="store_true", help="comma-separated instead of tabs")
     query.set_defaults(command=cmd_query)
+
+    add_shadow_commands(commands)
 
     return parser
 

@@ -7,16 +7,14 @@ code, where secrets must be passed as SecretStr and paths stay as given."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationInfo,
@@ -24,16 +22,11 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config_base import ConfigModel, InvalidKeyError, Loc, Name, require_unique
 from gateway.types import SignalRegistry
+from shadow.config import SHADOW_SINK, CountersConfig, ShadowConfig, StateConfig, signal_references
 
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/#+\s]([^/#+]*[^/#+\s])?$")]
-Loc = tuple[str | int, ...]
 REFERENCE = re.compile(r"\$\{([^}]*)\}")  # ${ENV_NAME} or ${file:/path}
-
-
-def format_loc(loc: Loc) -> str:
-    """A key path as the user writes it: `sites[0].lines[1].machines[2].id`."""
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 class Reference(str):
@@ -77,63 +70,56 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
-class InvalidKeyError(ValueError):
-    """Raised by a model validator about one key; `loc` is that key's path relative to
-    the model being validated, so the loader can point at it, and `first`, for a
-    duplicate, the path of the first use."""
-
-    def __init__(self, loc: Loc, message: str, first: Loc | None = None) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.first = first
-
-
-def _require_unique(items: Iterable[tuple[str, Loc]], what: str) -> None:
-    first: dict[str, Loc] = {}
-    for name, loc in items:
-        if name in first:
-            raise InvalidKeyError(loc, f"expected a unique {what}, found {name!r} again",
-                                  first[name])
-        first[name] = loc
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SignalConfig(_Model):
+class SignalConfig(ConfigModel):
     name: Name
     type: Literal["number", "string"] = "number"  # strings travel as events
     unit: str | None = None
     description: str | None = None
 
 
-class MachineConfig(_Model):
+class MachineConfig(ConfigModel):
+    """A machine and its signals; `state`, `counters`, `job_signal`, `silence_s` and
+    `exclude_idle` tell the shadow how to read it (shadow/config.py)."""
+
     id: Name
     name: str | None = None
     type: str | None = None
     signals: list[SignalConfig] = Field(default_factory=list)
+    state: StateConfig | None = None
+    counters: CountersConfig | None = None
+    job_signal: Name | None = None
+    silence_s: float = Field(default=120, gt=0)  # no reading this long: state unknown
+    exclude_idle: bool = False  # leave ADOT (no job loaded) out of planned busy time
 
     @model_validator(mode="after")
-    def _unique_signals(self) -> MachineConfig:
-        _require_unique(((s.name, ("signals", i, "name")) for i, s in enumerate(self.signals)),
-                        "signal name")
+    def _signals(self) -> MachineConfig:
+        require_unique(((s.name, ("signals", i, "name")) for i, s in enumerate(self.signals)),
+                       "signal name")
+        types = {s.name: s.type for s in self.signals}
+        for loc, name, expected in signal_references(self.state, self.counters,
+                                                     self.job_signal):
+            if name not in types:
+                raise InvalidKeyError(loc, f"expected one of this machine's signals "
+                                      f"({', '.join(types) or 'none declared'}), found {name!r}")
+            if expected is not None and types[name] != expected:
+                raise InvalidKeyError(loc, f"expected a {expected} signal, found {name!r} "
+                                      f"of type {types[name]}")
         return self
 
 
-class LineConfig(_Model):
+class LineConfig(ConfigModel):
     id: Name
     name: str | None = None
     machines: list[MachineConfig] = Field(default_factory=list)
 
 
-class AreaConfig(_Model):
+class AreaConfig(ConfigModel):
     id: Name
     name: str | None = None
     lines: list[LineConfig] = Field(default_factory=list)
 
 
-class SiteConfig(_Model):
+class SiteConfig(ConfigModel):
     id: Name
     name: str | None = None
     areas: list[AreaConfig] = Field(default_factory=list)
@@ -143,7 +129,7 @@ class SiteConfig(_Model):
         return [*self.lines, *(line for area in self.areas for line in area.lines)]
 
 
-class TlsConfig(_Model):
+class TlsConfig(ConfigModel):
     ca_file: ConfigPath | None = None
     cert_file: ConfigPath | None = None
     key_file: ConfigPath | None = None
@@ -153,7 +139,7 @@ class TlsConfig(_Model):
 PayloadFormat = Literal["number", "value", "object", "array"]
 
 
-class SubscriptionConfig(_Model):
+class SubscriptionConfig(ConfigModel):
     """One topic template. Placeholders {machine} and {signal} map the topic; {site},
     {area} and {line} are matched as single levels and checked against the plant.
     connectors/topics.py checks templates against the plant when the router is built."""
@@ -168,7 +154,7 @@ class SubscriptionConfig(_Model):
     ts_unit: Literal["s", "ms", "us", "ns", "rfc3339"] = "ms"
 
 
-class MqttSourceConfig(_Model):
+class MqttSourceConfig(ConfigModel):
     type: Literal["mqtt"]
     name: Name
     host: str = "127.0.0.1"
@@ -190,7 +176,7 @@ class MqttSourceConfig(_Model):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class DeadbandConfig(_Model):
+class DeadbandConfig(ConfigModel):
     """A monitored item's DataChangeFilter: changes within `value` of the last reported
     value are not sent. `percent` is of the node's EURange (the server must support it)."""
 
@@ -215,7 +201,7 @@ def _matching(pattern: re.Pattern[str], value: str, expected: str) -> str:
     return value
 
 
-class OpcUaNodeConfig(_Model):
+class OpcUaNodeConfig(ConfigModel):
     """One OPC UA variable mapped to one plant signal; unset settings take the source's."""
 
     machine: Name
@@ -231,7 +217,7 @@ class OpcUaNodeConfig(_Model):
         return _matching(_NODE_ID, value, "a node id such as 'ns=2;s=Press1.Temp' or 'i=2258'")
 
 
-class OpcUaSourceConfig(_Model):
+class OpcUaSourceConfig(ConfigModel):
     """An OPC UA server, read through one subscription of monitored items (no polling).
     The server sends a keep-alive after `keepalive_count` empty publishing intervals;
     no publish response within 3 keep-alive periods counts as a lost connection."""
@@ -254,7 +240,7 @@ class OpcUaSourceConfig(_Model):
 
     @model_validator(mode="after")
     def _unique_nodes(self) -> OpcUaSourceConfig:
-        _require_unique(((f"{n.machine}/{n.signal}", ("nodes", i, "signal"))
+        require_unique(((f"{n.machine}/{n.signal}", ("nodes", i, "signal"))
                          for i, n in enumerate(self.nodes)), "machine/signal")
         return self
 
@@ -262,7 +248,7 @@ class OpcUaSourceConfig(_Model):
 SourceConfig = Annotated[MqttSourceConfig | OpcUaSourceConfig, Field(discriminator="type")]
 
 
-class SqliteSinkConfig(_Model):
+class SqliteSinkConfig(ConfigModel):
     type: Literal["sqlite"]
     name: Name = "timeseries"
     path: ConfigPath | None = None  # default: <data_dir>/timeseries.sqlite
@@ -272,7 +258,7 @@ class SqliteSinkConfig(_Model):
 SinkConfig = Annotated[SqliteSinkConfig, Field(discriminator="type")]
 
 
-class LimitsConfig(_Model):
+class LimitsConfig(ConfigModel):
     max_payload_bytes: int = Field(default=256 * 1024, ge=64)
     max_json_depth: int = Field(default=16, ge=1, le=256)
     max_future_s: float = Field(default=300, ge=0)
@@ -291,7 +277,7 @@ class LimitsConfig(_Model):
         return value
 
 
-class RuntimeConfig(_Model):
+class RuntimeConfig(ConfigModel):
     queue_max_deliveries: int = Field(default=16, ge=1)
     overflow: Literal["block", "drop_oldest"] = "block"
     batch_max_messages: int = Field(default=5_000, ge=1)
@@ -312,18 +298,29 @@ class RuntimeConfig(_Model):
         return self
 
 
-class OmbreConfig(_Model):
+class OmbreConfig(ConfigModel):
     data_dir: ConfigPath = Field(default=Path("data"), validate_default=True)
     sites: list[SiteConfig] = Field(min_length=1)
     sources: list[SourceConfig] = Field(default_factory=list)
     sinks: list[SinkConfig] = Field(default_factory=list)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> OmbreConfig:
-        _require_unique(((m.id, (*loc, "id")) for m, loc in self._located_machines()),
+        require_unique(((m.id, (*loc, "id")) for m, loc in self._located_machines()),
                         "machine id")
-        _require_unique([*((c.name, ("sources", i, "name")) for i, c in enumerate(self.sources)),
+        for i, sink in enumerate(self.sinks):
+            if sink.name == SHADOW_SINK:
+                raise InvalidKeyError(("sinks", i, "name"), f"expected a name other than "
+                                      f"{SHADOW_SINK!r}, which the shadow uses, found it")
+        machines = {m.id for m in self.machines()}
+        for i, stop in enumerate(self.shadow.calendar.planned_stops):
+            for j, name in enumerate(stop.machines):
+                if name not in machines:
+                    raise InvalidKeyError(("shadow", "calendar", "planned_stops", i, "machines", j),
+                                          f"expected a machine id of the plant, found {name!r}")
+        require_unique([*((c.name, ("sources", i, "name")) for i, c in enumerate(self.sources)),
                          *((c.name, ("sinks", i, "name")) for i, c in enumerate(self.sinks))],
                         "source/sink name")
         return self

@@ -21,7 +21,8 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from gateway.config import REFERENCE, Loc, OmbreConfig, Reference, format_loc
+from gateway.config import REFERENCE, OmbreConfig, Reference
+from gateway.config_base import Loc, format_loc
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"

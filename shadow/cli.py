@@ -1,0 +1,313 @@
+"""The shadow's `ombre` commands: replay, kpi, orders import, export and downtime.
+Each finds its config with `-c/--config`, or $OMBRE_CONFIG, or ./ombre.yaml."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from connectors.replay import ReplaySource
+from gateway.app import build_gateway, serve
+from gateway.cli_common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_USAGE,
+    load_checked,
+    setup_logging,
+    utc_time,
+)
+from gateway.config import OmbreConfig
+from shadow import tables as t
+from shadow.calendar import from_ns, to_ns
+from shadow.orders import OrderError, read_orders
+from shadow.report import Report, reports, select_machines
+from shadow.schema import database_url, open_engine, upgrade
+from shadow.store import ShadowStore
+from shadow.timeline import Category, Window
+
+REPLAY_DRAIN_S = 24 * 3600.0  # a replay waits for every sink to catch up
+
+
+def _config(args: argparse.Namespace) -> OmbreConfig | None:
+    return load_checked(args.config or Path(os.environ.get("OMBRE_CONFIG", "ombre.yaml")))
+
+
+@contextmanager
+def _store(config: OmbreConfig) -> Iterator[ShadowStore]:
+    engine = open_engine(database_url(config.shadow.database, config.data_dir))
+    try:
+        upgrade(engine)
+        yield ShadowStore(engine)
+    finally:
+        engine.dispose()
+
+
+def _window(args: argparse.Namespace) -> Window:
+    to_ts = args.to or datetime.now(UTC)
+    from_ts = args.from_ or to_ts - timedelta(hours=24)
+    if from_ts > to_ts:
+        raise argparse.ArgumentTypeError(f"--from {from_ts} is after --to {to_ts}")
+    return Window(to_ns(from_ts), to_ns(to_ts))
+
+
+def _iso(ns: int) -> str:
+    return from_ns(ns).isoformat().replace("+00:00", "Z")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Feeds a JSON Lines recording through the pipeline (sinks and shadow), then exits
+    once every sink has written it."""
+    config = _config(args)
+    if config is None:
+        return EXIT_CONFIG
+    if not args.file.is_file():
+        print(f"ombre replay: no such file: {args.file}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(args.log_level)
+    # Nothing of a replay may be dropped: block on a full queue, drain to the end.
+    runtime = config.runtime.model_copy(update={"overflow": "block",
+                                                "drain_timeout_s": REPLAY_DRAIN_S})
+    config = config.model_copy(update={"runtime": runtime})
+    done = asyncio.Event()
+    source = ReplaySource(args.file, config, config.registry(),
+                          speed=None if args.max else args.speed, on_done=done.set)
+    gateway, outbox = build_gateway(config, sources=[source], outbox_name="replay-outbox.sqlite")
+    started = time.monotonic()
+    asyncio.run(serve(config, gateway, outbox, done))
+    counters = gateway.counters.connector(source.name, "source")
+    print(f"replayed {source.lines} lines of {args.file} in {time.monotonic() - started:.1f} s; "
+          f"{counters.quarantined} quarantined", file=sys.stderr)
+    if counters.quarantined:
+        print(f"the quarantined lines are in {config.data_dir / 'replay-outbox.sqlite'} "
+              "(table quarantine), with the reason for each", file=sys.stderr)
+    return EXIT_USAGE if counters.quarantined or not done.is_set() else EXIT_OK
+
+
+def _print_report(report: Report) -> None:
+    data = report.result.to_dict()
+    print(f"== {report.label}: {', '.join(data['machines'])}"
+          + (f", job {data['job']}" if data["job"] else "")
+          + (" (idle time excluded from PBT)" if data["idle_excluded"] else ""))
+    print("time (min): " + "  ".join(f"{k} {v / 60:.2f}" for k, v in data["time_s"].items()))
+    quantities = data["quantities"]
+    print("quantities: " + "  ".join(f"{k} {quantities[k]:g}" for k in
+                                     ("PQ", "GQ", "SQ", "RQ", "PSQ", "IP", "GP", "FE")))
+    for name, kpi in data["kpis"].items():
+        value = "null" if kpi["value"] is None else f"{kpi['value']:.6f}"
+        unit = "" if kpi["unit"] == "1" else f" {kpi['unit']}"
+        why = f"  ({kpi['reason']})" if kpi["reason"] else ""
+        print(f"  {name:<30} {value}{unit}{why}")
+    share = data["unclassified_share"]
+    print(f"  {'unclassified share of PBT':<30} "
+          f"{'null' if share['value'] is None else format(share['value'], '.6f')}")
+
+
+def cmd_kpi(args: argparse.Namespace) -> int:
+    """Prints the ISO 22400 KPIs of a machine, a line or the plant over a time range."""
+    config = _config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        machines = select_machines(config, args.machine, args.line)
+        window = _window(args)
+        with _store(config) as store:
+            found = reports(store, config, window, machines, args.by,
+                            now_ns=time.time_ns())
+    except (KeyError, argparse.ArgumentTypeError) as exc:
+        print(f"ombre kpi: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps([{"label": r.label, **r.result.to_dict()} for r in found], indent=2))
+    else:
+        for report in found:
+            _print_report(report)
+    return EXIT_OK
+
+
+def cmd_orders_import(args: argparse.Namespace) -> int:
+    """Creates or updates production orders from a CSV file; bad rows are reported with
+    their line and column, and the good ones imported."""
+    config = _config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        rows, problems = read_orders(args.file)
+    except OrderError as exc:
+        print(f"ombre orders import: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with _store(config) as store:
+        count = store.import_orders(rows)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{count} orders imported from {args.file}"
+          + (f"; {len(problems)} rows rejected" if problems else ""))
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def _confirmations(store: ShadowStore, window: Window) -> tuple[list[str], list[list[Any]]]:
+    oc = t.order_confirmation
+    job = t.job
+    with store.engine.connect() as c:
+        keys = select(job.c.job_key).where(job.c.start_ns < window.end_ns,
+                                           (job.c.end_ns.is_(None))
+                                           | (job.c.end_ns > window.start_ns))
+        po = t.production_order
+        result = c.execute(select(oc).join(po, (po.c.order_no == oc.c.order_no)
+                                           & (po.c.operation == oc.c.operation))
+                           .where(po.c.job_key.in_(keys)).order_by(oc.c.order_no,
+                                                                   oc.c.operation))
+        return list(result.keys()), [list(row) for row in result]
+
+
+def _kpi_rows(store: ShadowStore, config: OmbreConfig,
+              window: Window) -> tuple[list[str], list[list[Any]]]:
+    header: list[str] = []
+    rows: list[list[Any]] = []
+    for machine in config.machines():
+        for report in reports(store, config, window, [machine], "shift"):
+            data = report.result.to_dict()
+            if not header:
+                header = ["shift", "machine", "start", "end",
+                          *(f"{k}_min" for k in data["time_s"]),
+                          "PQ", "GQ", "SQ", "RQ", *data["kpis"], "unclassified_share"]
+            rows.append([report.label, machine.id, _iso(data["window"]["start_ns"]),
+                         _iso(data["window"]["end_ns"]),
+                         *(round(v / 60, 4) for v in data["time_s"].values()),
+                         *(data["quantities"][k] for k in ("PQ", "GQ", "SQ", "RQ")),
+                         *(k["value"] for k in data["kpis"].values()),
+                         data["unclassified_share"]["value"]])
+    return header, rows
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Writes order confirmations or shift KPIs for the ERP as CSV."""
+    config = _config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        window = _window(args)
+    except argparse.ArgumentTypeError as exc:
+        print(f"ombre export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with _store(config) as store:
+        header, rows = (_confirmations(store, window) if args.what == "confirmations"
+                        else _kpi_rows(store, config, window))
+    out = args.out.open("w", newline="") if args.out else sys.stdout
+    try:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+    finally:
+        if args.out:
+            out.close()
+    return EXIT_OK
+
+
+def cmd_downtime(args: argparse.Namespace) -> int:
+    """Lists downtime intervals without a reason, or assigns a reason code to one."""
+    config = _config(args)
+    if config is None:
+        return EXIT_CONFIG
+    with _store(config) as store:
+        if args.action == "assign":
+            if args.interval is None or args.code is None:
+                print("ombre downtime assign: give an interval id and a reason code",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            try:
+                done = store.assign_reason(args.interval, args.code)
+            except SQLAlchemyError:
+                print(f"ombre downtime assign: no reason code {args.code!r}; declare it under "
+                      "shadow.reason_codes", file=sys.stderr)
+                return EXIT_USAGE
+            if not done:
+                print(f"ombre downtime assign: no downtime interval {args.interval}",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            print(f"interval {args.interval}: reason {args.code}")
+            return EXIT_OK
+        si = t.state_interval
+        with store.engine.connect() as c:
+            rows = c.execute(select(si.c.id, si.c.machine_id, si.c.start_ns, si.c.end_ns,
+                                    si.c.raw_state, si.c.category)
+                             .where(si.c.reason_code.is_(None),
+                                    si.c.category.in_([Category.ADET, Category.ADOT])
+                                    | si.c.category.is_(None))
+                             .order_by(si.c.start_ns).limit(args.limit)).all()
+    writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
+    writer.writerow(["id", "machine", "start", "end", "minutes", "state", "category"])
+    for iid, machine, start, end, raw, category in rows:
+        writer.writerow([iid, machine, _iso(start), _iso(end), f"{(end - start) / 6e10:.1f}",
+                         raw, category or "unclassified"])
+    return EXIT_OK
+
+
+def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("-c", "--config", type=Path, metavar="CONFIG",
+                        help="the YAML config file (default: $OMBRE_CONFIG, else ombre.yaml)")
+    return parser
+
+
+def _with_range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="from_", type=utc_time, metavar="TIME",
+                        help="start, RFC 3339 (default: 24 hours before --to)")
+    parser.add_argument("--to", type=utc_time, metavar="TIME",
+                        help="end, exclusive (default: now)")
+
+
+def add_shadow_commands(commands: Any) -> None:
+    """Registers the shadow's subcommands on `ombre`'s subparsers."""
+    add: Callable[..., argparse.ArgumentParser] = commands.add_parser
+    replay = _with_config(add("replay", help="feed a JSON Lines recording through the "
+                                             "pipeline, then exit"))
+    replay.add_argument("file", type=Path, metavar="FILE")
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=None, metavar="X",
+                      help="run data time X times as fast as real time")
+    pace.add_argument("--max", action="store_true", help="as fast as possible (the default)")
+    replay.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"])
+    replay.set_defaults(command=cmd_replay)
+
+    kpi = _with_config(add("kpi", help="print ISO 22400 KPIs"))
+    scope = kpi.add_mutually_exclusive_group()
+    scope.add_argument("--machine", help="one machine (default: the whole plant)")
+    scope.add_argument("--line", help="every machine of a line")
+    _with_range(kpi)
+    kpi.add_argument("--by", choices=["window", "shift", "order", "day"], default="window",
+                     help="one result for the range (default), or one per shift, order or day")
+    kpi.add_argument("--json", action="store_true", help="print JSON with every input")
+    kpi.set_defaults(command=cmd_kpi)
+
+    orders = add("orders", help="production orders")
+    orders_commands = orders.add_subparsers(metavar="ACTION", required=True)
+    imp = _with_config(orders_commands.add_parser(
+        "import", help="create or update orders from a CSV file"))
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.set_defaults(command=cmd_orders_import)
+
+    export = _with_config(add("export", help="CSV for the ERP"))
+    export.add_argument("what", choices=["confirmations", "kpis"])
+    _with_range(export)
+    export.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
+    export.set_defaults(command=cmd_export)
+
+    downtime = _with_config(add("downtime", help="downtime intervals and their reasons"))
+    downtime.add_argument("action", choices=["list", "assign"])
+    downtime.add_argument("interval", type=int, nargs="?", help="interval id (assign)")
+    downtime.add_argument("code", nargs="?", help="reason code (assign)")
+    downtime.add_argument("--limit", type=int, default=100)
+    downtime.set_defaults(command=cmd_downtime)

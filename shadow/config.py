@@ -1,0 +1,233 @@
+"""The shadow's part of the config file: per machine, where its state, job and part
+counts come from; for the plant, the database, the shift calendar and the reason codes.
+All of it is data: the model in shadow/model.py interprets it."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.config_base import ConfigModel, InvalidKeyError, Name, require_unique
+from shadow.timeline import Category
+
+SHADOW_SINK = "shadow"  # the shadow's outbox cursor; no configured sink may use the name
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class StateOutcome(ConfigModel):
+    """What one raw state means: its ISO 22400 category, and whether a stop in it
+    counts as a failure (for MTBF and MTTR)."""
+
+    category: Category
+    failure: bool = False
+
+
+def _outcome(value: object) -> object:
+    """`RUNNING: APT` is short for `RUNNING: {category: APT}`."""
+    return {"category": value} if isinstance(value, str) else value
+
+
+class TableState(ConfigModel):
+    """A state signal whose values map to categories through a table. Values that are
+    numbers in the signal are looked up by their text (`3`, not `3.0`)."""
+
+    type: Literal["table"]
+    signal: Name
+    map: dict[str, StateOutcome] = Field(min_length=1)
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _short_outcomes(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {str(k): _outcome(v) for k, v in value.items()}
+        return value
+
+
+class Condition(ConfigModel):
+    signal: Name
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float
+
+
+class StateRule(ConfigModel):
+    """Matches when every condition holds on the signals' last good values and, if
+    `job` is set, a job is (true) or is not (false) loaded."""
+
+    when: list[Condition] = Field(default_factory=list)
+    job: bool | None = None
+    category: Category
+    failure: bool = False
+
+
+class RulesState(ConfigModel):
+    """Rules tried in order; the first that matches gives the state, named after its
+    position (`rule 1`). No match gives `default`, or unclassified."""
+
+    type: Literal["rules"]
+    rules: list[StateRule] = Field(min_length=1)
+    default: Category | None = None
+
+
+class MachineryState(ConfigModel):
+    """OPC 40001 Machinery: MachineryItemState and MachineryOperationMode, by name or
+    by enumeration value; shadow/companion.py holds the mapping table."""
+
+    type: Literal["machinery"]
+    item_state: Name = "MachineryItemState"
+    operation_mode: Name = "MachineryOperationMode"
+
+
+class PackmlState(ConfigModel):
+    """PackML (OPC 30050): the state and unit mode, by name or by number."""
+
+    type: Literal["packml"]
+    state: Name = "PackMLState"
+    mode: Name = "PackMLMode"
+
+
+StateConfig = Annotated[TableState | RulesState | MachineryState | PackmlState,
+                        Field(discriminator="type")]
+
+
+class CountersConfig(ConfigModel):
+    """Part counters, each a signal that only grows until it is reset. Either a total
+    (good = total - scrap - rework) or a good counter (total = good + scrap + rework).
+    A step larger than `max_step` is implausible: quarantined, not counted."""
+
+    total: Name | None = None
+    good: Name | None = None
+    scrap: Name | None = None
+    rework: Name | None = None
+    max_step: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _total_or_good(self) -> CountersConfig:
+        if (self.total is None) == (self.good is None):
+            raise InvalidKeyError(("total",), "expected exactly one of `total` and `good`, "
+                                  f"found {'both' if self.total else 'neither'}")
+        return self
+
+    def signals(self) -> dict[str, Name]:
+        """Counter kind -> signal name, for the counters configured."""
+        kinds = {"total": self.total, "good": self.good, "scrap": self.scrap,
+                 "rework": self.rework}
+        return {kind: name for kind, name in kinds.items() if name is not None}
+
+
+class ShiftConfig(ConfigModel):
+    """A shift on the given weekdays, in the calendar's time zone; `end` before `start`
+    means the shift ends the next day."""
+
+    name: Name
+    start: time
+    end: time
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
+
+
+class PlannedStopConfig(ConfigModel):
+    """Planned downtime: either recurring (`start`/`end` time of day on `days`) or
+    dated (`from`/`to`). `machines` empty means every machine."""
+
+    reason: str = Field(min_length=1)
+    start: time | None = None
+    end: time | None = None
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
+    from_: datetime | None = Field(default=None, alias="from")
+    to: datetime | None = None
+    machines: list[Name] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _recurring_or_dated(self) -> PlannedStopConfig:
+        recurring = self.start is not None and self.end is not None
+        dated = self.from_ is not None and self.to is not None
+        if recurring == dated:
+            raise InvalidKeyError(("start",), "expected either `start` and `end` (recurring) "
+                                  "or `from` and `to` (dated), found "
+                                  f"{'both' if recurring else 'neither complete'}")
+        if dated:
+            for key, ts in (("from", self.from_), ("to", self.to)):
+                if ts is not None and ts.tzinfo is None:
+                    raise InvalidKeyError((key,), "expected a time with a zone such as "
+                                          f"2026-11-23T13:30:00+01:00, found {ts.isoformat()}")
+            if self.from_ is not None and self.to is not None and self.to <= self.from_:
+                raise InvalidKeyError(("to",), f"expected a time after `from`, found {self.to}")
+        return self
+
+
+class CalendarConfig(ConfigModel):
+    """The plant's shift calendar. No shifts means every hour is planned operation
+    time (POT)."""
+
+    timezone: str = "UTC"
+    shifts: list[ShiftConfig] = Field(default_factory=list)
+    planned_stops: list[PlannedStopConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as Europe/Paris, "
+                             f"found {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _unique_shifts(self) -> CalendarConfig:
+        require_unique(((s.name, ("shifts", i, "name")) for i, s in enumerate(self.shifts)),
+                       "shift name")
+        return self
+
+
+class ReasonCodeConfig(ConfigModel):
+    code: Name
+    text: str
+    category: Category
+    failure: bool = False
+
+
+class ShadowConfig(ConfigModel):
+    """The plant-wide shadow settings. `database` is a SQLAlchemy URL; the default is
+    SQLite at <data_dir>/ombre.sqlite."""
+
+    enabled: bool = True
+    database: str | None = None  # e.g. postgresql+psycopg://ombre@db/ombre
+    calendar: CalendarConfig = Field(default_factory=CalendarConfig)
+    reason_codes: list[ReasonCodeConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_codes(self) -> ShadowConfig:
+        require_unique(((r.code, ("reason_codes", i, "code"))
+                        for i, r in enumerate(self.reason_codes)), "reason code")
+        return self
+
+
+SignalType = Literal["number", "string"]
+
+
+def signal_references(state: StateConfig | None, counters: CountersConfig | None,
+                      job_signal: str | None) -> list[tuple[tuple[str | int, ...], str,
+                                                            SignalType | None]]:
+    """Every signal the shadow settings of one machine name: (key path relative to the
+    machine, signal name, the signal type it must have, or None for either)."""
+    refs: list[tuple[tuple[str | int, ...], str, SignalType | None]] = []
+    if isinstance(state, TableState):
+        refs.append((("state", "signal"), state.signal, None))
+    elif isinstance(state, RulesState):
+        refs += [(("state", "rules", i, "when", j, "signal"), c.signal, "number")
+                 for i, rule in enumerate(state.rules) for j, c in enumerate(rule.when)]
+    elif isinstance(state, MachineryState):
+        refs += [(("state", "item_state"), state.item_state, None),
+                 (("state", "operation_mode"), state.operation_mode, None)]
+    elif isinstance(state, PackmlState):
+        refs += [(("state", "state"), state.state, None), (("state", "mode"), state.mode, None)]
+    if counters is not None:
+        refs += [(("counters", kind), name, "number")
+                 for kind, name in counters.signals().items()]
+    if job_signal is not None:
+        refs.append((("job_signal",), job_signal, "string"))
+    return refs

@@ -1,0 +1,319 @@
+"""The live model of every machine: state and ISO 22400 category, current job, part
+counts and last signal values. Pure code: it takes the gateway's batches and events,
+changes itself, and returns what the tables must record. It never does I/O.
+
+Time is each machine's own: readings are taken in timestamp order per machine, a
+reading older than the last one of its signal is a duplicate (a redelivered batch) and
+is skipped, and a state change never goes back before the open interval's start. So
+applying the same input twice changes nothing the second time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gateway.config import MachineConfig
+from gateway.types import Batch, Event, Int64Array, Quality, SignalRegistry
+from shadow.config import signal_references
+from shadow.counting import CounterTrack
+from shadow.states import NO_STATE, UNKNOWN, SignalValue, State, evaluate
+from shadow.timeline import BUCKET_NS, NS_PER_S, Category, Interval
+
+PlannedCheck = Callable[[str, int], bool]  # (machine, t) -> inside a planned stop
+Boundaries = Callable[[str, int, int], list[int]]  # planned-stop edges in (a, b]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    machine: str
+    job: str
+    start_ns: int
+    end_ns: int | None  # None: still running
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    machine: str
+    signal: str
+    ts_ns: int
+    value: float
+    reason: str
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one call changed, for the tables: closed intervals with their raw state,
+    count increments per (machine, minute, job) as [pq, gq, sq, rq], job starts and
+    ends, rejected counter readings, and the machines whose snapshot changed."""
+
+    intervals: list[tuple[Interval, str]] = field(default_factory=list)
+    counts: dict[tuple[str, int, str | None], list[int]] = field(default_factory=dict)
+    jobs: list[JobRecord] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+    duplicates: int = 0
+
+
+@dataclass(slots=True)
+class Machine:
+    """One machine's live state; `snapshot` and `restore` carry it across restarts."""
+
+    config: MachineConfig
+    state: State = NO_STATE
+    planned: bool = False
+    job: str | None = None
+    since_ns: int | None = None  # start of the open interval
+    interval_job: str | None = None  # the job of the open interval
+    job_since_ns: int | None = None
+    clock_ns: int = 0  # the latest time this machine's timeline has reached
+    last_seen_ns: int | None = None
+    silent: bool = False
+    counters: dict[str, CounterTrack] = field(default_factory=dict)
+    job_counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # pq, gq, sq, rq
+    values: dict[str, tuple[int, SignalValue, int]] = field(default_factory=dict)
+
+    @property
+    def category(self) -> Category | None:
+        return Category.PDOT if self.planned else self.state.category
+
+    @property
+    def failure(self) -> bool:
+        return self.state.failure and not self.planned
+
+    def online(self, now_ns: int) -> bool:
+        return (self.last_seen_ns is not None and not self.silent
+                and now_ns - self.last_seen_ns <= self.config.silence_s * NS_PER_S)
+
+    def good_values(self) -> dict[str, SignalValue]:
+        return {name: v for name, (_, v, q) in self.values.items() if not q & Quality.BAD}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "state": [self.state.raw, self.state.category, self.state.failure,
+                      self.state.mapped],
+            "planned": self.planned, "job": self.job, "since_ns": self.since_ns,
+            "interval_job": self.interval_job, "job_since_ns": self.job_since_ns,
+            "clock_ns": self.clock_ns, "last_seen_ns": self.last_seen_ns,
+            "silent": self.silent, "job_counts": self.job_counts,
+            "silence_ns": int(self.config.silence_s * NS_PER_S),  # read by shadow.store
+            "counters": {k: [c.last, c.pending] for k, c in self.counters.items()},
+            "values": {k: list(v) for k, v in self.values.items()},
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        raw, category, failure, mapped = snap["state"]
+        self.state = State(raw, None if category is None else Category(category), failure,
+                           mapped)
+        self.planned, self.job, self.since_ns = snap["planned"], snap["job"], snap["since_ns"]
+        self.interval_job, self.job_since_ns = snap["interval_job"], snap["job_since_ns"]
+        self.clock_ns, self.last_seen_ns = snap["clock_ns"], snap["last_seen_ns"]
+        self.silent, self.job_counts = snap["silent"], list(snap["job_counts"])
+        self.counters = {k: CounterTrack(last, pending)
+                         for k, (last, pending) in snap["counters"].items()}
+        self.values = {k: (ts, v, q) for k, (ts, v, q) in snap["values"].items()}
+
+
+class ShadowModel:
+    """Every machine of the plant. `apply` takes what the gateway delivered, `advance`
+    moves the clock (silence, planned-stop edges) when nothing arrives."""
+
+    def __init__(self, machines: Sequence[MachineConfig], registry: SignalRegistry,
+                 planned: PlannedCheck, boundaries: Boundaries) -> None:
+        self.machines = {m.id: Machine(m) for m in machines}
+        self._registry = registry
+        self._planned = planned
+        self._boundaries = boundaries
+        names = [m.id for m in machines]
+        index = {name: i for i, name in enumerate(names)}
+        self._names = names
+        self._machine_of = np.array([index.get(info.machine, -1) for info in registry],
+                                    np.int64)
+        self._silence_ns = np.array([int(m.silence_s * NS_PER_S) for m in machines], np.int64)
+        self._roles: list[dict[str, str]] = [_roles(m) for m in machines]
+        relevant = [info.signal in self._roles[index[info.machine]]
+                    if info.machine in index else False for info in registry]
+        self._relevant = np.array(relevant, bool)
+
+    def apply(self, batch: Batch, events: Sequence[Event]) -> Changes:
+        changes = Changes()
+        ev_ids = [self._registry.id_of(e.machine, e.name) for e in events]
+        known = [i for i, sid in enumerate(ev_ids) if sid is not None]
+        ts = np.concatenate([batch.ts_ns, np.array([events[i].ts_ns for i in known], np.int64)])
+        sid = np.concatenate([batch.signal_id.astype(np.int64),
+                              np.array([ev_ids[i] for i in known], np.int64)])
+        machine = self._machine_of[sid] if len(sid) else np.empty(0, np.int64)
+        keep = machine >= 0
+        rows = np.flatnonzero(keep)[np.lexsort((ts[keep], machine[keep]))]
+        if not len(rows):
+            return changes
+        m_sorted, ts_sorted = machine[rows], ts[rows]
+        first = np.r_[True, m_sorted[1:] != m_sorted[:-1]]
+        last = np.r_[m_sorted[1:] != m_sorted[:-1], True]
+        seen = np.array([self._seen(self._names[i]) for i in m_sorted[first]], np.int64)
+        prev = np.r_[0, ts_sorted[:-1]]
+        prev[first] = seen
+        gap = (prev != np.iinfo(np.int64).min) & (ts_sorted - prev > self._silence_ns[m_sorted])
+        selected = self._relevant[sid[rows]] | gap | last
+        self._update_values(batch, events, known, ts=ts, sid=sid, rows=rows)
+        n = len(batch)
+        for j in np.flatnonzero(selected).tolist():
+            r = int(rows[j])
+            mid = int(m_sorted[j])
+            m = self.machines[self._names[mid]]
+            changes.touched.add(m.config.id)
+            if gap[j]:
+                self._go_silent(m, int(prev[j]) + int(self._silence_ns[mid]), changes)
+            t = max(int(ts_sorted[j]), m.clock_ns)
+            self._cross_planned(m, t, changes)
+            m.clock_ns = t
+            m.silent = False
+            role = self._roles[mid].get(self._registry.info(int(sid[r])).signal)
+            if role is not None:
+                if r < n:
+                    value: SignalValue = float(batch.value[r])
+                    quality = int(batch.quality[r])
+                else:
+                    event = events[known[r - n]]
+                    value, quality = event.value, event.quality
+                reading = (self._registry.info(int(sid[r])).signal, int(ts_sorted[j]), value,
+                           quality)
+                self._take(m, role, reading, t, changes)
+            self._reevaluate(m, t, changes)
+            if last[j]:
+                m.last_seen_ns = max(m.last_seen_ns or 0, int(ts_sorted[j]))
+        if len(ts):
+            self.advance(int(ts.max()), changes)
+        return changes
+
+    def advance(self, now_ns: int, changes: Changes | None = None) -> Changes:
+        """Marks machines silent longer than their `silence_s` as unknown (from the end
+        of the tolerated silence) and applies planned-stop edges up to `now_ns`."""
+        changes = changes if changes is not None else Changes()
+        for m in self.machines.values():
+            if m.last_seen_ns is None:
+                continue
+            silence_end = m.last_seen_ns + int(m.config.silence_s * NS_PER_S)
+            if not m.silent and now_ns > silence_end:
+                self._go_silent(m, silence_end, changes)
+            if self._cross_planned(m, now_ns, changes):
+                changes.touched.add(m.config.id)
+        return changes
+
+    def _seen(self, name: str) -> int:
+        seen = self.machines[name].last_seen_ns
+        return np.iinfo(np.int64).min if seen is None else seen
+
+    def _update_values(self, batch: Batch, events: Sequence[Event], known: list[int], *,
+                       ts: Int64Array, sid: Int64Array, rows: Int64Array) -> None:
+        """Last value of every signal the state does not depend on, in bulk: the last
+        row per signal in (machine, ts) order."""
+        picked = rows[~self._relevant[sid[rows]]]
+        if not len(picked):
+            return
+        order = picked[np.lexsort((ts[picked], sid[picked]))]
+        ends = np.r_[sid[order][1:] != sid[order][:-1], True]
+        n = len(batch)
+        for r in order[ends].tolist():
+            info = self._registry.info(int(sid[r]))
+            m = self.machines[info.machine]
+            old = m.values.get(info.signal)
+            if old is not None and old[0] >= ts[r]:
+                continue
+            if r < n:
+                m.values[info.signal] = (int(ts[r]), float(batch.value[r]), int(batch.quality[r]))
+            else:
+                e = events[known[r - n]]
+                m.values[info.signal] = (e.ts_ns, e.value, e.quality)
+
+    def _take(self, m: Machine, role: str, reading: tuple[str, int, SignalValue, int], t: int,
+              changes: Changes) -> None:
+        """One reading of a signal the state, job or counts depend on, taken at time t."""
+        signal, ts, value, quality = reading
+        old = m.values.get(signal)
+        if old is not None and old[0] >= ts:
+            changes.duplicates += 1
+            return
+        m.values[signal] = (ts, value, quality)
+        if quality & Quality.BAD:
+            return
+        if role == "job":
+            self._set_job(m, t, None if value in (None, "") else str(value), changes)
+        elif role.startswith("counter:") and isinstance(value, float | int):
+            self._count(m, role.removeprefix("counter:"), (signal, float(value)), t, changes)
+
+    def _set_job(self, m: Machine, t: int, job: str | None, changes: Changes) -> None:
+        if job == m.job:
+            return
+        if m.job is not None and m.job_since_ns is not None:
+            changes.jobs.append(JobRecord(m.config.id, m.job, m.job_since_ns, t))
+        m.job, m.job_since_ns, m.job_counts = job, t if job else None, [0, 0, 0, 0]
+        if job is not None:
+            changes.jobs.append(JobRecord(m.config.id, job, t, None))
+
+    def _count(self, m: Machine, kind: str, reading: tuple[str, float], t: int,
+               changes: Changes) -> None:
+        signal, value = reading
+        counters = m.config.counters
+        assert counters is not None  # a counter role exists only with a counters config
+        delta, reason = m.counters.setdefault(kind, CounterTrack()).step(value,
+                                                                          counters.max_step)
+        if reason is not None:
+            changes.rejected.append(Rejected(m.config.id, signal, t, value, reason))
+        if not delta:
+            return
+        # [pq, gq, sq, rq]: scrap and rework add to the parts produced when counted
+        # beside a good counter, and take from the good ones when counted in a total.
+        add = {"total": [delta, delta, 0, 0], "good": [delta, delta, 0, 0],
+               "scrap": [0, -delta, delta, 0], "rework": [0, -delta, 0, delta]}[kind]
+        if counters.good is not None and kind in ("scrap", "rework"):
+            add[0], add[1] = delta, 0
+        key = (m.config.id, t - t % BUCKET_NS, m.job)
+        bucket = changes.counts.setdefault(key, [0, 0, 0, 0])
+        for i, x in enumerate(add):
+            bucket[i] += x
+            m.job_counts[i] += x
+
+    def _cross_planned(self, m: Machine, t: int, changes: Changes) -> bool:
+        """Applies every planned-stop edge in (clock, t]; True if there was one."""
+        edges = self._boundaries(m.config.id, m.clock_ns, t) if m.since_ns is not None else []
+        for edge in edges:
+            m.clock_ns = edge
+            self._reevaluate(m, edge, changes)
+        return bool(edges)
+
+    def _go_silent(self, m: Machine, at: int, changes: Changes) -> None:
+        at = max(at, m.clock_ns)
+        self._cross_planned(m, at, changes)
+        m.clock_ns, m.silent = at, True
+        changes.touched.add(m.config.id)
+        self._reevaluate(m, at, changes)
+
+    def _reevaluate(self, m: Machine, t: int, changes: Changes) -> None:
+        state = UNKNOWN if m.silent else evaluate(m.config.state, m.good_values(),
+                                                  m.job is not None)
+        planned = self._planned(m.config.id, t)
+        same = (state, planned, m.job) == (m.state, m.planned, m.interval_job)
+        if same and m.since_ns is not None:
+            return
+        if m.since_ns is not None and t > m.since_ns:
+            interval = Interval(m.config.id, m.since_ns, t, m.category, m.failure,
+                                m.interval_job)
+            changes.intervals.append((interval, m.state.raw))
+        if m.since_ns is None or t > m.since_ns:
+            m.since_ns = t
+        m.state, m.planned, m.interval_job = state, planned, m.job
+
+
+def _roles(machine: MachineConfig) -> dict[str, str]:
+    """Signal name -> its role for the shadow: "state", "job" or "counter:<kind>"."""
+    roles: dict[str, str] = {}
+    roles.update({name: "state" for _, name, _ in signal_references(machine.state, None, None)})
+    if machine.counters is not None:
+        roles.update({name: f"counter:{kind}"
+                      for kind, name in machine.counters.signals().items()})
+    if machine.job_signal is not None:
+        roles[machine.job_signal] = "job"
+    return roles

@@ -1,0 +1,89 @@
+"""Production orders from an ERP's CSV export. One order operation per row:
+
+    order_no,operation,material,planned_qty,pru_s,planned_scrap_qty,machine
+    4711,10,BRKT-20,480,45,10,cnc-1
+
+`order_no`, `planned_qty` and one of `pru_s` / `pru_min` (planned run time per unit)
+are required. The job key a machine reports is `order_no`, or `order_no/operation`
+when the order has an operation."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MAX_ROWS = 100_000
+
+
+class OrderError(Exception):
+    """The file cannot be read as an order CSV at all."""
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    order_no: str = Field(min_length=1, max_length=200)
+    operation: str = Field(default="", max_length=64)
+    material: str | None = None
+    planned_qty: int = Field(ge=0)
+    pru_s: float | None = Field(default=None, gt=0)
+    pru_min: float | None = Field(default=None, gt=0)
+    planned_scrap_qty: int = Field(default=0, ge=0)
+    machine: str | None = None
+    status: str = Field(default="planned", max_length=16)
+
+    @model_validator(mode="after")
+    def _one_pru(self) -> OrderIn:
+        if (self.pru_s is None) == (self.pru_min is None):
+            raise ValueError("expected exactly one of pru_s and pru_min, found "
+                             f"{'both' if self.pru_s else 'neither'}")
+        return self
+
+    @property
+    def job_key(self) -> str:
+        return f"{self.order_no}/{self.operation}" if self.operation else self.order_no
+
+    def row(self) -> dict[str, Any]:
+        pru_s = self.pru_s if self.pru_s is not None else (self.pru_min or 0) * 60
+        return {"job_key": self.job_key, "order_no": self.order_no,
+                "operation": self.operation, "material": self.material,
+                "planned_qty": self.planned_qty, "pru_s": pru_s,
+                "planned_scrap_qty": self.planned_scrap_qty, "machine_id": self.machine,
+                "status": self.status}
+
+
+def read_orders(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The valid rows of `path` as production_order rows (the last row wins for a
+    repeated job key), and one `file:line: column: problem` message per bad row."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "order_no" not in reader.fieldnames:
+                raise OrderError(f"{path}: expected a header row with order_no, planned_qty "
+                                 f"and pru_s or pru_min, found {reader.fieldnames}")
+            rows: dict[str, dict[str, Any]] = {}
+            problems: list[str] = []
+            for record in reader:
+                line = reader.line_num
+                if len(rows) + len(problems) >= MAX_ROWS:
+                    problems.append(f"{path}:{line}: more than {MAX_ROWS} rows; the rest "
+                                    "was not read")
+                    break
+                data = {k: v for k, v in record.items() if k is not None and v not in ("", None)}
+                if None in record:
+                    problems.append(f"{path}:{line}: more fields than the header has")
+                    continue
+                try:
+                    order = OrderIn.model_validate(data)
+                except ValidationError as exc:
+                    problems += [f"{path}:{line}: {'.'.join(map(str, e['loc'])) or 'row'}: "
+                                 f"{e['msg']}, found {e.get('input')!r}"[:300]
+                                 for e in exc.errors()]
+                    continue
+                rows[order.job_key] = order.row()
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise OrderError(f"{path}: {exc}") from None
+    return list(rows.values()), problems

@@ -1,0 +1,116 @@
+"""KPI reports from the tables: one window, or one per shift, day or order. The CLI,
+the ERP export, the shift_kpi rows and the API all go through here, so they print the
+same numbers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from gateway.config import MachineConfig, OmbreConfig
+from shadow import tables as t
+from shadow.calendar import days, from_ns, shifts
+from shadow.kpi import KpiResult, compute
+from shadow.store import ShadowStore
+from shadow.timeline import Window
+
+By = Literal["window", "shift", "day", "order"]
+SHIFT_KPI_COLUMNS = ("availability", "effectiveness", "quality_ratio", "oee")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    label: str  # the shift ("2026-11-23 morning"), day, order, or "window"
+    result: KpiResult
+
+
+def select_machines(config: OmbreConfig, machine: str | None,
+                    line: str | None) -> list[MachineConfig]:
+    """The machines of one machine id or one line id (all machines if neither); raises
+    KeyError naming what is unknown."""
+    if machine is not None:
+        found = [m for m in config.machines() if m.id == machine]
+        if not found:
+            raise KeyError(f"no machine {machine!r} in the config")
+        return found
+    if line is not None:
+        lines = [ln for site in config.sites for ln in site.all_lines() if ln.id == line]
+        if not lines:
+            raise KeyError(f"no line {line!r} in the config")
+        return [m for ln in lines for m in ln.machines]
+    return config.machines()
+
+
+def kpi(store: ShadowStore, config: OmbreConfig, window: Window,
+        machines: Sequence[MachineConfig], *, job: str | None = None,
+        now_ns: int | None = None) -> KpiResult:
+    """The KPIs of `machines` over `window` (or of one job in it)."""
+    store.ensure_calendar(config.shadow.calendar, window)
+    ids = [m.id for m in machines]
+    timeline = store.timeline(window, ids, now_ns)
+    return compute(window, ids, timeline.intervals, timeline.counts, timeline.orders,
+                   shifts=timeline.shifts, planned_stops=timeline.planned_stops,
+                   exclude_idle=bool(machines) and all(m.exclude_idle for m in machines),
+                   job=job)
+
+
+def reports(store: ShadowStore, config: OmbreConfig, window: Window,
+            machines: Sequence[MachineConfig], by: By, *,
+            now_ns: int | None = None) -> list[Report]:
+    """One report for the window, or one per shift, local day or job within it."""
+    calendar = config.shadow.calendar
+    if by == "order":
+        si = t.state_interval
+        with store.engine.connect() as c:
+            keys = c.execute(select(si.c.job_key).distinct().where(
+                si.c.machine_id.in_([m.id for m in machines]), si.c.job_key.is_not(None),
+                si.c.start_ns < window.end_ns, si.c.end_ns > window.start_ns)).scalars().all()
+        return [Report(key, kpi(store, config, window, machines, job=key, now_ns=now_ns))
+                for key in sorted(keys)]
+    if by == "shift":
+        parts = [(f"{s.day.isoformat()} {s.name}",
+                  Window(max(s.window.start_ns, window.start_ns),
+                         min(s.window.end_ns, window.end_ns)))
+                 for s in shifts(calendar, window)]
+    elif by == "day":
+        parts = [(_day_label(w, config), w) for w in days(calendar, window)]
+    else:
+        parts = [("window", window)]
+    return [Report(label, kpi(store, config, w, machines, now_ns=now_ns)) for label, w in parts]
+
+
+def _day_label(window: Window, config: OmbreConfig) -> str:
+    return from_ns(window.start_ns).astimezone(ZoneInfo(config.shadow.calendar.timezone)
+                                                ).date().isoformat()
+
+
+def record_shift_kpis(store: ShadowStore, config: OmbreConfig, span: Window) -> None:
+    """Writes the shift_kpi rows of every shift that ended within (start, end] of
+    `span`, one per machine, for the shift_kpis view."""
+    ended = [s for s in shifts(config.shadow.calendar, span)
+             if span.start_ns < s.window.end_ns <= span.end_ns]
+    for s in ended:
+        rows = []
+        with store.engine.connect() as c:
+            shift_id = c.execute(select(t.shift.c.id).where(
+                t.shift.c.start_ns == s.window.start_ns, t.shift.c.name == s.name)).scalar()
+        if shift_id is None:
+            continue
+        for machine in config.machines():
+            result = kpi(store, config, s.window, [machine])
+            data = result.to_dict()
+            times, quantities = data["time_s"], data["quantities"]
+            rows.append({
+                "shift_id": shift_id, "machine_id": machine.id, "result": json.dumps(data),
+                **{k: data["kpis"][k]["value"] for k in SHIFT_KPI_COLUMNS},
+                "unclassified_share": data["unclassified_share"]["value"],
+                "pbt_min": times["PBT"] / 60, "apt_min": times["APT"] / 60,
+                **{k.lower(): quantities[k] for k in ("PQ", "GQ", "SQ", "RQ")},
+            })
+        store.upsert_shift_kpis(rows)
+

@@ -1,0 +1,53 @@
+"""Opening the shadow's database and bringing its schema to the current version with
+the Alembic migrations in shadow/migrations, so that an upgrade keeps the data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def database_url(database: str | None, data_dir: Path) -> URL:
+    """The configured SQLAlchemy URL, or SQLite at <data_dir>/ombre.sqlite."""
+    return make_url(database or f"sqlite:///{data_dir / 'ombre.sqlite'}")
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # a power cut must not lose committed rows
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def open_engine(url: URL) -> Engine:
+    """An engine for `url`; SQLite gets WAL, full sync and foreign keys, and its
+    directory is created."""
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Applies every migration the database has not had yet."""
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")

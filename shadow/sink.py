@@ -1,0 +1,129 @@
+"""The shadow as a sink of the gateway: it reads the outbox like any other sink, so it
+gets every reading and event exactly in order, and again after a failure. Each write
+applies them to the model and writes the resulting rows and snapshots in one
+transaction; after a failure, `connect` reloads the model from the last snapshots, so
+the retried write changes the tables exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+
+from gateway.config import OmbreConfig
+from gateway.types import Batch, Event, SignalRegistry
+from shadow.calendar import DAY_NS, PlannedSchedule
+from shadow.config import SHADOW_SINK
+from shadow.model import Changes, ShadowModel
+from shadow.report import record_shift_kpis
+from shadow.schema import database_url, open_engine, upgrade
+from shadow.store import ShadowStore
+from shadow.timeline import Window
+
+log = logging.getLogger(__name__)
+
+MAX_LOGGED = 1000  # distinct unmapped states logged once each, then no more
+
+
+class ShadowSink:
+    """Feeds the live model and the MES/ERP tables from the outbox."""
+
+    name = SHADOW_SINK
+
+    def __init__(self, config: OmbreConfig, registry: SignalRegistry) -> None:
+        self._config = config
+        self._registry = registry
+        self.url = database_url(config.shadow.database, config.data_dir)
+        self._lock = threading.Lock()  # a cancelled call's thread may still be running
+        self.store: ShadowStore | None = None
+        self.model: ShadowModel | None = None
+        self._days: set[int] = set()  # UTC days whose calendar rows are written
+        self._logged: set[tuple[str, str]] = set()
+        self._watermark = 0  # the latest time any machine's timeline reached
+
+    async def connect(self) -> None:
+        await asyncio.to_thread(self._connect)
+
+    def _connect(self) -> None:
+        with self._lock:
+            self._dispose()
+            engine = open_engine(self.url)
+            try:
+                upgrade(engine)
+                store = ShadowStore(engine)
+                store.sync_plant(self._config)
+                schedule = PlannedSchedule(self._config.shadow.calendar)
+                model = ShadowModel(self._config.machines(), self._registry, schedule.inside,
+                                    schedule.boundaries)
+                for machine, snapshot in store.snapshots().items():
+                    if machine in model.machines:
+                        model.machines[machine].restore(snapshot)
+            except BaseException:
+                engine.dispose()
+                raise
+            self.store, self.model = store, model
+            self._days.clear()
+            self._watermark = max((m.clock_ns for m in model.machines.values()), default=0)
+
+    async def write(self, batch: Batch, events: Sequence[Event]) -> None:
+        await asyncio.to_thread(self._write, batch, events)
+
+    def _write(self, batch: Batch, events: Sequence[Event]) -> None:
+        with self._lock:
+            if self.store is None or self.model is None:
+                raise RuntimeError(f"sink {self.name} is not connected")
+            store, model = self.store, self.model
+            try:
+                changes = model.apply(batch, events)
+                self._ensure_calendar(store, changes)
+                store.write(changes, {m: model.machines[m].snapshot() for m in changes.touched})
+            except BaseException:
+                # The model is ahead of the tables now: the runtime reconnects, which
+                # reloads it from the snapshots, and writes the same data again.
+                self.store = self.model = None
+                store.engine.dispose()
+                raise
+            self._report(changes)
+            watermark = max((m.clock_ns for m in model.machines.values()), default=0)
+            if watermark > self._watermark:
+                record_shift_kpis(store, self._config, Window(self._watermark, watermark))
+                self._watermark = watermark
+
+    def _ensure_calendar(self, store: ShadowStore, changes: Changes) -> None:
+        """Writes the shift and planned-stop rows of every day the data reached."""
+        days = {i.start_ns // DAY_NS for i, _ in changes.intervals}
+        days |= {key[1] // DAY_NS for key in changes.counts}
+        assert self.model is not None
+        days |= {m.clock_ns // DAY_NS for m in self.model.machines.values() if m.clock_ns}
+        for day in sorted(days - self._days):
+            store.ensure_calendar(self._config.shadow.calendar,
+                                  Window(day * DAY_NS, (day + 1) * DAY_NS))
+            if len(self._days) > MAX_LOGGED:
+                self._days.clear()
+            self._days.add(day)
+
+    def _report(self, changes: Changes) -> None:
+        for r in changes.rejected:
+            log.warning("shadow: %s/%s: %s; reading kept in the quarantine table",
+                        r.machine, r.signal, r.reason)
+        assert self.model is not None
+        for name in changes.touched:
+            state = self.model.machines[name].state
+            key = (name, state.raw)
+            if not state.mapped and key not in self._logged and len(self._logged) < MAX_LOGGED:
+                self._logged.add(key)
+                log.warning("shadow: machine %s reports state %r, which its state table does "
+                            "not map; its time counts as unclassified", name, state.raw)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._dispose()
+
+    def _dispose(self) -> None:
+        if self.store is not None:
+            self.store.engine.dispose()
+        self.store = self.model = None

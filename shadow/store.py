@@ -1,0 +1,261 @@
+"""Reading and writing the MES/ERP tables. Every write is an idempotent upsert on a
+natural key, so writing the same changes twice leaves the same tables; the model's
+snapshot is written in the same transaction as the rows it produced."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Table, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from gateway.config import LineConfig, OmbreConfig, OpcUaSourceConfig, SourceConfig
+from shadow import tables as t
+from shadow.calendar import planned_stops, shifts
+from shadow.config import CalendarConfig
+from shadow.model import Changes
+from shadow.timeline import Category, Count, Interval, OrderPlan, Window
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """What the KPIs of a window are computed from."""
+
+    intervals: list[Interval]
+    counts: list[Count]
+    orders: dict[str, OrderPlan]
+    shifts: list[Window] | None  # None: the calendar has no shifts, all time is planned
+    planned_stops: dict[str | None, list[Window]]
+
+
+class ShadowStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+
+    def _insert(self, table: Table) -> Any:  # the dialect's INSERT with ON CONFLICT
+        return self._dialect.insert(table)
+
+    def sync_plant(self, config: OmbreConfig) -> None:
+        """The equipment hierarchy and reason codes as the config declares them."""
+        rows = list(_equipment(config))
+        with self.engine.begin() as c:
+            stmt = self._insert(t.equipment)
+            c.execute(stmt.on_conflict_do_update(
+                index_elements=["id"], set_={k: stmt.excluded[k] for k in
+                                             ("parent_id", "level", "name", "type", "connection")}),
+                rows)
+            if config.shadow.reason_codes:
+                stmt = self._insert(t.reason_code)
+                c.execute(stmt.on_conflict_do_update(
+                    index_elements=["code"], set_={k: stmt.excluded[k] for k in
+                                                   ("text", "category", "failure")}),
+                    [r.model_dump() for r in config.shadow.reason_codes])
+
+    def ensure_calendar(self, calendar: CalendarConfig, window: Window) -> None:
+        """Writes the shift instances and planned stops of the calendar that overlap
+        `window` (already written ones are kept)."""
+        shift_rows = [{"name": s.name, "day": s.day.isoformat(), "start_ns": s.window.start_ns,
+                       "end_ns": s.window.end_ns} for s in shifts(calendar, window)]
+        stop_rows = [{"machine_id": p.machine or t.ALL_MACHINES, "start_ns": p.window.start_ns,
+                      "end_ns": p.window.end_ns, "reason": p.reason}
+                     for p in planned_stops(calendar, window)]
+        with self.engine.begin() as c:
+            if shift_rows:
+                c.execute(self._insert(t.shift).on_conflict_do_nothing(), shift_rows)
+            if stop_rows:
+                c.execute(self._insert(t.planned_stop).on_conflict_do_nothing(), stop_rows)
+
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(t.machine_state.c.machine_id, t.machine_state.c.snapshot))
+            return {m: json.loads(s) for m, s in rows}
+
+    def write(self, changes: Changes, snapshots: Mapping[str, dict[str, Any]]) -> None:
+        """The model's changes and the new snapshots of the machines they touched, in one
+        transaction."""
+        with self.engine.begin() as c:
+            self._write_intervals(c, changes.intervals)
+            self._write_jobs(c, changes)
+            if changes.counts:
+                stmt = self._insert(t.production_count)
+                c.execute(stmt.on_conflict_do_update(
+                    index_elements=["machine_id", "bucket_ns", "job_key"],
+                    set_={k: t.production_count.c[k] + stmt.excluded[k]
+                          for k in ("pq", "gq", "sq", "rq")}),
+                    [{"machine_id": m, "bucket_ns": b, "job_key": job or "", "pq": pq, "gq": gq,
+                      "sq": sq, "rq": rq}
+                     for (m, b, job), (pq, gq, sq, rq) in changes.counts.items()])
+            if changes.rejected:
+                c.execute(self._insert(t.quarantine).on_conflict_do_nothing(),
+                          [{"ts_ns": r.ts_ns, "machine_id": r.machine, "signal": r.signal,
+                            "value": r.value, "reason": r.reason} for r in changes.rejected])
+            if snapshots:
+                stmt = self._insert(t.machine_state)
+                c.execute(stmt.on_conflict_do_update(
+                    index_elements=["machine_id"], set_={"snapshot": stmt.excluded.snapshot}),
+                    [{"machine_id": m, "snapshot": json.dumps(s)} for m, s in snapshots.items()])
+
+    def _write_intervals(self, c: Connection, intervals: Sequence[tuple[Interval, str]]) -> None:
+        if intervals:
+            c.execute(self._insert(t.state_interval).on_conflict_do_nothing(
+                index_elements=["machine_id", "start_ns"]),
+                [{"machine_id": i.machine, "start_ns": i.start_ns, "end_ns": i.end_ns,
+                  "raw_state": raw[:200], "category": i.category, "failure": i.failure,
+                  "job_key": i.job} for i, raw in intervals])
+
+    def _write_jobs(self, c: Connection, changes: Changes) -> None:
+        for record in changes.jobs:
+            stmt = self._insert(t.job).values(
+                machine_id=record.machine, job_key=record.job, start_ns=record.start_ns,
+                end_ns=record.end_ns, status="Running" if record.end_ns is None else "Completed")
+            if record.end_ns is None:
+                c.execute(stmt.on_conflict_do_nothing(index_elements=["machine_id", "start_ns"]))
+                c.execute(update(t.production_order)
+                          .where(t.production_order.c.job_key == record.job,
+                                 t.production_order.c.status == "planned")
+                          .values(status="running"))
+            else:
+                c.execute(stmt.on_conflict_do_update(
+                    index_elements=["machine_id", "start_ns"],
+                    set_={"end_ns": record.end_ns, "status": "Completed"}))
+
+    def timeline(self, window: Window, machines: Sequence[str],
+                 open_until_ns: int | None = None) -> Timeline:
+        """The intervals, counts, orders and calendar windows of `machines` in `window`.
+        Each machine's open interval counts up to the end of its tolerated silence, and
+        not past `open_until_ns` (now, for a live view)."""
+        si, rc = t.state_interval, t.reason_code
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(si.c.machine_id, si.c.start_ns, si.c.end_ns, si.c.category, si.c.failure,
+                       si.c.job_key, rc.c.category, rc.c.failure)
+                .outerjoin(rc, rc.c.code == si.c.reason_code)
+                .where(si.c.machine_id.in_(machines), si.c.start_ns < window.end_ns,
+                       si.c.end_ns > window.start_ns))
+            intervals = [
+                Interval(m, start, end, _category(r_cat or cat),
+                         bool(r_fail) if r_cat is not None else bool(fail), job)
+                for m, start, end, cat, fail, job, r_cat, r_fail in rows]
+            intervals += self._open_intervals(c, machines, open_until_ns)
+            pc = t.production_count
+            counts = [Count(m, b, job or None, pq, gq, sq, rq) for m, b, job, pq, gq, sq, rq in
+                      c.execute(select(pc).where(pc.c.machine_id.in_(machines),
+                                                 pc.c.bucket_ns >= window.start_ns,
+                                                 pc.c.bucket_ns < window.end_ns))]
+            jobs = {i.job for i in intervals} | {n.job for n in counts}
+            po = t.production_order
+            orders = {key: OrderPlan(pru, qty, scrap) for key, pru, qty, scrap in c.execute(
+                select(po.c.job_key, po.c.pru_s, po.c.planned_qty, po.c.planned_scrap_qty)
+                .where(po.c.job_key.in_([j for j in jobs if j])))}
+            found = c.execute(select(t.shift.c.start_ns, t.shift.c.end_ns)
+                              .where(t.shift.c.start_ns < window.end_ns,
+                                     t.shift.c.end_ns > window.start_ns)
+                              .order_by(t.shift.c.start_ns)).all()
+            ps = t.planned_stop
+            stops: dict[str | None, list[Window]] = {}
+            for m, start, end in c.execute(
+                    select(ps.c.machine_id, ps.c.start_ns, ps.c.end_ns)
+                    .where(ps.c.start_ns < window.end_ns, ps.c.end_ns > window.start_ns)):
+                stops.setdefault(None if m == t.ALL_MACHINES else m, []).append(
+                    Window(start, end))
+            has_shifts = c.execute(select(func.count()).select_from(t.shift)).scalar_one() > 0
+        return Timeline(intervals, counts, orders,
+                        [Window(s, e) for s, e in found] if has_shifts else None, stops)
+
+    def _open_intervals(self, c: Connection, machines: Sequence[str],
+                        until_ns: int | None) -> list[Interval]:
+        found = []
+        ms = t.machine_state
+        for m, snap_text in c.execute(select(ms).where(ms.c.machine_id.in_(machines))):
+            snap = json.loads(snap_text)
+            since, seen = snap["since_ns"], snap["last_seen_ns"]
+            if since is None or seen is None or snap["silent"]:
+                continue
+            end = seen + int(snap["silence_ns"])
+            if until_ns is not None:
+                end = min(end, until_ns)
+            if end > since:
+                _, category, failure, _ = snap["state"]
+                found.append(Interval(m, since, end, Category.PDOT if snap["planned"]
+                                      else _category(category),
+                                      failure and not snap["planned"], snap["interval_job"]))
+        return found
+
+    def upsert_shift_kpis(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            with self.engine.begin() as c:
+                stmt = self._insert(t.shift_kpi)
+                c.execute(stmt.on_conflict_do_update(
+                    index_elements=["shift_id", "machine_id"],
+                    set_={k: stmt.excluded[k] for k in rows[0]
+                          if k not in ("shift_id", "machine_id")}), rows)
+
+    def import_orders(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Creates or updates production orders by job key; returns how many."""
+        rows = list(rows)
+        if rows:
+            with self.engine.begin() as c:
+                stmt = self._insert(t.production_order)
+                c.execute(stmt.on_conflict_do_update(
+                    index_elements=["job_key"],
+                    set_={k: stmt.excluded[k] for k in rows[0] if k != "job_key"}), rows)
+        return len(rows)
+
+    def assign_reason(self, interval_id: int, code: str) -> bool:
+        """Gives a downtime interval (ADET, ADOT or unclassified) a reason code; False if
+        there is no such downtime interval."""
+        si = t.state_interval
+        downtime = (si.c.category.in_([Category.ADET, Category.ADOT]) | si.c.category.is_(None))
+        with self.engine.begin() as c:
+            done = c.execute(update(si).where(and_(si.c.id == interval_id, downtime))
+                             .values(reason_code=code))
+            return done.rowcount == 1
+
+
+def _category(value: str | None) -> Category | None:
+    return None if value is None else Category(value)
+
+
+def _row(eid: str, parent: str | None, level: str, name: str | None, *,
+         kind: str | None = None, connection: str | None = None) -> dict[str, Any]:
+    return {"id": eid, "parent_id": parent, "level": level, "name": name, "type": kind,
+            "connection": connection}
+
+
+def _equipment(config: OmbreConfig) -> Iterable[dict[str, Any]]:
+    """The ISA-95 hierarchy as equipment rows: sites, areas and lines by path, machines
+    by their (plant-unique) id, with the sources that feed them."""
+    feeds: dict[str, list[str]] = {}
+    for source in config.sources:
+        for machine in sorted(_fed_by(source, config)):
+            feeds.setdefault(machine, []).append(f"{source.type}:{source.name}")
+    for site in config.sites:
+        yield _row(site.id, None, "site", site.name)
+        groups: list[tuple[str, list[LineConfig]]] = [(site.id, site.lines)]
+        for area in site.areas:
+            yield _row(f"{site.id}/{area.id}", site.id, "area", area.name)
+            groups.append((f"{site.id}/{area.id}", area.lines))
+        for parent, lines in groups:
+            for line in lines:
+                line_id = f"{parent}/{line.id}"
+                yield _row(line_id, parent, "line", line.name)
+                for m in line.machines:
+                    yield _row(m.id, line_id, "machine", m.name, kind=m.type,
+                               connection=", ".join(feeds.get(m.id, [])) or None)
+
+
+def _fed_by(source: SourceConfig, config: OmbreConfig) -> set[str]:
+    """The machines a source can deliver for: OPC UA nodes name them; an MQTT
+    subscription either fixes one or takes {machine} from the topic (all of them)."""
+    if isinstance(source, OpcUaSourceConfig):
+        return {n.machine for n in source.nodes}
+    fixed = {s.machine for s in source.subscriptions if s.machine}
+    if any("{machine}" in s.topic for s in source.subscriptions):
+        return {m.id for m in config.machines()}
+    return fixed
+

@@ -1,0 +1,153 @@
+"""The MES/ERP tables (SQLAlchemy Core), as shared/DESIGN.md lists them. Times are int64
+nanoseconds since the epoch, UTC (`*_ns`), so that SQLite and PostgreSQL compute
+durations the same way; the views give minutes. The schema is created and changed only
+by the Alembic migrations in shadow/migrations, which copy these definitions."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    column,
+    table,
+)
+
+metadata = MetaData()
+
+ALL_MACHINES = "*"  # planned_stop.machine_id for a stop of every machine
+
+equipment = Table(
+    "equipment", metadata,
+    Column("id", String(400), primary_key=True),  # machine id; "site/area/line" paths above
+    Column("parent_id", String(400), nullable=True),
+    Column("level", String(16), nullable=False),  # site, area, line, machine (work cell)
+    Column("name", String(200), nullable=True),
+    Column("type", String(200), nullable=True),
+    Column("connection", Text, nullable=True),  # the sources that feed it
+    Column("calendar", String(64), nullable=False, server_default="default"),
+)
+
+shift = Table(
+    "shift", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("day", String(10), nullable=False),  # local date the shift starts on
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    UniqueConstraint("start_ns", "name", name="uq_shift_start_name"),
+)
+
+planned_stop = Table(
+    "planned_stop", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("machine_id", String(400), nullable=False),  # ALL_MACHINES for every machine
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("reason", String(200), nullable=False),
+    UniqueConstraint("machine_id", "start_ns", "reason", name="uq_planned_stop"),
+)
+
+reason_code = Table(
+    "reason_code", metadata,
+    Column("code", String(128), primary_key=True),
+    Column("text", String(400), nullable=False),
+    Column("category", String(8), nullable=False),
+    Column("failure", Boolean, nullable=False),
+)
+
+production_order = Table(
+    "production_order", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_key", String(300), nullable=False, unique=True),  # order_no[/operation]
+    Column("order_no", String(200), nullable=False),
+    Column("operation", String(64), nullable=False, server_default=""),
+    Column("material", String(200), nullable=True),
+    Column("planned_qty", Integer, nullable=False),
+    Column("pru_s", Float, nullable=False),  # planned run time per unit, seconds
+    Column("planned_scrap_qty", Integer, nullable=False, server_default="0"),
+    Column("machine_id", String(400), nullable=True),  # the planned work unit
+    Column("status", String(16), nullable=False, server_default="planned"),
+)
+
+job = Table(
+    "job", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("machine_id", String(400), nullable=False),
+    Column("job_key", String(300), nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),  # ISA-95: Running, Completed
+    UniqueConstraint("machine_id", "start_ns", name="uq_job_machine_start"),
+)
+
+state_interval = Table(
+    "state_interval", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("machine_id", String(400), nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("raw_state", String(200), nullable=False),
+    Column("category", String(8), nullable=True),  # NULL: unclassified
+    Column("failure", Boolean, nullable=False),
+    Column("job_key", String(300), nullable=True),
+    Column("reason_code", String(128), ForeignKey("reason_code.code"), nullable=True),
+    UniqueConstraint("machine_id", "start_ns", name="uq_state_interval_machine_start"),
+    Index("ix_state_interval_machine_end", "machine_id", "end_ns"),
+)
+
+production_count = Table(
+    "production_count", metadata,
+    Column("machine_id", String(400), primary_key=True),
+    Column("bucket_ns", BigInteger, primary_key=True),  # start of the minute
+    Column("job_key", String(300), primary_key=True),  # "" when no job was loaded
+    Column("pq", Integer, nullable=False),
+    Column("gq", Integer, nullable=False),
+    Column("sq", Integer, nullable=False),
+    Column("rq", Integer, nullable=False),
+)
+
+machine_state = Table(  # the live model's snapshot, written with the rows it produced
+    "machine_state", metadata,
+    Column("machine_id", String(400), primary_key=True),
+    Column("snapshot", Text, nullable=False),  # JSON, see shadow.model.Machine.snapshot
+)
+
+quarantine = Table(
+    "quarantine", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts_ns", BigInteger, nullable=False),
+    Column("machine_id", String(400), nullable=False),
+    Column("signal", String(128), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("reason", Text, nullable=False),
+    UniqueConstraint("machine_id", "signal", "ts_ns", name="uq_quarantine_reading"),
+)
+
+shift_kpi = Table(  # KPIs of each finished shift, as shadow/kpi.py computed them
+    "shift_kpi", metadata,
+    Column("shift_id", Integer, ForeignKey("shift.id"), primary_key=True),
+    Column("machine_id", String(400), primary_key=True),
+    Column("result", Text, nullable=False),  # JSON: KpiResult.to_dict()
+    *(Column(name, Float, nullable=True) for name in (
+        "availability", "effectiveness", "quality_ratio", "oee", "unclassified_share",
+        "pbt_min", "apt_min", "pq", "gq", "sq", "rq")),
+)
+
+
+# The views the migrations create, for reading (not part of `metadata`).
+order_confirmation = table(
+    "order_confirmation",
+    *(column(name) for name in ("order_no", "operation", "material", "planned_qty", "status",
+                                "good", "scrap", "rework", "setup_min", "run_min",
+                                "delay_min")),
+)
