@@ -79,9 +79,6 @@ class Machine:
     def category(self) -> Category | None:
         return Category.PDOT if self.planned else self.state.category
 
-    @property
-    def failure(self) -> bool:
-        return self.state.failure and not self.planned
 
     def online(self, now_ns: int) -> bool:
         return (self.last_seen_ns is not None and not self.silent
@@ -299,7 +296,7 @@ class ShadowModel:
         if same and m.since_ns is not None:
             return
         if m.since_ns is not None and t > m.since_ns:
-            interval = Interval(m.config.id, m.since_ns, t, m.category, m.failure,
+            interval = Interval(m.config.id, m.since_ns, t, m.category, m.state.failure,
                                 m.interval_job)
             changes.intervals.append((interval, m.state.raw))
         if m.since_ns is None or t > m.since_ns:

@@ -4,8 +4,9 @@
     4711,10,BRKT-20,480,45,10,cnc-1
 
 `order_no`, `planned_qty` and one of `pru_s` / `pru_min` (planned run time per unit)
-are required. The job key a machine reports is `order_no`, or `order_no/operation`
-when the order has an operation."""
+are required. A new order is `planned`; its status then follows its jobs, and a
+later import of the same order changes its plan, not its status. The job key a machine
+reports is `order_no`, or `order_no/operation` when the order has an operation."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ class OrderIn(BaseModel):
     pru_min: float | None = Field(default=None, gt=0)
     planned_scrap_qty: int = Field(default=0, ge=0)
     machine: str | None = None
-    status: str = Field(default="planned", max_length=16)
 
     @model_validator(mode="after")
     def _one_pru(self) -> OrderIn:
@@ -51,8 +51,7 @@ class OrderIn(BaseModel):
         return {"job_key": self.job_key, "order_no": self.order_no,
                 "operation": self.operation, "material": self.material,
                 "planned_qty": self.planned_qty, "pru_s": pru_s,
-                "planned_scrap_qty": self.planned_scrap_qty, "machine_id": self.machine,
-                "status": self.status}
+                "planned_scrap_qty": self.planned_scrap_qty, "machine_id": self.machine}
 
 
 def read_orders(path: Path) -> tuple[list[dict[str, Any]], list[str]]:

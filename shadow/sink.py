@@ -86,8 +86,12 @@ class ShadowSink:
                 raise
             self._report(changes)
             watermark = max((m.clock_ns for m in model.machines.values()), default=0)
-            if watermark > self._watermark:
-                record_shift_kpis(store, self._config, Window(self._watermark, watermark))
+            # The first write of a fresh database starts from its own first reading.
+            firsts = [int(batch.ts_ns.min())] if len(batch) else []
+            start = self._watermark or min([*firsts, *(e.ts_ns for e in events)],
+                                           default=watermark)
+            if watermark > start:
+                record_shift_kpis(store, self._config, Window(start, watermark))
                 self._watermark = watermark
 
     def _ensure_calendar(self, store: ShadowStore, changes: Changes) -> None:

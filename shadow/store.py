@@ -183,7 +183,7 @@ class ShadowStore:
                 _, category, failure, _ = snap["state"]
                 found.append(Interval(m, since, end, Category.PDOT if snap["planned"]
                                       else _category(category),
-                                      failure and not snap["planned"], snap["interval_job"]))
+                                      failure, snap["interval_job"]))
         return found
 
     def upsert_shift_kpis(self, rows: Sequence[Mapping[str, Any]]) -> None:

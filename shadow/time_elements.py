@@ -134,9 +134,11 @@ def job_span(intervals: Iterable[Interval], window: Span) -> Span | None:
 
 def failure_ttr(intervals: Iterable[Interval], pbt: Sequence[Span]) -> tuple[int, ...]:
     """Per failure event, its time inside `pbt` (normalised). An event is a maximal run of
-    touching ADET intervals marked as failures; one wholly outside PBT is no event."""
+    touching intervals marked as failures, ADET or (a breakdown that went on into a
+    planned stop) PDOT; one wholly outside PBT is no event."""
     runs = normalise(
-        (iv.start_ns, iv.end_ns) for iv in intervals if iv.category == Category.ADET and iv.failure
+        (iv.start_ns, iv.end_ns) for iv in intervals
+        if iv.failure and iv.category in (Category.ADET, Category.PDOT)
     )
     pieces = intersect(runs, pbt)  # each piece lies inside exactly one run
     ttr: list[int] = []

@@ -114,3 +114,45 @@ WORKED_KPIS = {
 }
 WORKED_TIMES_MIN = {"POT": 480, "PDOT": 30, "PBT": 450, "APT": 390, "ASUT": 20, "ADET": 25,
                     "ADOT": 15, "UNCL": 0, "AUPT": 410, "AUBT": 435, "AOET": 435}
+
+
+# Scenario B, the next day: a job A100 whose breakdown runs into a planned stop
+# (12:00-12:30), a counter reset at 13:00:30, a job B200 with another PRU spanning the
+# shift change at 14:00, and silence from 15:00 (last reading) until 15:30.
+B_DAY = DAY + timedelta(days=1)
+B_STATES = [("06:00", "IDLE", ""), ("10:00", "RUNNING", "A100"), ("11:50", "BREAKDOWN", "A100"),
+            ("12:40", "RUNNING", "A100"), ("13:30", "SETUP", "B200"),
+            ("13:45", "RUNNING", "B200"), ("15:30", "IDLE", ""), ("16:00", "IDLE", "")]
+B_SILENT = (at("15:00", B_DAY), at("15:30", B_DAY))  # no reading strictly inside
+B_SCRAP_MINUTES = {at(t, B_DAY) for t in ("10:10", "10:20", "12:50", "13:10")}
+B_ORDERS_CSV = "order_no,planned_qty,pru_s\nA100,400,30\nB200,100,60\n"
+B_STOP = {"reason": "maintenance", "from": stamp(at("12:00", B_DAY)),
+          "to": stamp(at("12:30", B_DAY))}
+
+
+def scenario_b_lines() -> Iterator[str]:
+    changes = {at(t, B_DAY): (s, o) for t, s, o in B_STATES}
+    state, total, scrap = "IDLE", 500, 0
+    minute = at("06:00", B_DAY)
+    while minute <= at("16:00", B_DAY):
+        silent = B_SILENT[0] < minute < B_SILENT[1]
+        if minute in changes:
+            state, order = changes[minute]
+            yield reading(minute, "order", order)
+            yield reading(minute, "state", state)
+        if minute == at("06:00", B_DAY):
+            yield reading(minute, "total", total)
+            yield reading(minute, "scrap", scrap)
+        if not silent:
+            yield reading(minute, "temp", 61.0)
+        if minute == at("13:00", B_DAY):
+            total = 0
+            yield reading(minute + timedelta(seconds=30), "total", total)
+        if state == "RUNNING" and not silent and minute < B_SILENT[0]:
+            end = minute + timedelta(seconds=59)
+            total += 1
+            yield reading(end, "total", total)
+            if minute in B_SCRAP_MINUTES:
+                scrap += 1
+                yield reading(end, "scrap", scrap)
+        minute += timedelta(minutes=1)
