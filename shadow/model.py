@@ -22,6 +22,7 @@ from shadow.counting import CounterTrack
 from shadow.states import NO_STATE, UNKNOWN, SignalValue, State, evaluate
 from shadow.timeline import BUCKET_NS, NS_PER_S, Category, Interval
 
+BAD = int(Quality.BAD)  # an int: testing an IntFlag member costs an enum call per reading
 PlannedCheck = Callable[[str, int], bool]  # (machine, t) -> inside a planned stop
 Boundaries = Callable[[str, int, int], list[int]]  # planned-stop edges in (a, b]
 
@@ -74,6 +75,7 @@ class Machine:
     counters: dict[str, CounterTrack] = field(default_factory=dict)
     job_counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # pq, gq, sq, rq
     values: dict[str, tuple[int, SignalValue, int]] = field(default_factory=dict)
+    inputs: dict[str, SignalValue] = field(default_factory=dict)  # last good state inputs
 
     @property
     def category(self) -> Category | None:
@@ -83,9 +85,6 @@ class Machine:
     def online(self, now_ns: int) -> bool:
         return (self.last_seen_ns is not None and not self.silent
                 and now_ns - self.last_seen_ns <= self.config.silence_s * NS_PER_S)
-
-    def good_values(self) -> dict[str, SignalValue]:
-        return {name: v for name, (_, v, q) in self.values.items() if not q & Quality.BAD}
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -97,7 +96,7 @@ class Machine:
             "silent": self.silent, "job_counts": self.job_counts,
             "silence_ns": int(self.config.silence_s * NS_PER_S),  # read by shadow.store
             "counters": {k: [c.last, c.pending] for k, c in self.counters.items()},
-            "values": {k: list(v) for k, v in self.values.items()},
+            "values": {k: list(v) for k, v in self.values.items()}, "inputs": self.inputs,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -111,6 +110,7 @@ class Machine:
         self.counters = {k: CounterTrack(last, pending)
                          for k, (last, pending) in snap["counters"].items()}
         self.values = {k: (ts, v, q) for k, (ts, v, q) in snap["values"].items()}
+        self.inputs = dict(snap["inputs"])
 
 
 class ShadowModel:
@@ -129,7 +129,7 @@ class ShadowModel:
         self._machine_of = np.array([index.get(info.machine, -1) for info in registry],
                                     np.int64)
         self._silence_ns = np.array([int(m.silence_s * NS_PER_S) for m in machines], np.int64)
-        self._roles: list[dict[str, str]] = [_roles(m) for m in machines]
+        self._roles: list[dict[str, tuple[str, ...]]] = [_roles(m) for m in machines]
         relevant = [info.signal in self._roles[index[info.machine]]
                     if info.machine in index else False for info in registry]
         self._relevant = np.array(relevant, bool)
@@ -149,11 +149,17 @@ class ShadowModel:
         m_sorted, ts_sorted = machine[rows], ts[rows]
         first = np.r_[True, m_sorted[1:] != m_sorted[:-1]]
         last = np.r_[m_sorted[1:] != m_sorted[:-1], True]
+        # A gap longer than the machine's silence_s between two of its readings (or its
+        # last one before this batch) made it unknown; readings not newer than that last
+        # one were seen before (a redelivery) and make no gap.
         seen = np.array([self._seen(self._names[i]) for i in m_sorted[first]], np.int64)
-        prev = np.r_[0, ts_sorted[:-1]]
+        seen_row = np.repeat(seen, np.diff(np.r_[np.flatnonzero(first), len(rows)]))
+        prev = np.maximum(np.r_[0, ts_sorted[:-1]], seen_row)
         prev[first] = seen
         gap = (prev != np.iinfo(np.int64).min) & (ts_sorted - prev > self._silence_ns[m_sorted])
-        selected = self._relevant[sid[rows]] | gap | last
+        # Each machine's first and last reading move its clock (first ever: its first
+        # interval starts there), whatever signal they are of.
+        selected = self._relevant[sid[rows]] | gap | first | last
         self._update_values(batch, events, known, ts=ts, sid=sid, rows=rows)
         n = len(batch)
         for j in np.flatnonzero(selected).tolist():
@@ -166,19 +172,21 @@ class ShadowModel:
             t = max(int(ts_sorted[j]), m.clock_ns)
             self._cross_planned(m, t, changes)
             m.clock_ns = t
+            dirty = m.silent or m.since_ns is None  # back from silence, or the first reading
             m.silent = False
-            role = self._roles[mid].get(self._registry.info(int(sid[r])).signal)
-            if role is not None:
+            signal = self._registry.info(int(sid[r])).signal
+            roles = self._roles[mid].get(signal)
+            if roles is not None:
                 if r < n:
                     value: SignalValue = float(batch.value[r])
                     quality = int(batch.quality[r])
                 else:
                     event = events[known[r - n]]
                     value, quality = event.value, event.quality
-                reading = (self._registry.info(int(sid[r])).signal, int(ts_sorted[j]), value,
-                           quality)
-                self._take(m, role, reading, t, changes)
-            self._reevaluate(m, t, changes)
+                reading = (signal, int(ts_sorted[j]), value, quality)
+                dirty = self._take(m, roles, reading, t, changes) or dirty
+            if dirty:
+                self._reevaluate(m, t, changes)
             if last[j]:
                 m.last_seen_ns = max(m.last_seen_ns or 0, int(ts_sorted[j]))
         if len(ts):
@@ -225,21 +233,31 @@ class ShadowModel:
                 e = events[known[r - n]]
                 m.values[info.signal] = (e.ts_ns, e.value, e.quality)
 
-    def _take(self, m: Machine, role: str, reading: tuple[str, int, SignalValue, int], t: int,
-              changes: Changes) -> None:
-        """One reading of a signal the state, job or counts depend on, taken at time t."""
+    def _take(self, m: Machine, roles: tuple[str, ...],
+              reading: tuple[str, int, SignalValue, int], t: int, changes: Changes) -> bool:
+        """One reading of a signal the state, job or counts depend on, taken at time t;
+        True if the state may have changed. A bad reading is kept as the signal's last
+        value but used for nothing: the state goes on from the last good one."""
         signal, ts, value, quality = reading
         old = m.values.get(signal)
         if old is not None and old[0] >= ts:
             changes.duplicates += 1
-            return
+            return False
         m.values[signal] = (ts, value, quality)
-        if quality & Quality.BAD:
-            return
-        if role == "job":
-            self._set_job(m, t, None if value in (None, "") else str(value), changes)
-        elif role.startswith("counter:") and isinstance(value, float | int):
-            self._count(m, role.removeprefix("counter:"), (signal, float(value)), t, changes)
+        if quality & BAD:
+            return False
+        dirty = False
+        for role in roles:
+            if role == "state":
+                dirty = dirty or signal not in m.inputs or m.inputs[signal] != value
+                m.inputs[signal] = value
+            elif role == "job":
+                job = None if value in (None, "") else str(value)
+                dirty = dirty or job != m.job
+                self._set_job(m, t, job, changes)
+            elif isinstance(value, float | int):
+                self._count(m, role.removeprefix("counter:"), (signal, float(value)), t, changes)
+        return dirty
 
     def _set_job(self, m: Machine, t: int, job: str | None, changes: Changes) -> None:
         if job == m.job:
@@ -289,7 +307,7 @@ class ShadowModel:
         self._reevaluate(m, at, changes)
 
     def _reevaluate(self, m: Machine, t: int, changes: Changes) -> None:
-        state = UNKNOWN if m.silent else evaluate(m.config.state, m.good_values(),
+        state = UNKNOWN if m.silent else evaluate(m.config.state, m.inputs,
                                                   m.job is not None)
         planned = self._planned(m.config.id, t)
         same = (state, planned, m.job) == (m.state, m.planned, m.interval_job)
@@ -304,13 +322,14 @@ class ShadowModel:
         m.state, m.planned, m.interval_job = state, planned, m.job
 
 
-def _roles(machine: MachineConfig) -> dict[str, str]:
-    """Signal name -> its role for the shadow: "state", "job" or "counter:<kind>"."""
-    roles: dict[str, str] = {}
-    roles.update({name: "state" for _, name, _ in signal_references(machine.state, None, None)})
+def _roles(machine: MachineConfig) -> dict[str, tuple[str, ...]]:
+    """Signal name -> its roles for the shadow: "state", "job", "counter:<kind>"."""
+    roles: dict[str, list[str]] = {}
+    for _, name, _ in signal_references(machine.state, None, None):
+        roles.setdefault(name, []).append("state")
     if machine.counters is not None:
-        roles.update({name: f"counter:{kind}"
-                      for kind, name in machine.counters.signals().items()})
+        for kind, name in machine.counters.signals().items():
+            roles.setdefault(name, []).append(f"counter:{kind}")
     if machine.job_signal is not None:
-        roles[machine.job_signal] = "job"
-    return roles
+        roles.setdefault(machine.job_signal, []).append("job")
+    return {name: tuple(found) for name, found in roles.items()}
