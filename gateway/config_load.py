@@ -9,6 +9,7 @@ and line. Relative paths, in `${file:...}` and in path keys (`data_dir`, `sinks[
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import types
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from gateway.config_base import Loc, format_loc
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _MAX_DEPTH = 20
 _KINDS: dict[Any, str] = {int: "an integer", float: "a number", bool: "true or false",
                           str: "a string", Path: "a path"}
@@ -128,6 +130,8 @@ class _Reader:
             return self._read_mapping(node, loc)
         if node.tag == _TIMESTAMP_TAG:  # a timestamp stays the string the user wrote
             return node.value
+        if node.tag in _NUMBER_TAGS and ":" in node.value:
+            return node.value  # YAML 1.1 base 60: `14:00` is a time of day, not 840
         try:
             value = self.loader.construct_object(node)
         except (yaml.YAMLError, ValueError):
@@ -220,8 +224,11 @@ def _locate(raw: tuple[int | str, ...]) -> tuple[Loc, Any, list[Any], list[str]]
         models = _models_in(annotation)
         fields = {name: f for m in models for name, f in m.model_fields.items()}
         tagged = [m for m in models if part in _tags(m)]
+        container = _unwrap(annotation)[0]
         if isinstance(part, int):
-            annotation, metadata = next(iter(get_args(_unwrap(annotation)[0])), None), []
+            annotation, metadata = next(iter(get_args(container)), None), []
+        elif get_origin(container) is dict:  # a key of a mapping such as a state table
+            annotation, metadata = get_args(container)[1], []
         elif part in fields:
             annotation, metadata, keys = fields[part].annotation, fields[part].metadata, [*fields]
         elif tagged:
@@ -241,6 +248,8 @@ def _describe(annotation: Any, metadata: list[Any]) -> str:
                    if getattr(c, name, None) is not None}
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(map(repr, get_args(tp)))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(repr(member.value) for member in tp)
     if "pattern" in constraints:
         return "a name without '/', '#', '+' or spaces at either end"
     if get_origin(tp) is list:

@@ -68,7 +68,7 @@ def only_problem(tmp_path: Path, text: str, environ: dict[str, str] = ENV) -> Co
 def test_reference_sample_loads() -> None:
     config = load_config(SAMPLES / "plant.yaml", {})
     assert [m.id for m in config.machines()] == ["cnc-1", "press-3", "pack-1"]
-    assert len(config.registry()) == 15
+    assert len(config.registry()) == 16
     assert [a.id for a in config.sites[0].areas] == ["hall-a"]
     assert len(config.sites[0].all_lines()) == 2
     assert {s.format for s in config.sources[0].subscriptions} == {
@@ -323,7 +323,7 @@ def test_check_prints_a_summary_for_a_valid_file(capsys: pytest.CaptureFixture[s
     path = SAMPLES / "plant.yaml"
     assert main(["check", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert out == f"{path}: OK (3 machines, 15 signals, 1 sources, 1 sinks)\n"
+    assert out == f"{path}: OK (3 machines, 16 signals, 1 sources, 1 sinks)\n"
     assert err == ""
 
 

@@ -156,3 +156,49 @@ def scenario_b_lines() -> Iterator[str]:
                 scrap += 1
                 yield reading(end, "scrap", scrap)
         minute += timedelta(minutes=1)
+
+
+# Scenario C: a line of two machines read through companion specifications, a CNC with
+# OPC 40001 Machinery enumeration numbers and a packer with PackML names (no job).
+C_DAY = DAY + timedelta(days=2)
+C_CNC = {"06:00": {"order": "J1", "item": 2, "mode": 2}, "06:20": {"mode": 3},
+         "07:20": {"item": 1}, "07:30": {"item": 2}, "08:00": {"item": 3}}
+C_PACK = {"06:00": {"state": "Idle", "mode": "Production"}, "06:30": {"state": "Execute"},
+          "07:00": {"state": "Held"}, "07:05": {"state": "Execute"},
+          "07:45": {"state": "Suspended"}, "08:00": {"state": "Idle"}}
+
+
+def line_plant(data_dir: Path) -> dict[str, Any]:
+    cnc = {"id": "cnc-1", "signals": [{"name": "item"}, {"name": "mode"}, {"name": "total"},
+                                      {"name": "order", "type": "string"}, {"name": "temp"}],
+           "state": {"type": "machinery", "item_state": "item", "operation_mode": "mode"},
+           "counters": {"total": "total"}, "job_signal": "order"}
+    pack = {"id": "pack-1", "signals": [{"name": "state", "type": "string"},
+                                        {"name": "mode", "type": "string"}, {"name": "temp"}],
+            "state": {"type": "packml", "state": "state", "mode": "mode"}}
+    data = plant(data_dir)
+    data["sites"][0]["lines"] = [{"id": "line-2", "machines": [cnc, pack]}]
+    return data
+
+
+def scenario_c_lines() -> Iterator[str]:
+    total = 0
+    item = mode = 0
+    minute = at("06:00", C_DAY)
+    while minute <= at("08:00", C_DAY):
+        hhmm = minute.strftime("%H:%M")
+        for signal, value in C_CNC.get(hhmm, {}).items():
+            item = int(value) if signal == "item" else item
+            mode = int(value) if signal == "mode" else mode
+            yield reading(minute, signal, value, "cnc-1")
+        for signal, value in C_PACK.get(hhmm, {}).items():
+            yield reading(minute, signal, value, "pack-1")
+        yield reading(minute, "temp", 20.0, "cnc-1")
+        yield reading(minute, "temp", 20.0, "pack-1")
+        if minute < at("08:00", C_DAY):
+            if minute == at("06:00", C_DAY):
+                yield reading(minute, "total", total, "cnc-1")
+            if (item, mode) == (2, 3):  # Executing, Processing: one part a minute
+                total += 1
+                yield reading(minute + timedelta(seconds=30), "total", total, "cnc-1")
+        minute += timedelta(minutes=1)

@@ -25,12 +25,15 @@ from tests.shadow.scenarios import (
     B_DAY,
     B_ORDERS_CSV,
     B_STOP,
+    C_DAY,
     WORKED_KPIS,
     WORKED_ORDERS_CSV,
     WORKED_TIMES_MIN,
     at,
+    line_plant,
     plant,
     scenario_b_lines,
+    scenario_c_lines,
     stamp,
     worked_example_lines,
 )
@@ -270,3 +273,33 @@ def test_the_migrations_build_exactly_the_declared_schema_from_an_empty_database
         assert {"order_confirmation", "shift_kpis"} <= views
     finally:
         engine.dispose()
+
+
+def test_a_line_read_through_machinery_and_packml_sums_its_machines(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shop = Shop(tmp_path, None, [])
+    shop.config.write_text(json.dumps(line_plant(tmp_path / "data")))
+    shop.write("o.csv", "order_no,planned_qty,pru_s\nJ1,100,60\n")
+    assert shop.ombre(capsys, "orders import", str(tmp_path / "o.csv"))[0] == 0
+    assert shop.ombre(capsys, "replay", str(shop.write("c.jsonl", scenario_c_lines())))[0] == 0
+    start, end = stamp(at("06:00", C_DAY)), stamp(at("08:00", C_DAY))
+    code, out, err = shop.ombre(capsys, "kpi", "--line", "line-2", "--from", start,
+                                "--to", end, "--json")
+    assert code == 0, err
+    [line] = json.loads(out)
+    assert line["machines"] == ["cnc-1", "pack-1"]
+    # cnc-1: setup 20, processing 60 + 30, out of service 10 (a failure: a job is loaded).
+    # pack-1: idle 30 + suspended 15 (no job: ADOT), execute 30 + 40, held 5 (a failure).
+    minutes = {k: v / 60 for k, v in line["time_s"].items()}
+    assert minutes == pytest.approx({"POT": 240, "PDOT": 0, "PBT": 240, "APT": 160,
+                                     "ASUT": 20, "ADET": 15, "ADOT": 45, "UNCL": 0,
+                                     "AUPT": 180, "AUBT": 195, "AOET": 120}, abs=1e-9)
+    assert line["quantities"]["FE"] == 2
+    assert line["kpis"]["mttr"]["value"] == pytest.approx(7.5, abs=1e-9)
+    assert line["kpis"]["effectiveness"]["value"] == pytest.approx(60 * 90 / (160 * 60),
+                                                                   abs=1e-9)
+    machines = [json.loads(shop.ombre(capsys, "kpi", "--machine", m, "--from", start,
+                                      "--to", end, "--json")[1])[0]
+                for m in ("cnc-1", "pack-1")]
+    for element in ("POT", "APT", "ASUT", "ADET", "ADOT"):
+        assert line["time_s"][element] == sum(m["time_s"][element] for m in machines)
