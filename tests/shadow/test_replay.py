@@ -8,7 +8,9 @@ import csv
 import io
 import json
 import sqlite3
+import time
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +305,21 @@ def test_a_line_read_through_machinery_and_packml_sums_its_machines(
                 for m in ("cnc-1", "pack-1")]
     for element in ("POT", "APT", "ASUT", "ADET", "ADOT"):
         assert line["time_s"][element] == sum(m["time_s"][element] for m in machines)
+
+
+def test_replay_at_a_speed_paces_the_lines_by_their_timestamps(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Data paced to take half a second cannot finish sooner (a lower bound set by the
+    pacing itself, not a speed requirement), and gives the same tables as --max."""
+    lines = list(worked_example_lines())[:40]
+    stamps = [datetime.fromisoformat(json.loads(line)["ts"]) for line in lines]
+    speed = (stamps[-1] - stamps[0]).total_seconds() / 0.5
+    (tmp_path / "paced").mkdir()
+    (tmp_path / "fast").mkdir()
+    paced, fast = Shop(tmp_path / "paced", None, []), Shop(tmp_path / "fast", None, [])
+    started = time.monotonic()
+    assert paced.ombre(capsys, "replay", str(paced.write("a.jsonl", lines)), "--speed",
+                       str(speed))[0] == 0
+    assert time.monotonic() - started >= 0.45
+    assert fast.ombre(capsys, "replay", str(fast.write("a.jsonl", lines)), "--max")[0] == 0
+    assert paced.dump() == fast.dump()
