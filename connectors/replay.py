@@ -23,7 +23,7 @@ from connectors.payload_values import event_value, number_value
 from connectors.reject import Reject, clip, describe
 from connectors.timestamps import parse_rfc3339
 from gateway.config import OmbreConfig
-from gateway.types import Batch, Delivery, Event, QuarantineRecord, SignalRegistry
+from gateway.types import Batch, Delivery, Event, Quality, QuarantineRecord, SignalRegistry
 
 CHUNK_LINES = 5_000  # lines per delivery
 HEAD_BYTES = 256  # of a bad line, kept in the quarantine
@@ -32,10 +32,12 @@ HEAD_BYTES = 256  # of a bad line, kept in the quarantine
 class ReplaySource:
     """Reads `path` once, from the first line to the last, then calls `on_done` and
     waits to be stopped. `speed` None replays as fast as the pipeline takes it; a
-    number X paces the lines so that data time runs X times as fast as wall time."""
+    number X paces the lines so that data time runs X times as fast as wall time.
+    `historical` flags every reading HISTORICAL: a backfill, which raises no alert."""
 
     def __init__(self, path: Path, plant: OmbreConfig, registry: SignalRegistry, *,
-                 speed: float | None, on_done: Callable[[], None]) -> None:
+                 speed: float | None, on_done: Callable[[], None],
+                 historical: bool = False) -> None:
         self.name = "replay"
         self.path = path
         self._registry = registry
@@ -48,6 +50,7 @@ class ReplaySource:
         self._start: tuple[int, float] | None = None  # (first data ts, its wall time)
         self._held: bytes | None = None  # a line read ahead of its time when paced
         self._done = False
+        self._quality = int(Quality.HISTORICAL) if historical else int(Quality.GOOD)
         self.lines = 0
 
     async def connect(self) -> None:
@@ -137,7 +140,7 @@ class ReplaySource:
             raise Reject(f"no signal {clip(str(signal))!r} on machine {clip(str(machine))!r} "
                          "in the config")
         if (machine, signal) in self._strings:
-            events.append(Event(ns, machine, signal, event_value(item["value"])))
+            events.append(Event(ns, machine, signal, event_value(item["value"]), self._quality))
         else:
             values.append(number_value(item["value"]))
             ts.append(ns)
@@ -146,7 +149,8 @@ class ReplaySource:
     def _finish(self, delivery: Delivery, ts: list[int], ids: list[int],
                 values: list[float]) -> None:
         delivery.batch = Batch(np.array(ts, np.int64), np.array(ids, np.int32),
-                               np.array(values, np.float64), np.zeros(len(ts), np.uint8))
+                               np.array(values, np.float64),
+                               np.full(len(ts), self._quality, np.uint8))
 
     async def aclose(self) -> None:
         if self._file is not None:

@@ -24,7 +24,14 @@ from pydantic import (
 
 from gateway.config_base import ConfigModel, InvalidKeyError, Loc, Name, require_unique
 from gateway.types import SignalRegistry
-from shadow.config import SHADOW_SINK, CountersConfig, ShadowConfig, StateConfig, signal_references
+from shadow.config import (
+    SHADOW_SINK,
+    CountersConfig,
+    DriftConfig,
+    ShadowConfig,
+    StateConfig,
+    signal_references,
+)
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")  # ${ENV_NAME} or ${file:/path}
 
@@ -90,6 +97,7 @@ class MachineConfig(ConfigModel):
     job_signal: Name | None = None
     silence_s: float = Field(default=120, gt=0)  # no reading this long: state unknown
     exclude_idle: bool = False  # leave ADOT (no job loaded) out of planned busy time
+    drift: list[DriftConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _signals(self) -> MachineConfig:
@@ -97,7 +105,7 @@ class MachineConfig(ConfigModel):
                        "signal name")
         types = {s.name: s.type for s in self.signals}
         for loc, name, expected in signal_references(self.state, self.counters,
-                                                     self.job_signal):
+                                                     self.job_signal, self.drift):
             if name not in types:
                 raise InvalidKeyError(loc, f"expected one of this machine's signals "
                                       f"({', '.join(types) or 'none declared'}), found {name!r}")

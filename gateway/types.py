@@ -25,6 +25,7 @@ class Quality(enum.IntFlag):
     UNCERTAIN = 2
     TS_RECEIVED = 4  # the payload had no timestamp: the receive time was used
     TS_SERVER = 8  # OPC UA: the server timestamp was used, the source had none
+    HISTORICAL = 16  # replayed as history (ombre replay --historical): raises no alert
 
 
 @dataclass(frozen=True, slots=True)

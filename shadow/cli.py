@@ -83,7 +83,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = config.model_copy(update={"runtime": runtime})
     done = asyncio.Event()
     source = ReplaySource(args.file, config, config.registry(),
-                          speed=None if args.max else args.speed, on_done=done.set)
+                          speed=None if args.max else args.speed, on_done=done.set,
+                          historical=args.historical)
     gateway, outbox = build_gateway(config, sources=[source], outbox_name="replay-outbox.sqlite")
     started = time.monotonic()
     asyncio.run(serve(config, gateway, outbox, done))
@@ -255,6 +256,44 @@ def cmd_downtime(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """Lists drift alerts, or acknowledges or closes one."""
+    config = _config(args)
+    if config is None:
+        return EXIT_CONFIG
+    with _store(config) as store:
+        if args.action == "list":
+            rows = store.alerts(status=args.status, machine=args.machine, limit=args.limit)
+            writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
+            writer.writerow(["id", "machine", "signal", "detector", "status", "direction",
+                             "shift_sigma", "shift", "unit", "start", "detected", "end",
+                             "acknowledged_by", "cause", "note"])
+            for r in rows:
+                writer.writerow([r.id, r.machine_id, r.signal, r.detector, r.status,
+                                 r.direction, f"{r.shift_sigma:.2f}", f"{r.shift_value:.4g}",
+                                 r.unit or "", _iso(r.start_ns), _iso(r.detected_ns),
+                                 "" if r.end_ns is None else _iso(r.end_ns),
+                                 r.acknowledged_by or "", r.cause or "", r.note or ""])
+            return EXIT_OK
+        if args.id is None or not args.by:
+            print(f"ombre alerts {args.action}: give an alert id and --by NAME", file=sys.stderr)
+            return EXIT_USAGE
+        if args.action == "close" and args.cause not in config.shadow.alert_causes:
+            print(f"ombre alerts close: --cause must be one of "
+                  f"{', '.join(map(repr, config.shadow.alert_causes))}, found {args.cause!r}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        done = (store.acknowledge_alert(args.id, args.by, time.time_ns())
+                if args.action == "ack"
+                else store.close_alert(args.id, args.by, args.cause, args.note, time.time_ns()))
+    if not done:
+        print(f"ombre alerts {args.action}: no alert {args.id} that is not closed",
+              file=sys.stderr)
+        return EXIT_USAGE
+    print(f"alert {args.id}: {'acknowledged' if args.action == 'ack' else 'closed'}")
+    return EXIT_OK
+
+
 def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", type=Path, metavar="CONFIG",
                         help="the YAML config file (default: $OMBRE_CONFIG, else ombre.yaml)")
@@ -278,6 +317,8 @@ def add_shadow_commands(commands: Any) -> None:
     pace.add_argument("--speed", type=float, default=None, metavar="X",
                       help="run data time X times as fast as real time")
     pace.add_argument("--max", action="store_true", help="as fast as possible (the default)")
+    replay.add_argument("--historical", action="store_true",
+                        help="a backfill of past data: it feeds no drift detector")
     replay.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"])
     replay.set_defaults(command=cmd_replay)
@@ -311,3 +352,15 @@ def add_shadow_commands(commands: Any) -> None:
     downtime.add_argument("code", nargs="?", help="reason code (assign)")
     downtime.add_argument("--limit", type=int, default=100)
     downtime.set_defaults(command=cmd_downtime)
+
+    alerts = _with_config(add("alerts", help="drift alerts: list, acknowledge, close"))
+    alerts.add_argument("action", choices=["list", "ack", "close"])
+    alerts.add_argument("id", type=int, nargs="?", help="alert id (ack, close)")
+    alerts.add_argument("--by", help="who acknowledges or closes it")
+    alerts.add_argument("--cause", help="close: one of shadow.alert_causes")
+    alerts.add_argument("--note", help="close: free text")
+    alerts.add_argument("--status", choices=["open", "acknowledged", "closed"],
+                        help="list: only alerts in this status")
+    alerts.add_argument("--machine", help="list: only this machine's alerts")
+    alerts.add_argument("--limit", type=int, default=100)
+    alerts.set_defaults(command=cmd_alerts)

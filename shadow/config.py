@@ -4,6 +4,7 @@ All of it is data: the model in shadow/model.py interprets it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -118,6 +119,40 @@ class CountersConfig(ConfigModel):
         return {kind: name for kind, name in kinds.items() if name is not None}
 
 
+WeRule = Literal[1, 2, 3, 4]
+WE_RULES: tuple[WeRule, ...] = (1, 2, 3, 4)
+CYCLE_TIME = "cycle_time"  # the derived per-part cycle time of a machine with counters
+
+
+class DriftConfig(ConfigModel):
+    """A drift detector on one number signal of the machine, or on its `cycle_time`
+    (seconds per part, derived from counter increments while it runs). Parameters are
+    in units of the baseline sigma; `mean` and `sigma` are given together, or learned
+    from the first `baseline_points` readings."""
+
+    signal: Name
+    detector: Literal["cusum", "ewma", "shewhart"] = "cusum"
+    k: float = Field(default=0.5, ge=0)  # CUSUM reference value
+    h: float = Field(default=5.0, gt=0)  # CUSUM decision interval
+    lam: float = Field(default=0.2, gt=0, le=1, alias="lambda")  # EWMA weight
+    width: float = Field(default=2.962, gt=0, alias="L")  # EWMA limit width
+    limits: Literal["exact", "asymptotic"] = "exact"  # EWMA limits
+    rules: list[WeRule] = Field(default_factory=lambda: list(WE_RULES),
+                                min_length=1)  # Western Electric rules used
+    mean: float | None = None
+    sigma: float | None = Field(default=None, gt=0)
+    baseline_points: int = Field(default=100, ge=100)
+    aggregate_s: float | None = Field(default=None, gt=0)  # watch means over such windows
+    in_control_s: float = Field(default=300, gt=0)  # no alarm this long: the alert closes
+
+    @model_validator(mode="after")
+    def _mean_with_sigma(self) -> DriftConfig:
+        if (self.mean is None) != (self.sigma is None):
+            raise InvalidKeyError(("mean",), "expected `mean` and `sigma` together (or "
+                                  "neither, to learn them), found only one")
+        return self
+
+
 class ShiftConfig(ConfigModel):
     """A shift on the given weekdays, in the calendar's time zone; `end` before `start`
     means the shift ends the next day."""
@@ -198,6 +233,9 @@ class ShadowConfig(ConfigModel):
     database: str | None = None  # e.g. postgresql+psycopg://ombre@db/ombre
     calendar: CalendarConfig = Field(default_factory=CalendarConfig)
     reason_codes: list[ReasonCodeConfig] = Field(default_factory=list)
+    alert_causes: list[str] = Field(default_factory=lambda: [
+        "tool wear", "material", "sensor", "process change", "maintenance", "other"],
+        min_length=1)  # what a person may give as the cause when closing a drift alert
 
     @model_validator(mode="after")
     def _unique_codes(self) -> ShadowConfig:
@@ -209,12 +247,16 @@ class ShadowConfig(ConfigModel):
 SignalType = Literal["number", "string"]
 
 
+SignalReference = tuple[tuple[str | int, ...], str, SignalType | None]
+
+
 def signal_references(state: StateConfig | None, counters: CountersConfig | None,
-                      job_signal: str | None) -> list[tuple[tuple[str | int, ...], str,
-                                                            SignalType | None]]:
+                      job_signal: str | None,
+                      drift: Sequence[DriftConfig] = ()) -> list[SignalReference]:
     """Every signal the shadow settings of one machine name: (key path relative to the
-    machine, signal name, the signal type it must have, or None for either)."""
-    refs: list[tuple[tuple[str | int, ...], str, SignalType | None]] = []
+    machine, signal name, the signal type it must have, or None for either). A drift
+    detector on `cycle_time` needs no such signal when the machine has counters."""
+    refs: list[SignalReference] = []
     if isinstance(state, TableState):
         refs.append((("state", "signal"), state.signal, None))
     elif isinstance(state, RulesState):
@@ -230,4 +272,7 @@ def signal_references(state: StateConfig | None, counters: CountersConfig | None
                  for kind, name in counters.signals().items()]
     if job_signal is not None:
         refs.append((("job_signal",), job_signal, "string"))
+    for i, detector in enumerate(drift):
+        if detector.signal != CYCLE_TIME or counters is None:
+            refs.append((("drift", i, "signal"), detector.signal, "number"))
     return refs

@@ -17,7 +17,7 @@ import numpy as np
 
 from gateway.config import MachineConfig
 from gateway.types import Batch, Event, Int64Array, Quality, SignalRegistry
-from shadow.config import signal_references
+from shadow.config import CYCLE_TIME, signal_references
 from shadow.counting import CounterTrack
 from shadow.states import NO_STATE, UNKNOWN, SignalValue, State, evaluate
 from shadow.timeline import BUCKET_NS, NS_PER_S, Category, Interval
@@ -44,16 +44,30 @@ class Rejected:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A reading the model computes, such as the cycle time, with the quality of the
+    reading it came from."""
+
+    machine: str
+    signal: str
+    ts_ns: int
+    value: float
+    quality: int
+
+
 @dataclass(slots=True)
 class Changes:
     """What one call changed, for the tables: closed intervals with their raw state,
     count increments per (machine, minute, job) as [pq, gq, sq, rq], job starts and
-    ends, rejected counter readings, and the machines whose snapshot changed."""
+    ends, rejected counter readings, derived readings (cycle times), and the machines
+    whose snapshot changed."""
 
     intervals: list[tuple[Interval, str]] = field(default_factory=list)
     counts: dict[tuple[str, int, str | None], list[int]] = field(default_factory=dict)
     jobs: list[JobRecord] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    derived: list[Derived] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
     duplicates: int = 0
 
@@ -72,6 +86,7 @@ class Machine:
     clock_ns: int = 0  # the latest time this machine's timeline has reached
     last_seen_ns: int | None = None
     silent: bool = False
+    cycle_from_ns: int | None = None  # the last part counted in the current production
     counters: dict[str, CounterTrack] = field(default_factory=dict)
     job_counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # pq, gq, sq, rq
     values: dict[str, tuple[int, SignalValue, int]] = field(default_factory=dict)
@@ -94,6 +109,7 @@ class Machine:
             "interval_job": self.interval_job, "job_since_ns": self.job_since_ns,
             "clock_ns": self.clock_ns, "last_seen_ns": self.last_seen_ns,
             "silent": self.silent, "job_counts": self.job_counts,
+            "cycle_from_ns": self.cycle_from_ns,
             "silence_ns": int(self.config.silence_s * NS_PER_S),  # read by shadow.store
             "counters": {k: [c.last, c.pending] for k, c in self.counters.items()},
             "values": {k: list(v) for k, v in self.values.items()}, "inputs": self.inputs,
@@ -107,6 +123,7 @@ class Machine:
         self.interval_job, self.job_since_ns = snap["interval_job"], snap["job_since_ns"]
         self.clock_ns, self.last_seen_ns = snap["clock_ns"], snap["last_seen_ns"]
         self.silent, self.job_counts = snap["silent"], list(snap["job_counts"])
+        self.cycle_from_ns = snap["cycle_from_ns"]
         self.counters = {k: CounterTrack(last, pending)
                          for k, (last, pending) in snap["counters"].items()}
         self.values = {k: (ts, v, q) for k, (ts, v, q) in snap["values"].items()}
@@ -256,7 +273,8 @@ class ShadowModel:
                 dirty = dirty or job != m.job
                 self._set_job(m, t, job, changes)
             elif isinstance(value, float | int):
-                self._count(m, role.removeprefix("counter:"), (signal, float(value)), t, changes)
+                self._count(m, role.removeprefix("counter:"), (signal, float(value), quality), t,
+                            changes)
         return dirty
 
     def _set_job(self, m: Machine, t: int, job: str | None, changes: Changes) -> None:
@@ -268,9 +286,9 @@ class ShadowModel:
         if job is not None:
             changes.jobs.append(JobRecord(m.config.id, job, t, None))
 
-    def _count(self, m: Machine, kind: str, reading: tuple[str, float], t: int,
+    def _count(self, m: Machine, kind: str, reading: tuple[str, float, int], t: int,
                changes: Changes) -> None:
-        signal, value = reading
+        signal, value, quality = reading
         counters = m.config.counters
         assert counters is not None  # a counter role exists only with a counters config
         delta, reason = m.counters.setdefault(kind, CounterTrack()).step(value,
@@ -290,6 +308,16 @@ class ShadowModel:
         for i, x in enumerate(add):
             bucket[i] += x
             m.job_counts[i] += x
+        if kind in ("total", "good"):
+            self._cycle(m, t, delta, quality, changes)
+
+    def _cycle(self, m: Machine, t: int, parts: int, quality: int, changes: Changes) -> None:
+        """The derived cycle time: seconds per part between two increments of the part
+        counter within one stretch of production (APT), so no stop counts as a cycle."""
+        if m.category is Category.APT and m.cycle_from_ns is not None and t > m.cycle_from_ns:
+            changes.derived.append(Derived(m.config.id, CYCLE_TIME, t,
+                                           (t - m.cycle_from_ns) / NS_PER_S / parts, quality))
+        m.cycle_from_ns = t if m.category is Category.APT else None
 
     def _cross_planned(self, m: Machine, t: int, changes: Changes) -> bool:
         """Applies every planned-stop edge in (clock, t]; True if there was one."""
@@ -320,6 +348,7 @@ class ShadowModel:
         if m.since_ns is None or t > m.since_ns:
             m.since_ns = t
         m.state, m.planned, m.interval_job = state, planned, m.job
+        m.cycle_from_ns = None  # a cycle never spans a change of state
 
 
 def _roles(machine: MachineConfig) -> dict[str, tuple[str, ...]]:

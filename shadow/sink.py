@@ -16,9 +16,10 @@ from gateway.types import Batch, Event, SignalRegistry
 from shadow.calendar import DAY_NS, PlannedSchedule
 from shadow.config import SHADOW_SINK
 from shadow.model import Changes, ShadowModel
+from shadow.monitor import DriftMonitor
 from shadow.report import record_shift_kpis
 from shadow.schema import database_url, open_engine, upgrade
-from shadow.store import ShadowStore
+from shadow.store import DriftUpdate, ShadowStore
 from shadow.timeline import Window
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class ShadowSink:
         self._lock = threading.Lock()  # a cancelled call's thread may still be running
         self.store: ShadowStore | None = None
         self.model: ShadowModel | None = None
+        self.monitor: DriftMonitor | None = None
         self._days: set[int] = set()  # UTC days whose calendar rows are written
         self._logged: set[tuple[str, str]] = set()
         self._watermark = 0  # the latest time any machine's timeline reached
@@ -59,10 +61,15 @@ class ShadowSink:
                 for machine, snapshot in store.snapshots().items():
                     if machine in model.machines:
                         model.machines[machine].restore(snapshot)
+                monitor = DriftMonitor(self._config.machines(), self._registry)
+                saved = store.drift_state()
+                if saved is not None and not monitor.restore(saved):
+                    log.warning("shadow: the drift detectors changed in the config; they "
+                                "start again (learning their baselines where not given)")
             except BaseException:
                 engine.dispose()
                 raise
-            self.store, self.model = store, model
+            self.store, self.model, self.monitor = store, model, monitor
             self._days.clear()
             self._watermark = max((m.clock_ns for m in model.machines.values()), default=0)
 
@@ -71,20 +78,30 @@ class ShadowSink:
 
     def _write(self, batch: Batch, events: Sequence[Event]) -> None:
         with self._lock:
-            if self.store is None or self.model is None:
+            if self.store is None or self.model is None or self.monitor is None:
                 raise RuntimeError(f"sink {self.name} is not connected")
-            store, model = self.store, self.model
+            store, model, monitor = self.store, self.model, self.monitor
             try:
                 changes = model.apply(batch, events)
                 self._ensure_calendar(store, changes)
-                store.write(changes, {m: model.machines[m].snapshot() for m in changes.touched})
+                drift = DriftUpdate(monitor.apply(batch, changes.derived), monitor.state(),
+                                    max((m.clock_ns for m in model.machines.values()),
+                                        default=0))
+                opened = store.write(changes, {m: model.machines[m].snapshot()
+                                               for m in changes.touched}, drift)
             except BaseException:
                 # The model is ahead of the tables now: the runtime reconnects, which
                 # reloads it from the snapshots, and writes the same data again.
-                self.store = self.model = None
+                self.store = self.model = self.monitor = None
                 store.engine.dispose()
                 raise
             self._report(changes)
+            for watch, alarm in opened:
+                log.warning("shadow: drift alert on %s/%s: %s by %.2f sigma (%+g %s), "
+                            "detected by %s", watch.machine, watch.signal,
+                            "up" if alarm.direction > 0 else "down", abs(alarm.shift_sigma),
+                            alarm.shift_sigma * alarm.sigma, watch.unit or "",
+                            watch.config.detector)
             watermark = max((m.clock_ns for m in model.machines.values()), default=0)
             # The first write of a fresh database starts from its own first reading.
             firsts = [int(batch.ts_ns.min())] if len(batch) else []
@@ -130,4 +147,4 @@ class ShadowSink:
     def _dispose(self) -> None:
         if self.store is not None:
             self.store.engine.dispose()
-        self.store = self.model = None
+        self.store = self.model = self.monitor = None

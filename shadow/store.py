@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, func, select, update
+from sqlalchemy import Engine, Table, and_, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -17,8 +17,20 @@ from gateway.config import LineConfig, OmbreConfig, OpcUaSourceConfig, SourceCon
 from shadow import tables as t
 from shadow.calendar import planned_stops, shifts
 from shadow.config import CalendarConfig
+from shadow.drift import Alarm
 from shadow.model import Changes
+from shadow.monitor import Watch
 from shadow.timeline import Category, Count, Interval, OrderPlan, Window
+
+
+@dataclass(frozen=True, slots=True)
+class DriftUpdate:
+    """The drift detectors' alarms of one write, their state after it, and the data
+    time reached (alerts in control since long enough close)."""
+
+    alarms: list[tuple[Watch, Alarm]]
+    state: dict[str, Any]
+    now_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +87,15 @@ class ShadowStore:
             rows = c.execute(select(t.machine_state.c.machine_id, t.machine_state.c.snapshot))
             return {m: json.loads(s) for m, s in rows}
 
-    def write(self, changes: Changes, snapshots: Mapping[str, dict[str, Any]]) -> None:
-        """The model's changes and the new snapshots of the machines they touched, in one
-        transaction."""
+    def write(self, changes: Changes, snapshots: Mapping[str, dict[str, Any]],
+              drift: DriftUpdate | None = None) -> list[tuple[Watch, Alarm]]:
+        """The model's changes, the new snapshots of the machines they touched, and the
+        drift detectors' alarms and state, in one transaction; returns the alarms that
+        opened a drift alert."""
+        opened: list[tuple[Watch, Alarm]] = []
         with self.engine.begin() as c:
+            if drift is not None:
+                opened = self._write_drift(c, drift)
             self._write_intervals(c, changes.intervals)
             self._write_jobs(c, changes)
             if changes.counts:
@@ -99,6 +116,50 @@ class ShadowStore:
                 c.execute(stmt.on_conflict_do_update(
                     index_elements=["machine_id"], set_={"snapshot": stmt.excluded.snapshot}),
                     [{"machine_id": m, "snapshot": json.dumps(s)} for m, s in snapshots.items()])
+        return opened
+
+    def _write_drift(self, c: Connection, drift: DriftUpdate) -> list[tuple[Watch, Alarm]]:
+        """Each alarm joins its detector's alert still open, or opens one: an alert is
+        one episode, closed once its detector stayed in control for in_control_s."""
+        da, opened = t.drift_alert, list[tuple[Watch, Alarm]]()
+        for watch, alarm in sorted(drift.alarms, key=lambda wa: wa[1].ts_ns):
+            key = and_(da.c.machine_id == watch.machine, da.c.signal == watch.signal,
+                       da.c.detector == watch.config.detector, da.c.status != "closed")
+            self._close_in_control(c, alarm.ts_ns, key)
+            current = c.execute(select(da.c.id, da.c.last_alarm_ns).where(key)).first()
+            if current is not None:
+                c.execute(update(da).where(da.c.id == current.id).values(
+                    last_alarm_ns=max(current.last_alarm_ns, alarm.ts_ns)))
+                continue
+            params = {**watch.config.model_dump(by_alias=True, exclude_none=True),
+                      "baseline_mean": alarm.mean, "baseline_sigma": alarm.sigma}
+            done = c.execute(self._insert(da).on_conflict_do_nothing().values(
+                machine_id=watch.machine, signal=watch.signal, detector=watch.config.detector,
+                params=json.dumps(params), start_ns=alarm.start_ns, detected_ns=alarm.ts_ns,
+                last_alarm_ns=alarm.ts_ns, in_control_ns=int(watch.config.in_control_s * 1e9),
+                direction="up" if alarm.direction > 0 else "down",
+                shift_sigma=alarm.shift_sigma, shift_value=alarm.shift_sigma * alarm.sigma,
+                unit=watch.unit, status="open").returning(da.c.id))
+            if done.first() is not None:
+                opened.append((watch, alarm))
+        self._close_in_control(c, drift.now_ns)
+        stmt = self._insert(t.shadow_state)
+        c.execute(stmt.on_conflict_do_update(index_elements=["key"],
+                                             set_={"value": stmt.excluded.value}),
+                  [{"key": "drift", "value": json.dumps(drift.state)}])
+        return opened
+
+    def _close_in_control(self, c: Connection, now_ns: int, key: Any = None) -> None:
+        da = t.drift_alert
+        back = and_(da.c.status != "closed", da.c.last_alarm_ns + da.c.in_control_ns <= now_ns)
+        c.execute(update(da).where(back if key is None else and_(back, key))
+                  .values(status="closed", closed_by="auto", end_ns=da.c.last_alarm_ns))
+
+    def drift_state(self) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            value = c.execute(select(t.shadow_state.c.value)
+                              .where(t.shadow_state.c.key == "drift")).scalar()
+        return None if value is None else dict(json.loads(value))
 
     def _write_intervals(self, c: Connection, intervals: Sequence[tuple[Interval, str]]) -> None:
         if intervals:
@@ -194,6 +255,37 @@ class ShadowStore:
                     index_elements=["shift_id", "machine_id"],
                     set_={k: stmt.excluded[k] for k in rows[0]
                           if k not in ("shift_id", "machine_id")}), rows)
+
+    def alerts(self, *, status: str | None, machine: str | None, limit: int) -> list[Any]:
+        """Drift alerts, newest first."""
+        da = t.drift_alert
+        query = select(da).order_by(da.c.detected_ns.desc()).limit(limit)
+        if status is not None:
+            query = query.where(da.c.status == status)
+        if machine is not None:
+            query = query.where(da.c.machine_id == machine)
+        with self.engine.connect() as c:
+            return list(c.execute(query))
+
+    def acknowledge_alert(self, alert_id: int, by: str, now_ns: int) -> bool:
+        da = t.drift_alert
+        with self.engine.begin() as c:
+            done = c.execute(update(da).where(da.c.id == alert_id, da.c.status == "open")
+                             .values(status="acknowledged", acknowledged_by=by,
+                                     acknowledged_ns=now_ns))
+            return done.rowcount == 1
+
+    def close_alert(self, alert_id: int, by: str, cause: str, note: str | None,
+                    now_ns: int) -> bool:
+        """A person closes an alert with a cause; its episode ends now (or at its last
+        alarm, if that is later: data time may be ahead of the clock in a replay)."""
+        da = t.drift_alert
+        with self.engine.begin() as c:
+            done = c.execute(update(da).where(da.c.id == alert_id, da.c.status != "closed")
+                             .values(status="closed", closed_by=by, cause=cause, note=note,
+                                     end_ns=case((da.c.last_alarm_ns > now_ns, da.c.last_alarm_ns),
+                                                  else_=now_ns)))
+            return done.rowcount == 1
 
     def import_orders(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Creates or updates production orders by job key; returns how many."""

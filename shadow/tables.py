@@ -144,6 +144,38 @@ shift_kpi = Table(  # KPIs of each finished shift, as shadow/kpi.py computed the
 )
 
 
+drift_alert = Table(
+    "drift_alert", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("machine_id", String(400), nullable=False),
+    Column("signal", String(128), nullable=False),
+    Column("detector", String(16), nullable=False),  # cusum, ewma, shewhart
+    Column("params", Text, nullable=False),  # JSON: the detector's parameters and baseline
+    Column("start_ns", BigInteger, nullable=False),  # estimated start of the shift
+    Column("detected_ns", BigInteger, nullable=False),
+    Column("last_alarm_ns", BigInteger, nullable=False),  # latest alarm of the episode
+    Column("in_control_ns", BigInteger, nullable=False),  # closes after this without alarm
+    Column("end_ns", BigInteger, nullable=True),  # back in control (or closed by a person)
+    Column("direction", String(4), nullable=False),  # up, down
+    Column("shift_sigma", Float, nullable=False),  # estimated shift, in baseline sigmas
+    Column("shift_value", Float, nullable=False),  # the same, in the signal's unit
+    Column("unit", String(64), nullable=True),
+    Column("status", String(16), nullable=False),  # open, acknowledged, closed
+    Column("acknowledged_by", String(128), nullable=True),
+    Column("acknowledged_ns", BigInteger, nullable=True),
+    Column("closed_by", String(128), nullable=True),  # a person, or "auto"
+    Column("cause", String(128), nullable=True),
+    Column("note", Text, nullable=True),
+    UniqueConstraint("machine_id", "signal", "detector", "detected_ns", name="uq_drift_alert"),
+    Index("ix_drift_alert_status", "status"),
+)
+
+shadow_state = Table(  # state that is not one machine's, e.g. the drift detectors
+    "shadow_state", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+)
+
 # The views the migrations create, for reading (not part of `metadata`).
 order_confirmation = table(
     "order_confirmation",

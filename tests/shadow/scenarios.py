@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 DAY = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 
 
@@ -202,3 +204,21 @@ def scenario_c_lines() -> Iterator[str]:
                 total += 1
                 yield reading(minute + timedelta(seconds=30), "total", total, "cnc-1")
         minute += timedelta(minutes=1)
+
+
+# Scenario D: a spindle temperature, a reading every 10 s with noise (sd 0.5 degC) around
+# 60 degC, ramping up by 0.02 degC a reading (0.12 degC/min) from 07:00 to 07:20, then
+# back at 60 until 08:00. The first 100 readings teach the detector its baseline.
+D_DAY = DAY + timedelta(days=3)
+D_RAMP = (at("07:00", D_DAY), at("07:20", D_DAY))
+
+
+def scenario_d_lines(seed: int = 7) -> Iterator[str]:
+    rng = np.random.default_rng(seed)
+    ts = at("06:00", D_DAY)
+    while ts <= at("08:00", D_DAY):
+        ramp = 0.0
+        if D_RAMP[0] <= ts < D_RAMP[1]:
+            ramp = 0.02 * ((ts - D_RAMP[0]).total_seconds() // 10 + 1)
+        yield reading(ts, "temp", round(60 + ramp + rng.normal(0, 0.5), 3))
+        ts += timedelta(seconds=10)

@@ -80,11 +80,11 @@ class FailingOnce:
         self.failed = False
         real = ShadowStore.write
 
-        def write(store: ShadowStore, *args: Any) -> None:
+        def write(store: ShadowStore, *args: Any) -> Any:
             if not self.failed:
                 self.failed = True
                 raise ConnectionError("database went away")
-            real(store, *args)
+            return real(store, *args)
 
         monkeypatch.setattr(ShadowStore, "write", write)
 
@@ -106,7 +106,9 @@ async def test_a_failed_write_is_retried_without_counting_twice(
                          snapshot(sink).get("state", [""])[0] == "IDLE",
                          what="the retried write")
         assert failing.failed
-        assert gateway.counters.connector("shadow", "sink").health.value == "up"
+        counters = gateway.counters.connector("shadow", "sink")
+        await wait_until(lambda: counters.health.value == "up",
+                         what="the shadow sink to be up again")
         assert sum(r[3] for r in rows(sink, t.production_count)) == 50
         assert [(r[4], r[5]) for r in rows(sink, t.state_interval)] == [("RUNNING", "APT")]
 
