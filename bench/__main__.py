@@ -36,9 +36,16 @@ def child(module: str, *args: object, timeout: float = 600) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def ombre_config(port: int, workdir: Path, client_id: str, workload: str) -> Path:
+def ombre_config(port: int, workdir: Path, client_id: str, workload: str,
+                 drift: bool = False) -> Path:
+    """The gateway's config for a workload; `drift` puts a CUSUM detector on each W2
+    signal, with a baseline so wide (sigma 100) that they watch in control, raising
+    nothing: the cost of watching, not of alerting."""
     signals = [{"name": "value"}] + [{"name": f"s{j:02d}"} for j in range(W2_SIGNALS)]
-    machines = [{"id": f"dev-{i:02d}", "signals": signals} for i in range(DEVICES)]
+    detectors = [{"signal": f"s{j:02d}", "mean": 12.0, "sigma": 100.0}
+                 for j in range(W2_SIGNALS)] if drift else []
+    machines = [{"id": f"dev-{i:02d}", "signals": signals, "drift": detectors}
+                for i in range(DEVICES)]
     config = {
         "data_dir": str(workdir / client_id),
         "sites": [{"id": "bench", "lines": [{"id": "line-1", "machines": machines}]}],
@@ -58,12 +65,15 @@ def ombre_config(port: int, workdir: Path, client_id: str, workload: str) -> Pat
 
 
 def drain(broker: Mosquitto, workdir: Path, client_id: str, workload: str,
-          count: int) -> dict[str, Any]:
-    config = ombre_config(broker.port, workdir, client_id, workload)
+          count: int, *shadow: str) -> dict[str, Any]:
+    """Loads the broker with `count` messages, then times the worker draining them;
+    `shadow` ("shadow" or "drift") adds the shadow sink, without or with detectors."""
+    config = ombre_config(broker.port, workdir, client_id, workload, "drift" in shadow)
     prepare_session(broker.port, client_id, "bench/+/+/+")
     child("bench.loadgen", "--port", broker.port, "--workload", workload, "--count", count)
     per_message = 1 if workload == "w1" else W2_READINGS
-    result = child("bench.worker", "--config", config, "--expect", count * per_message)
+    result = child("bench.worker", "--config", config, "--expect", count * per_message,
+                   *(["--shadow"] if shadow else []))
     prepare_session(broker.port, client_id, None)
     return result
 
@@ -101,6 +111,8 @@ def main() -> None:
             prepare_session(broker.port, "ceiling", None)
             w1 = drain(broker, workdir, "ombre-w1", "w1", W1_MESSAGES)
             w2 = drain(broker, workdir, "ombre-w2", "w2", W2_MESSAGES)
+            w2_shadow = drain(broker, workdir, "ombre-w2s", "w2", W2_MESSAGES, "shadow")
+            w2_drift = drain(broker, workdir, "ombre-w2d", "w2", W2_MESSAGES, "drift")
             lat = latency(broker, workdir)
         finally:
             broker.stop()
@@ -109,6 +121,9 @@ def main() -> None:
         "w1_readings_per_s": round(w1["readings_per_s"]),
         "w1_ratio": round(w1["readings_per_s"] / ceiling["msgs_per_s"], 3),
         "w2_readings_per_s": round(w2["readings_per_s"]),
+        "w2_shadow_readings_per_s": round(w2_shadow["readings_per_s"]),
+        "w2_drift_readings_per_s": round(w2_drift["readings_per_s"]),
+        "drift_cost": round(1 - w2_drift["readings_per_s"] / w2_shadow["readings_per_s"], 3),
         "p50_ms_at_5k": round(lat["p50_ms"], 1),
         "p99_ms_at_5k": round(lat["p99_ms"], 1),
         "peak_rss_mb": round(max(w1["peak_rss_mb"], w2["peak_rss_mb"], lat["peak_rss_mb"]), 1),

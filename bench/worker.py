@@ -47,21 +47,28 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.001)
 
 
-async def run(config: OmbreConfig, expect: int) -> dict[str, float]:
+async def run(config: OmbreConfig, expect: int, shadow: bool) -> dict[str, float]:
+    """Runs until every sink wrote `expect` readings; with `shadow`, the shadow (and the
+    drift detectors its config declares) is a second sink beside the timed one."""
     registry = config.registry()
     sink = TimedSink(build_sink(config.sinks[0], config, registry))
-    gateway, outbox = build_gateway(config, [sink])
+    sinks: list[Sink] = [sink]
+    if shadow:
+        from shadow.sink import ShadowSink  # noqa: PLC0415 - the plain runs stay without it
+
+        sinks.append(ShadowSink(config, registry))
+    gateway, outbox = build_gateway(config, sinks)
     stop, force = asyncio.Event(), asyncio.Event()
     source = config.sources[0].name
 
     async def watch() -> tuple[float, float]:
         counters = gateway.counters.connector(source, "source")
-        written = gateway.counters.connector(sink.name, "sink")
+        written = [gateway.counters.connector(s.name, "sink") for s in sinks]
         await until(lambda: counters.health is Health.UP)
         print("ready", flush=True)
         await until(lambda: counters.readings > 0)
         first = time.perf_counter()
-        await until(lambda: written.readings >= expect)
+        await until(lambda: all(w.readings >= expect for w in written))
         last = time.perf_counter()
         stop.set()
         return first, last
@@ -85,9 +92,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--shadow", action="store_true", help="run the shadow as a second sink")
     args = parser.parse_args()
     config = OmbreConfig.model_validate(json.loads(args.config.read_text()))
-    print(json.dumps(asyncio.run(run(config, args.expect))), flush=True)
+    print(json.dumps(asyncio.run(run(config, args.expect, args.shadow))), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ window starts."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +75,9 @@ class DriftMonitor:
         self._agg_window = np.full(n, -1, np.int64)  # the open window's index, -1: none
         self._agg_sum = np.zeros(n, np.float64)
         self._agg_n = np.zeros(n, np.int64)
+        self._fingerprint = hashlib.sha256(json.dumps(
+            [[w.machine, w.signal, w.config.model_dump(by_alias=True)] for w in self.watches]
+        ).encode()).hexdigest()
 
     def apply(self, batch: Batch, derived: Sequence[Derived]) -> list[tuple[Watch, Alarm]]:
         """Advances the detectors over a batch and the model's derived readings; returns
@@ -151,14 +156,12 @@ class DriftMonitor:
         return {"bank": self.bank.state(), "last_ts": self._last_ts.tolist(),
                 "agg": [self._agg_window.tolist(), self._agg_sum.tolist(),
                         self._agg_n.tolist()],
-                "watches": [[w.machine, w.signal, w.config.model_dump(by_alias=True)]
-                            for w in self.watches]}
+                "watches": self._fingerprint}
 
     def restore(self, state: dict[str, Any]) -> bool:
         """Continues from `state` if it was saved for the same detectors; False (and
         fresh detectors) if the config changed them."""
-        same = state.get("watches") == [[w.machine, w.signal, w.config.model_dump(by_alias=True)]
-                                        for w in self.watches]
+        same = state.get("watches") == self._fingerprint
         if same:
             self.bank = DetectorBank.restore([_spec(w.config) for w in self.watches],
                                              state["bank"])

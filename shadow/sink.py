@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from gateway.config import OmbreConfig
@@ -24,6 +25,11 @@ from shadow.timeline import Window
 
 log = logging.getLogger(__name__)
 
+# The drift detectors' state (a few hundred bytes per detector) is saved with the rows
+# at most this often, and on every alarm and at shutdown: after a crash, detectors go on
+# from a state at most this old, missing the readings in between (alerts raised are
+# never lost or repeated: they commit with the rows).
+DRIFT_STATE_INTERVAL_S = 10.0
 MAX_LOGGED = 1000  # distinct unmapped states logged once each, then no more
 
 
@@ -43,6 +49,7 @@ class ShadowSink:
         self._days: set[int] = set()  # UTC days whose calendar rows are written
         self._logged: set[tuple[str, str]] = set()
         self._watermark = 0  # the latest time any machine's timeline reached
+        self._next_drift_save = 0.0
 
     async def connect(self) -> None:
         await asyncio.to_thread(self._connect)
@@ -84,7 +91,9 @@ class ShadowSink:
             try:
                 changes = model.apply(batch, events)
                 self._ensure_calendar(store, changes)
-                drift = DriftUpdate(monitor.apply(batch, changes.derived), monitor.state(),
+                alarms = monitor.apply(batch, changes.derived)
+                save = bool(alarms) or time.monotonic() >= self._next_drift_save
+                drift = DriftUpdate(alarms, monitor.state() if save else None,
                                     max((m.clock_ns for m in model.machines.values()),
                                         default=0))
                 opened = store.write(changes, {m: model.machines[m].snapshot()
@@ -95,6 +104,8 @@ class ShadowSink:
                 self.store = self.model = self.monitor = None
                 store.engine.dispose()
                 raise
+            if save:
+                self._next_drift_save = time.monotonic() + DRIFT_STATE_INTERVAL_S
             self._report(changes)
             for watch, alarm in opened:
                 log.warning("shadow: drift alert on %s/%s: %s by %.2f sigma (%+g %s), "
@@ -142,6 +153,13 @@ class ShadowSink:
 
     def _close(self) -> None:
         with self._lock:
+            if self.store is not None and self.monitor is not None and self.monitor.watches:
+                try:
+                    with self.store.engine.begin() as c:
+                        self.store.save_drift_state(c, self.monitor.state())
+                except Exception:
+                    log.exception("shadow: could not save the drift detectors' state; they "
+                                  "go on from the last one saved")
             self._dispose()
 
     def _dispose(self) -> None:

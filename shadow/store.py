@@ -25,11 +25,12 @@ from shadow.timeline import Category, Count, Interval, OrderPlan, Window
 
 @dataclass(frozen=True, slots=True)
 class DriftUpdate:
-    """The drift detectors' alarms of one write, their state after it, and the data
-    time reached (alerts in control since long enough close)."""
+    """The drift detectors' alarms of one write, their state after it when it is to be
+    saved (None: not this time), and the data time reached (alerts in control since
+    long enough close)."""
 
     alarms: list[tuple[Watch, Alarm]]
-    state: dict[str, Any]
+    state: dict[str, Any] | None
     now_ns: int
 
 
@@ -143,11 +144,15 @@ class ShadowStore:
             if done.first() is not None:
                 opened.append((watch, alarm))
         self._close_in_control(c, drift.now_ns)
+        if drift.state is not None:
+            self.save_drift_state(c, drift.state)
+        return opened
+
+    def save_drift_state(self, c: Connection, state: dict[str, Any]) -> None:
         stmt = self._insert(t.shadow_state)
         c.execute(stmt.on_conflict_do_update(index_elements=["key"],
                                              set_={"value": stmt.excluded.value}),
-                  [{"key": "drift", "value": json.dumps(drift.state)}])
-        return opened
+                  [{"key": "drift", "value": json.dumps(state)}])
 
     def _close_in_control(self, c: Connection, now_ns: int, key: Any = None) -> None:
         da = t.drift_alert
