@@ -29,7 +29,7 @@ demo: $(BIN)/ombre system-deps
 
 lint: $(BIN)/ombre
 	$(BIN)/ruff check gateway shadow connectors api tests bench
-	$(BIN)/mypy --strict gateway shadow connectors
+	$(BIN)/mypy --strict gateway shadow connectors api
 
 test: $(BIN)/ombre test-services lint
 	$(BIN)/pytest

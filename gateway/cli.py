@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from api.cli import add_api_commands
 from connectors.sqlite_ts import StoreError, open_store
 from gateway.app import serve
 from gateway.cli_common import (
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.set_defaults(command=cmd_query)
 
     add_shadow_commands(commands)
+    add_api_commands(commands)
 
     return parser
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from api.config import ApiConfig
 from gateway.config_base import ConfigModel, InvalidKeyError, Loc, Name, require_unique
 from gateway.types import SignalRegistry
 from shadow.config import (
@@ -313,6 +314,7 @@ class OmbreConfig(ConfigModel):
     sinks: list[SinkConfig] = Field(default_factory=list)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> OmbreConfig:

@@ -36,17 +36,17 @@ from shadow.orders import OrderError, read_orders
 from shadow.report import Report, reports, select_machines
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
-from shadow.timeline import Category, Window
+from shadow.timeline import Window
 
 REPLAY_DRAIN_S = 24 * 3600.0  # a replay waits for every sink to catch up
 
 
-def _config(args: argparse.Namespace) -> OmbreConfig | None:
+def config_of(args: argparse.Namespace) -> OmbreConfig | None:
     return load_checked(args.config or Path(os.environ.get("OMBRE_CONFIG", "ombre.yaml")))
 
 
 @contextmanager
-def _store(config: OmbreConfig) -> Iterator[ShadowStore]:
+def store_of(config: OmbreConfig) -> Iterator[ShadowStore]:
     engine = open_engine(database_url(config.shadow.database, config.data_dir))
     try:
         upgrade(engine)
@@ -70,7 +70,7 @@ def _iso(ns: int) -> str:
 def cmd_replay(args: argparse.Namespace) -> int:
     """Feeds a JSON Lines recording through the pipeline (sinks and shadow), then exits
     once every sink has written it."""
-    config = _config(args)
+    config = config_of(args)
     if config is None:
         return EXIT_CONFIG
     if not args.file.is_file():
@@ -118,13 +118,13 @@ def _print_report(report: Report) -> None:
 
 def cmd_kpi(args: argparse.Namespace) -> int:
     """Prints the ISO 22400 KPIs of a machine, a line or the plant over a time range."""
-    config = _config(args)
+    config = config_of(args)
     if config is None:
         return EXIT_CONFIG
     try:
         machines = select_machines(config, args.machine, args.line)
         window = _window(args)
-        with _store(config) as store:
+        with store_of(config) as store:
             found = reports(store, config, window, machines, args.by,
                             now_ns=time.time_ns())
     except (KeyError, argparse.ArgumentTypeError) as exc:
@@ -141,7 +141,7 @@ def cmd_kpi(args: argparse.Namespace) -> int:
 def cmd_orders_import(args: argparse.Namespace) -> int:
     """Creates or updates production orders from a CSV file; bad rows are reported with
     their line and column, and the good ones imported."""
-    config = _config(args)
+    config = config_of(args)
     if config is None:
         return EXIT_CONFIG
     try:
@@ -149,7 +149,7 @@ def cmd_orders_import(args: argparse.Namespace) -> int:
     except OrderError as exc:
         print(f"ombre orders import: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with _store(config) as store:
+    with store_of(config) as store:
         count = store.import_orders(rows)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -195,7 +195,7 @@ def _kpi_rows(store: ShadowStore, config: OmbreConfig,
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Writes order confirmations or shift KPIs for the ERP as CSV."""
-    config = _config(args)
+    config = config_of(args)
     if config is None:
         return EXIT_CONFIG
     try:
@@ -203,7 +203,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as exc:
         print(f"ombre export: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with _store(config) as store:
+    with store_of(config) as store:
         header, rows = (_confirmations(store, window) if args.what == "confirmations"
                         else _kpi_rows(store, config, window))
     out = args.out.open("w", newline="") if args.out else sys.stdout
@@ -219,10 +219,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_downtime(args: argparse.Namespace) -> int:
     """Lists downtime intervals without a reason, or assigns a reason code to one."""
-    config = _config(args)
+    config = config_of(args)
     if config is None:
         return EXIT_CONFIG
-    with _store(config) as store:
+    with store_of(config) as store:
         if args.action == "assign":
             if args.interval is None or args.code is None:
                 print("ombre downtime assign: give an interval id and a reason code",
@@ -240,14 +240,7 @@ def cmd_downtime(args: argparse.Namespace) -> int:
                 return EXIT_USAGE
             print(f"interval {args.interval}: reason {args.code}")
             return EXIT_OK
-        si = t.state_interval
-        with store.engine.connect() as c:
-            rows = c.execute(select(si.c.id, si.c.machine_id, si.c.start_ns, si.c.end_ns,
-                                    si.c.raw_state, si.c.category)
-                             .where(si.c.reason_code.is_(None),
-                                    si.c.category.in_([Category.ADET, Category.ADOT])
-                                    | si.c.category.is_(None))
-                             .order_by(si.c.start_ns).limit(args.limit)).all()
+        rows = store.unexplained_downtime(None, None, args.limit)
     writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
     writer.writerow(["id", "machine", "start", "end", "minutes", "state", "category"])
     for iid, machine, start, end, raw, category in rows:
@@ -258,10 +251,10 @@ def cmd_downtime(args: argparse.Namespace) -> int:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     """Lists drift alerts, or acknowledges or closes one."""
-    config = _config(args)
+    config = config_of(args)
     if config is None:
         return EXIT_CONFIG
-    with _store(config) as store:
+    with store_of(config) as store:
         if args.action == "list":
             rows = store.alerts(status=args.status, machine=args.machine, limit=args.limit)
             writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
@@ -294,7 +287,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", type=Path, metavar="CONFIG",
                         help="the YAML config file (default: $OMBRE_CONFIG, else ombre.yaml)")
     return parser
@@ -310,7 +303,7 @@ def _with_range(parser: argparse.ArgumentParser) -> None:
 def add_shadow_commands(commands: Any) -> None:
     """Registers the shadow's subcommands on `ombre`'s subparsers."""
     add: Callable[..., argparse.ArgumentParser] = commands.add_parser
-    replay = _with_config(add("replay", help="feed a JSON Lines recording through the "
+    replay = with_config(add("replay", help="feed a JSON Lines recording through the "
                                              "pipeline, then exit"))
     replay.add_argument("file", type=Path, metavar="FILE")
     pace = replay.add_mutually_exclusive_group()
@@ -323,7 +316,7 @@ def add_shadow_commands(commands: Any) -> None:
                         choices=["debug", "info", "warning", "error"])
     replay.set_defaults(command=cmd_replay)
 
-    kpi = _with_config(add("kpi", help="print ISO 22400 KPIs"))
+    kpi = with_config(add("kpi", help="print ISO 22400 KPIs"))
     scope = kpi.add_mutually_exclusive_group()
     scope.add_argument("--machine", help="one machine (default: the whole plant)")
     scope.add_argument("--line", help="every machine of a line")
@@ -335,25 +328,25 @@ def add_shadow_commands(commands: Any) -> None:
 
     orders = add("orders", help="production orders")
     orders_commands = orders.add_subparsers(metavar="ACTION", required=True)
-    imp = _with_config(orders_commands.add_parser(
+    imp = with_config(orders_commands.add_parser(
         "import", help="create or update orders from a CSV file"))
     imp.add_argument("file", type=Path, metavar="FILE")
     imp.set_defaults(command=cmd_orders_import)
 
-    export = _with_config(add("export", help="CSV for the ERP"))
+    export = with_config(add("export", help="CSV for the ERP"))
     export.add_argument("what", choices=["confirmations", "kpis"])
     _with_range(export)
     export.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
     export.set_defaults(command=cmd_export)
 
-    downtime = _with_config(add("downtime", help="downtime intervals and their reasons"))
+    downtime = with_config(add("downtime", help="downtime intervals and their reasons"))
     downtime.add_argument("action", choices=["list", "assign"])
     downtime.add_argument("interval", type=int, nargs="?", help="interval id (assign)")
     downtime.add_argument("code", nargs="?", help="reason code (assign)")
     downtime.add_argument("--limit", type=int, default=100)
     downtime.set_defaults(command=cmd_downtime)
 
-    alerts = _with_config(add("alerts", help="drift alerts: list, acknowledge, close"))
+    alerts = with_config(add("alerts", help="drift alerts: list, acknowledge, close"))
     alerts.add_argument("action", choices=["list", "ack", "close"])
     alerts.add_argument("id", type=int, nargs="?", help="alert id (ack, close)")
     alerts.add_argument("--by", help="who acknowledges or closes it")

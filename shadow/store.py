@@ -303,6 +303,24 @@ class ShadowStore:
                     set_={k: stmt.excluded[k] for k in rows[0] if k != "job_key"}), rows)
         return len(rows)
 
+    def unexplained_downtime(self, window: Window | None, machine: str | None,
+                             limit: int) -> list[tuple[int, str, int, int, str, Category | None]]:
+        """Closed downtime intervals (ADET, ADOT or unclassified) with no reason code,
+        oldest first: (id, machine, start_ns, end_ns, raw state, category)."""
+        si = t.state_interval
+        query = (select(si.c.id, si.c.machine_id, si.c.start_ns, si.c.end_ns, si.c.raw_state,
+                        si.c.category)
+                 .where(si.c.reason_code.is_(None),
+                        si.c.category.in_([Category.ADET, Category.ADOT])
+                        | si.c.category.is_(None))
+                 .order_by(si.c.start_ns).limit(limit))
+        if window is not None:
+            query = query.where(si.c.start_ns < window.end_ns, si.c.end_ns > window.start_ns)
+        if machine is not None:
+            query = query.where(si.c.machine_id == machine)
+        with self.engine.connect() as c:
+            return [(i, m, s, e, raw, _category(cat)) for i, m, s, e, raw, cat in c.execute(query)]
+
     def assign_reason(self, interval_id: int, code: str) -> bool:
         """Gives a downtime interval (ADET, ADOT or unclassified) a reason code; False if
         there is no such downtime interval."""

@@ -176,6 +176,16 @@ shadow_state = Table(  # state that is not one machine's, e.g. the drift detecto
     Column("value", Text, nullable=False),  # JSON
 )
 
+api_token = Table(  # API tokens: only a hash of each secret is kept
+    "api_token", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),  # viewer, operator, admin
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("revoked_ns", BigInteger, nullable=True),
+)
+
 # The views the migrations create, for reading (not part of `metadata`).
 order_confirmation = table(
     "order_confirmation",

@@ -1,0 +1,71 @@
+"""Drift alerts: list them, acknowledge one, close one with a cause."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from api.deps import AsOperator, AsViewer, Config, Now, Store
+
+router = APIRouter(tags=["alerts"])
+Status = Literal["open", "acknowledged", "closed"]
+
+
+class AlertOut(BaseModel):
+    id: int
+    machine: str
+    signal: str
+    detector: str
+    status: Status
+    direction: Literal["up", "down"]
+    shift_sigma: float
+    shift_value: float
+    unit: str | None
+    start_ns: int
+    detected_ns: int
+    end_ns: int | None
+    acknowledged_by: str | None
+    closed_by: str | None
+    cause: str | None
+    note: str | None
+
+
+class CloseIn(BaseModel):
+    cause: str = Field(min_length=1, max_length=128)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+@router.get("/alerts")
+def list_alerts(_: AsViewer, store: Store, status: Status | None = None,
+                machine: str | None = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AlertOut]:
+    """Newest first."""
+    return [AlertOut(id=r.id, machine=r.machine_id, signal=r.signal, detector=r.detector,
+                     status=r.status, direction=r.direction, shift_sigma=r.shift_sigma,
+                     shift_value=r.shift_value, unit=r.unit, start_ns=r.start_ns,
+                     detected_ns=r.detected_ns, end_ns=r.end_ns,
+                     acknowledged_by=r.acknowledged_by, closed_by=r.closed_by, cause=r.cause,
+                     note=r.note)
+            for r in store.alerts(status=status, machine=machine, limit=limit)]
+
+
+@router.post("/alerts/{alert_id}/ack")
+def acknowledge(alert_id: int, token: AsOperator, store: Store, now: Now) -> dict[str, str]:
+    """The operator saw it; it stays open until back in control or closed."""
+    if not store.acknowledge_alert(alert_id, token.name, now):
+        raise HTTPException(409, f"alert {alert_id} is not open")
+    return {"status": "acknowledged"}
+
+
+@router.post("/alerts/{alert_id}/close")
+def close(alert_id: int, body: CloseIn, *, token: AsOperator, store: Store, config: Config,
+          now: Now) -> dict[str, str]:
+    """Closes it with a cause from shadow.alert_causes and an optional note."""
+    if body.cause not in config.shadow.alert_causes:
+        raise HTTPException(422, f"cause must be one of {config.shadow.alert_causes}, "
+                                 f"found {body.cause!r}")
+    if not store.close_alert(alert_id, token.name, body.cause, body.note, now):
+        raise HTTPException(409, f"alert {alert_id} does not exist or is closed already")
+    return {"status": "closed"}

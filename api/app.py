@@ -1,0 +1,62 @@
+"""The FastAPI application: `create_app(config)` builds it, and its lifespan opens the
+shadow's database (migrating it) and closes it. No work happens at import time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from api import alerts, downtime, kpis, machines
+from gateway.config import OmbreConfig
+from shadow.schema import database_url, open_engine, upgrade
+from shadow.store import ShadowStore
+
+PREFIX = "/api/v1"
+
+
+def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> FastAPI:
+    """The API over the shadow's tables of `config`; `clock` gives now in ns (tests
+    pass a fixed one)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = open_engine(database_url(config.shadow.database, config.data_dir))
+        try:
+            upgrade(engine)
+            app.state.store = ShadowStore(engine)
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(title="Ombre", version="1", lifespan=lifespan,
+                  description="Machines, ISO 22400 KPIs, drift alerts and downtime of the "
+                              "shop floor, from Ombre's digital shadow.")
+    app.state.config = config
+    app.state.clock = clock
+    if config.api.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=config.api.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization"])
+
+    @app.middleware("http")
+    async def limit_body(request: Request,
+                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit()
+                                   or int(length) > config.api.max_body_bytes):
+            return JSONResponse({"detail": f"request body over the limit of "
+                                           f"{config.api.max_body_bytes} bytes"}, 413)
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is alive. The only endpoint without a token."""
+        return {"status": "ok"}
+
+    for module in (machines, kpis, alerts, downtime):
+        app.include_router(module.router, prefix=PREFIX)
+    return app

@@ -1,0 +1,77 @@
+"""The API's `ombre` commands: `token create|list|revoke` and `api` (serve the API)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from api.tokens import Role, create_token, list_tokens, revoke_token
+from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, setup_logging
+from shadow.calendar import from_ns
+from shadow.cli import config_of, store_of, with_config
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Creates a token (printed once), lists tokens, or revokes one."""
+    config = config_of(args)
+    if config is None:
+        return EXIT_CONFIG
+    with store_of(config) as store:
+        if args.action == "create":
+            if not args.name:
+                print("ombre token create: give --name (who or what uses it)", file=sys.stderr)
+                return EXIT_USAGE
+            print(create_token(store.engine, args.name, Role[args.role.upper()]))
+            print(f"a {args.role} token for {args.name!r}: it is shown only this once",
+                  file=sys.stderr)
+            return EXIT_OK
+        if args.action == "revoke":
+            if args.id is None or not revoke_token(store.engine, args.id):
+                print(f"ombre token revoke: no active token {args.id}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"token {args.id} revoked")
+            return EXIT_OK
+        for found in list_tokens(store.engine):
+            revoked = "" if found.revoked_ns is None else \
+                f"\trevoked {from_ns(found.revoked_ns).isoformat()}"
+            print(f"{found.id}\t{found.name}\t{found.role.name.lower()}\t"
+                  f"created {from_ns(found.created_ns).isoformat()}{revoked}")
+    return EXIT_OK
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """Serves the API on the configured host and port until Ctrl-C. With no token in
+    the database yet, it creates an admin token and prints it once."""
+    import uvicorn  # noqa: PLC0415 - only this command serves
+
+    from api.app import create_app  # noqa: PLC0415
+
+    config = config_of(args)
+    if config is None:
+        return EXIT_CONFIG
+    setup_logging(args.log_level)
+    with store_of(config) as store:
+        if not list_tokens(store.engine):
+            first = create_token(store.engine, "first admin", Role.ADMIN)
+            print(f"first start: admin token (shown only this once): {first}", file=sys.stderr)
+    print(f"Ombre API on http://{config.api.host}:{config.api.port}/docs", file=sys.stderr)
+    uvicorn.run(create_app(config), host=config.api.host, port=config.api.port,
+                log_level=args.log_level)
+    return EXIT_OK
+
+
+def add_api_commands(commands: Any) -> None:
+    add: Callable[..., argparse.ArgumentParser] = commands.add_parser
+    token = with_config(add("token", help="API tokens: create, list, revoke"))
+    token.add_argument("action", choices=["create", "list", "revoke"])
+    token.add_argument("id", type=int, nargs="?", help="token id (revoke)")
+    token.add_argument("--role", choices=[r.name.lower() for r in Role], default="viewer")
+    token.add_argument("--name", help="create: who or what uses the token")
+    token.set_defaults(command=cmd_token)
+
+    api = with_config(add("api", help="serve the API until Ctrl-C"))
+    api.add_argument("--log-level", default="info",
+                     choices=["debug", "info", "warning", "error"])
+    api.set_defaults(command=cmd_api)

@@ -1,0 +1,17 @@
+"""The API's part of the config file (`api:`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from gateway.config_base import ConfigModel
+
+
+class ApiConfig(ConfigModel):
+    """Where the API and dashboard listen, and the bounds every request is held to."""
+
+    host: str = "127.0.0.1"  # 0.0.0.0 to serve the whole network
+    port: int = Field(default=8080, ge=1, le=65535)
+    cors_origins: list[str] = Field(default_factory=list)  # none: CORS off
+    max_range_days: float = Field(default=400, gt=0)  # longest time range one query covers
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # request bodies, CSV uploads

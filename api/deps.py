@@ -1,0 +1,58 @@
+"""What the routes share: the store and config of the running app, the clock, and
+time ranges checked against the configured bound."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request
+
+from api.auth import require
+from api.tokens import Role, Token
+from gateway.config import OmbreConfig
+from shadow.calendar import to_ns
+from shadow.store import ShadowStore
+from shadow.timeline import Window
+
+
+def store(request: Request) -> ShadowStore:
+    found: ShadowStore = request.app.state.store
+    return found
+
+
+def config(request: Request) -> OmbreConfig:
+    found: OmbreConfig = request.app.state.config
+    return found
+
+
+def now_ns(request: Request) -> int:
+    return int(request.app.state.clock())
+
+
+def window(request: Request,
+           from_: Annotated[datetime | None, Query(alias="from")] = None,
+           to: Annotated[datetime | None, Query()] = None) -> Window:
+    """`from` and `to` (RFC 3339; without a zone, UTC); default: the last 24 hours. A
+    range longer than api.max_range_days is refused with 400."""
+    end = to or datetime.fromtimestamp(now_ns(request) / 1e9, UTC)
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    start = from_ or end - timedelta(hours=24)
+    start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    if start > end:
+        raise HTTPException(400, f"`from` ({start.isoformat()}) is after `to` "
+                                 f"({end.isoformat()})")
+    limit = config(request).api.max_range_days
+    if end - start > timedelta(days=limit):
+        raise HTTPException(400, f"the range from {start.isoformat()} to {end.isoformat()} "
+                                 f"is longer than api.max_range_days ({limit:g} days)")
+    return Window(to_ns(start), to_ns(end))
+
+
+Store = Annotated[ShadowStore, Depends(store)]
+Config = Annotated[OmbreConfig, Depends(config)]
+Now = Annotated[int, Depends(now_ns)]
+Range = Annotated[Window, Depends(window)]
+AsViewer = Annotated[Token, Depends(require(Role.VIEWER))]
+AsOperator = Annotated[Token, Depends(require(Role.OPERATOR))]
+AsAdmin = Annotated[Token, Depends(require(Role.ADMIN))]

@@ -1,0 +1,47 @@
+"""Downtime intervals without a reason, and an operator assigning one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import AsOperator, AsViewer, Range, Store
+from shadow.timeline import Category
+
+router = APIRouter(tags=["downtime"])
+
+
+class DowntimeOut(BaseModel):
+    id: int
+    machine: str
+    start_ns: int
+    end_ns: int
+    state: str
+    category: Category | None
+
+
+class ReasonIn(BaseModel):
+    code: str = Field(min_length=1, max_length=128)
+
+
+@router.get("/downtime")
+def list_downtime(_: AsViewer, store: Store, window: Range, machine: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DowntimeOut]:
+    """Closed ADET, ADOT and unclassified intervals in the range that have no reason."""
+    return [DowntimeOut(id=i, machine=m, start_ns=s, end_ns=e, state=raw, category=cat)
+            for i, m, s, e, raw, cat in store.unexplained_downtime(window, machine, limit)]
+
+
+@router.post("/downtime/{interval_id}/reason")
+def assign_reason(interval_id: int, body: ReasonIn, _: AsOperator,
+                  store: Store) -> dict[str, str]:
+    try:
+        done = store.assign_reason(interval_id, body.code)
+    except IntegrityError:
+        raise HTTPException(422, f"no reason code {body.code!r}") from None
+    if not done:
+        raise HTTPException(404, f"no downtime interval {interval_id}")
+    return {"reason": body.code}

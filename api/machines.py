@@ -1,0 +1,95 @@
+"""The machines and their live state, from the shadow's snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from api.deps import AsViewer, Config, Now, Store
+from gateway.config import MachineConfig
+from shadow.timeline import Category
+
+router = APIRouter(tags=["machines"])
+
+
+class CountsOut(BaseModel):
+    produced: int
+    good: int
+    scrap: int
+    rework: int
+
+
+class SignalOut(BaseModel):
+    ts_ns: int
+    value: float | str | bool | None
+    quality: int
+
+
+class MachineOut(BaseModel):
+    """A machine's live state. `category` is its ISO 22400 category now (PDOT inside a
+    planned stop; null when unclassified or unknown); `counts` are those of the current
+    job; `online` is false once it has been silent longer than its silence_s."""
+
+    id: str
+    name: str | None
+    line: str
+    type: str | None
+    state: str
+    category: Category | None
+    failure: bool
+    job: str | None
+    counts: CountsOut
+    online: bool
+    last_seen_ns: int | None
+
+
+class MachineDetailOut(MachineOut):
+    signals: dict[str, SignalOut]
+
+
+def _lines(config: Any) -> dict[str, str]:
+    return {m.id: line.id for site in config.sites for line in site.all_lines()
+            for m in line.machines}
+
+
+def _out(machine: MachineConfig, line: str, snap: dict[str, Any] | None,
+         now_ns: int) -> dict[str, Any]:
+    base = {"id": machine.id, "name": machine.name, "line": line, "type": machine.type}
+    if snap is None:
+        return {**base, "state": "no data yet", "category": None, "failure": False,
+                "job": None, "counts": CountsOut(produced=0, good=0, scrap=0, rework=0),
+                "online": False, "last_seen_ns": None}
+    raw, category, failure, _ = snap["state"]
+    seen = snap["last_seen_ns"]
+    pq, gq, sq, rq = snap["job_counts"]
+    return {**base, "state": raw,
+            "category": Category.PDOT if snap["planned"] else category,
+            "failure": bool(failure), "job": snap["job"],
+            "counts": CountsOut(produced=pq, good=gq, scrap=sq, rework=rq),
+            "online": seen is not None and not snap["silent"]
+            and now_ns - seen <= snap["silence_ns"],
+            "last_seen_ns": seen}
+
+
+@router.get("/machines")
+def list_machines(_: AsViewer, store: Store, config: Config, now: Now) -> list[MachineOut]:
+    snaps, lines = store.snapshots(), _lines(config)
+    return [MachineOut(**_out(m, lines[m.id], snaps.get(m.id), now))
+            for m in config.machines()]
+
+
+@router.get("/machines/{machine_id}")
+def get_machine(machine_id: str, _: AsViewer, store: Store, config: Config,
+                now: Now) -> MachineDetailOut:
+    """One machine with the last value, time and quality of each of its signals that
+    the shadow has seen."""
+    found = [m for m in config.machines() if m.id == machine_id]
+    if not found:
+        raise HTTPException(404, f"no machine {machine_id!r}")
+    snap = store.snapshots().get(machine_id)
+    signals = {name: SignalOut(ts_ns=ts, value=value, quality=quality)
+               for name, (ts, value, quality) in (snap or {}).get("values", {}).items()}
+    return MachineDetailOut(**_out(found[0], _lines(config)[machine_id], snap, now),
+                            signals=signals)

@@ -1,0 +1,156 @@
+"""The API through httpx (FastAPI's TestClient) against the app, on a shadow database
+filled by replaying recorded shifts, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.tokens import Role, create_token, revoke_token
+from gateway.config_load import load_config
+from shadow.calendar import to_ns
+from shadow.schema import open_engine
+from tests.shadow.scenarios import D_DAY, at, scenario_d_lines
+from tests.shadow.test_drift_alerts import RAMP_WATCH
+from tests.shadow.test_replay import WORKED_STOP, Shop, replay_worked_example
+
+SHIFT = {"from": "2026-03-02T06:00:00Z", "to": "2026-03-02T14:00:00Z"}
+
+
+class Api:
+    """A client of the app over `shop`'s database, with one token per role."""
+
+    def __init__(self, shop: Shop, client: TestClient) -> None:
+        self.shop, self.client = shop, client
+        engine = open_engine(shop.engine_url())
+        try:
+            self.tokens = {role: create_token(engine, role.name.lower(), role) for role in Role}
+        finally:
+            engine.dispose()
+
+    def headers(self, role: Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def get(self, path: str, role: Role = Role.VIEWER, **params: object) -> object:
+        response = self.client.get(f"/api/v1{path}", params=params, headers=self.headers(role))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+def api(tmp_path: Path, database: str | None,
+        capsys: pytest.CaptureFixture[str]) -> Iterator[Api]:
+    shop = Shop(tmp_path, database, [WORKED_STOP], drift=[RAMP_WATCH])
+    replay_worked_example(shop, capsys)
+    assert shop.ombre(capsys, "replay", str(shop.write("d.jsonl", scenario_d_lines())))[0] == 0
+    config = load_config(shop.config, {})
+    clock = to_ns(at("08:01", D_DAY))  # a minute after scenario D's last reading
+    with TestClient(create_app(config, clock=lambda: clock)) as client:
+        yield Api(shop, client)
+
+
+def test_health_needs_no_token_and_everything_else_does(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    for path in ("/api/v1/machines", "/api/v1/kpis", "/api/v1/alerts", "/api/v1/downtime"):
+        response = api.client.get(path)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+    wrong = api.client.get("/api/v1/machines", headers={"Authorization": "Bearer ombre_1_x"})
+    assert wrong.status_code == 401
+
+
+def test_a_revoked_token_is_refused(api: Api) -> None:
+    assert api.client.get("/api/v1/machines", headers=api.headers(Role.VIEWER)).status_code \
+        == 200
+    engine = open_engine(api.shop.engine_url())
+    try:
+        assert revoke_token(engine, 1)  # the viewer's, created first
+    finally:
+        engine.dispose()
+    assert api.client.get("/api/v1/machines", headers=api.headers(Role.VIEWER)).status_code \
+        == 401
+
+
+def test_a_viewer_cannot_act(api: Api) -> None:
+    [alert] = api.get("/alerts")  # type: ignore[misc]
+    for path, body in ((f"/api/v1/alerts/{alert['id']}/ack", None),
+                       (f"/api/v1/alerts/{alert['id']}/close", {"cause": "other"}),
+                       ("/api/v1/downtime/1/reason", {"code": "tool"})):
+        response = api.client.post(path, json=body, headers=api.headers(Role.VIEWER))
+        assert response.status_code == 403
+        assert "operator" in response.json()["detail"]
+
+
+def test_kpis_are_the_numbers_ombre_kpi_prints(api: Api,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    for by in ("window", "shift", "order"):
+        from_api = api.get("/kpis", machine="press-1", by=by, **SHIFT)
+        code, out, _ = api.shop.ombre(capsys, "kpi", "--machine", "press-1", "--by", by,
+                                      "--from", SHIFT["from"], "--to", SHIFT["to"], "--json")
+        assert code == 0
+        assert from_api == json.loads(out)
+    [window] = api.get("/kpis", line="line-1", **SHIFT)  # type: ignore[misc]
+    assert window["kpis"]["oee"]["value"] == pytest.approx(0.766667, abs=1e-6)
+
+
+def test_ranges_and_inputs_are_bounded_and_checked(api: Api) -> None:
+    viewer = api.headers(Role.VIEWER)
+    ten_years = api.client.get("/api/v1/kpis", headers=viewer, params={
+        "from": "2016-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"})
+    assert ten_years.status_code == 400
+    assert "max_range_days" in ten_years.json()["detail"]
+    backwards = api.client.get("/api/v1/kpis", headers=viewer, params={
+        "from": SHIFT["to"], "to": SHIFT["from"]})
+    assert backwards.status_code == 400
+    bad_by = api.client.get("/api/v1/kpis", headers=viewer, params={"by": "week"})
+    assert bad_by.status_code == 422
+    assert bad_by.json()["detail"][0]["loc"] == ["query", "by"]
+    unknown = api.client.get("/api/v1/kpis", headers=viewer, params={"machine": "press-9"})
+    assert unknown.status_code == 404
+    big = api.client.post("/api/v1/downtime/1/reason", headers=api.headers(Role.OPERATOR),
+                          content=b"x" * (2 * 1024 * 1024))
+    assert big.status_code == 413
+
+
+def test_machines_show_the_live_model(api: Api) -> None:
+    [press] = api.get("/machines")  # type: ignore[misc]
+    assert (press["id"], press["line"], press["state"], press["category"]) == (
+        "press-1", "line-1", "IDLE", "ADOT")
+    assert press["online"] is True  # its last reading is a minute old, silence_s is 120
+    detail = api.get("/machines/press-1")
+    assert detail["signals"]["temp"]["ts_ns"] > 0  # type: ignore[index]
+    missing = api.client.get("/api/v1/machines/nope", headers=api.headers(Role.VIEWER))
+    assert missing.status_code == 404
+
+
+def test_an_operator_gives_a_downtime_its_reason(api: Api) -> None:
+    idle = [d for d in api.get("/downtime", **SHIFT)  # type: ignore[attr-defined]
+            if d["state"] == "IDLE" and d["category"] == "ADOT"]
+    assert len(idle) == 1
+    operator = api.headers(Role.OPERATOR)
+    unknown = api.client.post(f"/api/v1/downtime/{idle[0]['id']}/reason",
+                              json={"code": "nope"}, headers=operator)
+    assert unknown.status_code == 422
+    done = api.client.post(f"/api/v1/downtime/{idle[0]['id']}/reason", json={"code": "tool"},
+                           headers=operator)
+    assert done.status_code == 200
+    [window] = api.get("/kpis", machine="press-1", **SHIFT)  # type: ignore[misc]
+    assert window["time_s"]["ADOT"] == 0
+    assert window["quantities"]["FE"] == 3
+
+
+def test_an_operator_acknowledges_and_closes_an_alert(api: Api) -> None:
+    [alert] = api.get("/alerts")  # type: ignore[misc]
+    assert (alert["signal"], alert["direction"], alert["status"]) == ("temp", "up", "closed")
+    operator = api.headers(Role.OPERATOR)
+    again = api.client.post(f"/api/v1/alerts/{alert['id']}/ack", headers=operator)
+    assert again.status_code == 409  # closed by itself once back in control
+    bad = api.client.post(f"/api/v1/alerts/{alert['id']}/close", json={"cause": ""},
+                          headers=operator)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "cause"]
