@@ -10,8 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
-from api import alerts, downtime, kpis, machines
+from api import alerts, downtime, kpis, machines, orders
+from api.deps import AsViewer, Store
 from gateway.config import OmbreConfig
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
@@ -57,6 +60,16 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
         """The process is alive. The only endpoint without a token."""
         return {"status": "ok"}
 
-    for module in (machines, kpis, alerts, downtime):
+    @app.get("/readyz", tags=["operations"])
+    def readyz(_: AsViewer, store: Store) -> JSONResponse:
+        """Ready when the shadow's database answers; 503 with the error otherwise."""
+        try:
+            with store.engine.connect() as c:
+                c.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            return JSONResponse({"status": "not ready", "storage": str(exc)[:300]}, 503)
+        return JSONResponse({"status": "ready", "storage": "ok"})
+
+    for module in (machines, kpis, alerts, downtime, orders):
         app.include_router(module.router, prefix=PREFIX)
     return app

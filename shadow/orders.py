@@ -11,6 +11,7 @@ reports is `order_no`, or `order_no/operation` when the order has an operation."
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,34 +56,42 @@ class OrderIn(BaseModel):
 
 
 def read_orders(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The valid rows of `path` as production_order rows (the last row wins for a
-    repeated job key), and one `file:line: column: problem` message per bad row."""
+    """The valid rows of the CSV file `path`; see parse_orders."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "order_no" not in reader.fieldnames:
-                raise OrderError(f"{path}: expected a header row with order_no, planned_qty "
-                                 f"and pru_s or pru_min, found {reader.fieldnames}")
-            rows: dict[str, dict[str, Any]] = {}
-            problems: list[str] = []
-            for record in reader:
-                line = reader.line_num
-                if len(rows) + len(problems) >= MAX_ROWS:
-                    problems.append(f"{path}:{line}: more than {MAX_ROWS} rows; the rest "
-                                    "was not read")
-                    break
-                data = {k: v for k, v in record.items() if k is not None and v not in ("", None)}
-                if None in record:
-                    problems.append(f"{path}:{line}: more fields than the header has")
-                    continue
-                try:
-                    order = OrderIn.model_validate(data)
-                except ValidationError as exc:
-                    problems += [f"{path}:{line}: {'.'.join(map(str, e['loc'])) or 'row'}: "
-                                 f"{e['msg']}, found {e.get('input')!r}"[:300]
-                                 for e in exc.errors()]
-                    continue
-                rows[order.job_key] = order.row()
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            return parse_orders(f, str(path))
+    except (OSError, UnicodeDecodeError) as exc:
         raise OrderError(f"{path}: {exc}") from None
+
+
+def parse_orders(lines: Iterable[str], source: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The valid rows of a CSV text as production_order rows (the last row wins for a
+    repeated job key), and one `source:line: column: problem` message per bad row."""
+    try:
+        reader = csv.DictReader(lines)
+        if not reader.fieldnames or "order_no" not in reader.fieldnames:
+            raise OrderError(f"{source}: expected a header row with order_no, planned_qty "
+                             f"and pru_s or pru_min, found {reader.fieldnames}")
+        rows: dict[str, dict[str, Any]] = {}
+        problems: list[str] = []
+        for record in reader:
+            line = reader.line_num
+            if len(rows) + len(problems) >= MAX_ROWS:
+                problems.append(f"{source}:{line}: more than {MAX_ROWS} rows; the rest "
+                                "was not read")
+                break
+            data = {k: v for k, v in record.items() if k is not None and v not in ("", None)}
+            if None in record:
+                problems.append(f"{source}:{line}: more fields than the header has")
+                continue
+            try:
+                order = OrderIn.model_validate(data)
+            except ValidationError as exc:
+                problems += [f"{source}:{line}: {'.'.join(map(str, e['loc'])) or 'row'}: "
+                             f"{e['msg']}, found {e.get('input')!r}"[:300]
+                             for e in exc.errors()]
+                continue
+            rows[order.job_key] = order.row()
+    except csv.Error as exc:
+        raise OrderError(f"{source}: {exc}") from None
     return list(rows.values()), problems

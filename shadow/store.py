@@ -292,6 +292,23 @@ class ShadowStore:
                                                   else_=now_ns)))
             return done.rowcount == 1
 
+    def orders(self) -> list[dict[str, Any]]:
+        """Every production order with the parts counted for its job key."""
+        po, pc = t.production_order, t.production_count
+        counted = (select(pc.c.job_key, func.sum(pc.c.pq).label("produced"),
+                          func.sum(pc.c.gq).label("good"), func.sum(pc.c.sq).label("scrap"),
+                          func.sum(pc.c.rq).label("rework"))
+                   .group_by(pc.c.job_key).subquery())
+        query = (select(po.c.job_key, po.c.order_no, po.c.operation, po.c.material,
+                        po.c.planned_qty, po.c.pru_s, po.c.planned_scrap_qty,
+                        po.c.machine_id.label("machine"), po.c.status,
+                        *(func.coalesce(counted.c[k], 0).label(k)
+                          for k in ("produced", "good", "scrap", "rework")))
+                 .outerjoin(counted, counted.c.job_key == po.c.job_key)
+                 .order_by(po.c.order_no, po.c.operation))
+        with self.engine.connect() as c:
+            return [dict(row._mapping) for row in c.execute(query)]
+
     def import_orders(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Creates or updates production orders by job key; returns how many."""
         rows = list(rows)

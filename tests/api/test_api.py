@@ -154,3 +154,36 @@ def test_an_operator_acknowledges_and_closes_an_alert(api: Api) -> None:
                           headers=operator)
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["body", "cause"]
+
+
+def test_orders_are_listed_with_progress_and_imported_by_an_admin(api: Api) -> None:
+    [order] = api.get("/orders")  # type: ignore[misc]
+    assert (order["job_key"], order["planned_qty"], order["status"]) == ("4711", 480, "running")
+    assert (order["produced"], order["good"], order["scrap"], order["rework"]) == (480, 460,
+                                                                                   12, 8)
+    csv_text = "order_no,planned_qty,pru_s\n4712,100,30\n4713,many,30\n"
+    operator = api.client.post("/api/v1/orders/import", content=csv_text,
+                               headers={**api.headers(Role.OPERATOR),
+                                        "Content-Type": "text/csv"})
+    assert operator.status_code == 403
+    done = api.client.post("/api/v1/orders/import", content=csv_text,
+                           headers={**api.headers(Role.ADMIN), "Content-Type": "text/csv"})
+    assert done.status_code == 200
+    assert done.json()["imported"] == 1
+    [problem] = done.json()["problems"]
+    assert problem.startswith("upload:3: planned_qty: ")
+    created = api.client.post("/api/v1/orders", headers=api.headers(Role.ADMIN), json=[
+        {"order_no": "4714", "operation": "20", "planned_qty": 10, "pru_min": 2}])
+    assert created.status_code == 200
+    invalid = api.client.post("/api/v1/orders", headers=api.headers(Role.ADMIN), json=[
+        {"order_no": "4715", "planned_qty": -1, "pru_s": 3}])
+    assert invalid.status_code == 422
+    assert invalid.json()["detail"][0]["loc"] == ["body", 0, "planned_qty"]
+    keys = {o["job_key"]: o["pru_s"] for o in api.get("/orders")}  # type: ignore[attr-defined]
+    assert keys == {"4711": 45.0, "4712": 30.0, "4714/20": 120.0}
+
+
+def test_ready_when_the_database_answers(api: Api) -> None:
+    assert api.client.get("/readyz").status_code == 401
+    ready = api.client.get("/readyz", headers=api.headers(Role.VIEWER))
+    assert ready.json() == {"status": "ready", "storage": "ok"}
