@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from api.deps import AsOperator, AsViewer, Config, Now, Store
+from shadow.store import ShadowStore
 
 router = APIRouter(tags=["alerts"])
 Status = Literal["open", "acknowledged", "closed"]
@@ -42,6 +43,11 @@ def list_alerts(_: AsViewer, store: Store, status: Status | None = None,
                 machine: str | None = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AlertOut]:
     """Newest first."""
+    return alert_views(store, status, machine, limit)
+
+
+def alert_views(store: ShadowStore, status: Status | None, machine: str | None,
+                limit: int) -> list[AlertOut]:
     return [AlertOut(id=r.id, machine=r.machine_id, signal=r.signal, detector=r.detector,
                      status=r.status, direction=r.direction, shift_sigma=r.shift_sigma,
                      shift_value=r.shift_value, unit=r.unit, start_ns=r.start_ns,

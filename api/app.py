@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api import alerts, downtime, kpis, machines, orders
+from api import alerts, downtime, kpis, machines, orders, stream
 from api.deps import AsViewer, Store
 from gateway.config import OmbreConfig
 from shadow.schema import database_url, open_engine, upgrade
@@ -70,6 +70,6 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
             return JSONResponse({"status": "not ready", "storage": str(exc)[:300]}, 503)
         return JSONResponse({"status": "ready", "storage": "ok"})
 
-    for module in (machines, kpis, alerts, downtime, orders):
+    for module in (machines, kpis, alerts, downtime, orders, stream):
         app.include_router(module.router, prefix=PREFIX)
     return app

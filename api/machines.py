@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from api.deps import AsViewer, Config, Now, Store
-from gateway.config import MachineConfig
+from gateway.config import MachineConfig, OmbreConfig
 from shadow.timeline import Category
 
 router = APIRouter(tags=["machines"])
@@ -49,14 +49,16 @@ class MachineDetailOut(MachineOut):
     signals: dict[str, SignalOut]
 
 
-def _lines(config: Any) -> dict[str, str]:
-    return {m.id: line.id for site in config.sites for line in site.all_lines()
-            for m in line.machines}
+def _line_of(config: OmbreConfig, machine_id: str) -> str:
+    return next(line.id for site in config.sites for line in site.all_lines()
+                for m in line.machines if m.id == machine_id)
 
 
-def _out(machine: MachineConfig, line: str, snap: dict[str, Any] | None,
-         now_ns: int) -> dict[str, Any]:
-    base = {"id": machine.id, "name": machine.name, "line": line, "type": machine.type}
+def machine_view(config: OmbreConfig, machine: MachineConfig, snap: dict[str, Any] | None,
+                 now_ns: int) -> dict[str, Any]:
+    """A MachineOut's fields from the machine's config and its snapshot (if any)."""
+    base = {"id": machine.id, "name": machine.name, "line": _line_of(config, machine.id),
+            "type": machine.type}
     if snap is None:
         return {**base, "state": "no data yet", "category": None, "failure": False,
                 "job": None, "counts": CountsOut(produced=0, good=0, scrap=0, rework=0),
@@ -75,8 +77,8 @@ def _out(machine: MachineConfig, line: str, snap: dict[str, Any] | None,
 
 @router.get("/machines")
 def list_machines(_: AsViewer, store: Store, config: Config, now: Now) -> list[MachineOut]:
-    snaps, lines = store.snapshots(), _lines(config)
-    return [MachineOut(**_out(m, lines[m.id], snaps.get(m.id), now))
+    snaps = store.snapshots()
+    return [MachineOut(**machine_view(config, m, snaps.get(m.id), now))
             for m in config.machines()]
 
 
@@ -91,5 +93,4 @@ def get_machine(machine_id: str, _: AsViewer, store: Store, config: Config,
     snap = store.snapshots().get(machine_id)
     signals = {name: SignalOut(ts_ns=ts, value=value, quality=quality)
                for name, (ts, value, quality) in (snap or {}).get("values", {}).items()}
-    return MachineDetailOut(**_out(found[0], _lines(config)[machine_id], snap, now),
-                            signals=signals)
+    return MachineDetailOut(**machine_view(config, found[0], snap, now), signals=signals)

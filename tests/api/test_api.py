@@ -187,3 +187,24 @@ def test_ready_when_the_database_answers(api: Api) -> None:
     assert api.client.get("/readyz").status_code == 401
     ready = api.client.get("/readyz", headers=api.headers(Role.VIEWER))
     assert ready.json() == {"status": "ready", "storage": "ok"}
+
+
+def test_the_stream_sends_machines_alerts_and_kpis(api: Api) -> None:
+    """The first round of the live stream carries the state of every machine, the alerts
+    and the current shift's KPIs, as Server-Sent Events."""
+    seen: dict[str, dict[str, object]] = {}
+    with api.client.stream("GET", "/api/v1/stream", headers=api.headers(Role.VIEWER),
+                           params={"interval_s": 0.2}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                seen[kind] = json.loads(line.removeprefix("data: "))
+            if {"machine", "alert", "kpis"} <= seen.keys():
+                break
+    assert seen["machine"]["id"] == "press-1"
+    assert seen["alert"]["signal"] == "temp"
+    assert "press-1" in seen["kpis"]["machines"]  # type: ignore[operator]
