@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api import alerts, downtime, kpis, machines, orders, stream
+from api import alerts, downtime, kpis, machines, metrics, orders, stream
 from api.deps import AsViewer, Store
 from gateway.config import OmbreConfig
 from shadow.schema import database_url, open_engine, upgrade
@@ -72,4 +72,7 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
 
     for module in (machines, kpis, alerts, downtime, orders, stream):
         app.include_router(module.router, prefix=PREFIX)
+    app.include_router(metrics.router)
+    app.state.request_stats = metrics.RequestStats()
+    app.middleware("http")(metrics.measure)
     return app

@@ -208,3 +208,15 @@ def test_the_stream_sends_machines_alerts_and_kpis(api: Api) -> None:
     assert seen["machine"]["id"] == "press-1"
     assert seen["alert"]["signal"] == "temp"
     assert "press-1" in seen["kpis"]["machines"]  # type: ignore[operator]
+
+
+def test_metrics_in_prometheus_format(api: Api) -> None:
+    api.get("/machines")
+    response = api.client.get("/metrics", headers=api.headers(Role.VIEWER))
+    assert response.status_code == 200
+    text = response.text
+    assert 'ombre_machine_online{machine="press-1"} 1' in text
+    assert 'ombre_machine_category{machine="press-1",category="ADOT"} 1' in text
+    assert "ombre_drift_alerts_open 0" in text
+    assert ('ombre_http_request_seconds_count{method="GET",handler="list_machines",'
+            'status="200"} 1') in text

@@ -1,0 +1,81 @@
+"""`/metrics` in the Prometheus text format: request counts and latencies per route,
+and what the shadow knows (machines online, per category, open drift alerts)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from api.deps import AsViewer, Config, Now, Store
+from api.machines import MachineOut, machine_view
+
+router = APIRouter(tags=["operations"])
+BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class RequestStats:
+    """Latency histograms keyed by (method, handler, status): bounded by the routes the
+    app has, since unknown paths count under the handler "unmatched"."""
+
+    histograms: dict[tuple[str, str, int], list[float]] = field(default_factory=dict)
+
+    def observe(self, key: tuple[str, str, int], seconds: float) -> None:
+        # [count per bucket..., +Inf count, sum]
+        h = self.histograms.setdefault(key, [0.0] * (len(BUCKETS_S) + 2))
+        for i, bound in enumerate(BUCKETS_S):
+            if seconds <= bound:
+                h[i] += 1
+        h[-2] += 1
+        h[-1] += seconds
+
+    def lines(self) -> list[str]:
+        out = ["# HELP ombre_http_request_seconds API request latency",
+               "# TYPE ombre_http_request_seconds histogram"]
+        for (method, handler, status), h in sorted(self.histograms.items()):
+            labels = f'method="{method}",handler="{handler}",status="{status}"'
+            out += [f'ombre_http_request_seconds_bucket{{{labels},le="{b}"}} {h[i]:g}'
+                    for i, b in enumerate(BUCKETS_S)]
+            out += [f'ombre_http_request_seconds_bucket{{{labels},le="+Inf"}} {h[-2]:g}',
+                    f"ombre_http_request_seconds_count{{{labels}}} {h[-2]:g}",
+                    f"ombre_http_request_seconds_sum{{{labels}}} {h[-1]:.6f}"]
+        return out
+
+
+async def measure(request: Request,
+                  call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Middleware: times every request under its route's handler name."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    handler = getattr(request.scope.get("route"), "name", "unmatched")
+    stats: RequestStats = request.app.state.request_stats
+    stats.observe((request.method, handler, response.status_code),
+                  time.perf_counter() - started)
+    return response
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: Now) -> str:
+    snaps = store.snapshots()
+    views = [MachineOut(**machine_view(config, m, snaps.get(m.id), now))
+             for m in config.machines()]
+    lines = ["# HELP ombre_machine_online 1 when the machine reported within its silence_s",
+             "# TYPE ombre_machine_online gauge"]
+    lines += [f'ombre_machine_online{{machine="{_esc(v.id)}"}} {int(v.online)}' for v in views]
+    lines += ["# HELP ombre_machine_category 1 for the ISO 22400 category the machine is in",
+              "# TYPE ombre_machine_category gauge"]
+    lines += [f'ombre_machine_category{{machine="{_esc(v.id)}",category="{v.category}"}} 1'
+              for v in views if v.category is not None]
+    open_alerts = len(store.alerts(status="open", machine=None, limit=100_000))
+    lines += ["# HELP ombre_drift_alerts_open drift alerts not yet acknowledged or closed",
+              "# TYPE ombre_drift_alerts_open gauge", f"ombre_drift_alerts_open {open_alerts}"]
+    stats: RequestStats = request.app.state.request_stats
+    return "\n".join([*lines, *stats.lines()]) + "\n"
