@@ -1,12 +1,12 @@
 # Ombre: `make demo` runs the gateway on embedded defaults; `make test` runs every check.
 # Both create .venv when it is absent; `make test` also installs the Debian packages
-# the integration tests need (mosquitto, PostgreSQL), so run it as root or with sudo on a fresh machine.
+# the integration tests need (mosquitto, PostgreSQL, Chromium), so run it as root or with sudo on a fresh machine.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := mosquitto openssl postgresql-client
+DEB_PACKAGES := mosquitto openssl postgresql-client chromium chromium-driver
 
 .PHONY: demo test lint bench system-deps test-services clean
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,6 +22,7 @@ from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
 
 PREFIX = "/api/v1"
+STATIC = Path(__file__).with_name("static")
 
 
 def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> FastAPI:
@@ -70,6 +73,12 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
             return JSONResponse({"status": "not ready", "storage": str(exc)[:300]}, 503)
         return JSONResponse({"status": "ready", "storage": "ok"})
 
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The shop-floor overview; it asks for a token, then reads the live stream."""
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (machines, kpis, alerts, downtime, orders, stream):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)

@@ -1,0 +1,109 @@
+"""The dashboard in a real headless Chromium (Selenium, the Debian chromium and
+chromium-driver), against the API served by uvicorn on a free port."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from api.app import create_app
+from api.tokens import Role, create_token
+from bench.mosquitto import free_port
+from gateway.config_load import load_config
+from shadow.calendar import to_ns
+from shadow.schema import open_engine
+from tests.conftest import require_binary
+from tests.shadow.scenarios import D_DAY, at, reading, scenario_d_lines
+from tests.shadow.test_drift_alerts import RAMP_WATCH
+from tests.shadow.test_replay import WORKED_STOP, Shop, replay_worked_example
+
+NOW = at("13:59")  # late in the worked example's shift
+
+
+class Served:
+    def __init__(self, shop: Shop, url: str, token: str) -> None:
+        self.shop, self.url, self.token = shop, url, token
+
+
+@pytest.fixture
+def served(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Served]:
+    shop = Shop(tmp_path, None, [WORKED_STOP], drift=[RAMP_WATCH])
+    replay_worked_example(shop, capsys)
+    assert shop.ombre(capsys, "replay", str(shop.write("d.jsonl", scenario_d_lines())))[0] == 0
+    config = load_config(shop.config, {})
+    engine = open_engine(shop.engine_url())
+    try:
+        token = create_token(engine, "screen", Role.VIEWER)
+    finally:
+        engine.dispose()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(config, clock=lambda: to_ns(NOW)), host="127.0.0.1", port=port,
+        log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, name="test:uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield Served(shop, f"http://127.0.0.1:{port}", token)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = require_binary("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1600,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(require_binary("chromedriver")), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_overview_shows_the_machines_and_alerts_live(
+        served: Served, browser: webdriver.Chrome, capsys: pytest.CaptureFixture[str]) -> None:
+    browser.get(f"{served.url}/#token={served.token}")
+    wait = WebDriverWait(browser, 20)
+    # The tile shows an OEE once the stream's first KPI refresh arrived.
+    [oee] = wait.until(lambda d: [e for e in d.find_elements(By.CSS_SELECTOR,
+                                                              "#machine-press-1 .oee")
+                                  if e.get_attribute("data-value")])
+    # The tile's OEE is the API's for the shift so far (06:00 to now).
+    code, out, _ = served.shop.ombre(capsys, "kpi", "--machine", "press-1", "--from",
+                                     "2026-03-02T06:00:00Z", "--to", "2026-03-02T13:59:00Z",
+                                     "--json")
+    assert code == 0
+    expected = json.loads(out)[0]["kpis"]["oee"]["value"]
+    assert float(oee.get_attribute("data-value") or "nan") == pytest.approx(expected, abs=1e-12)
+    assert f"{100 * expected:.1f} %" in oee.text
+    tile = browser.find_element(By.ID, "machine-press-1")
+    assert tile.get_attribute("data-category") == "ADOT"
+    assert "IDLE" in tile.text
+    assert browser.find_elements(By.CSS_SELECTOR, "#alerts li[id^=alert-]") == []
+    # A new drift episode is replayed while the page is open: its alert appears, live.
+    day = D_DAY + timedelta(days=1)
+    lines = [reading(at("06:00", day) + timedelta(seconds=10 * i), "temp",
+                     60.0 + (3.0 if i >= 60 else 0.0)) for i in range(120)]
+    assert served.shop.ombre(capsys, "replay", str(served.shop.write("step.jsonl", lines)))[0] \
+        == 0
+    alert = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts li[id^=alert-]"))
+    assert "press-1 / temp" in alert[0].text
+    assert browser.current_url == f"{served.url}/"  # no reload, and the token left the URL
