@@ -78,6 +78,11 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
         """The shop-floor overview; it asks for a token, then reads the live stream."""
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/machine", include_in_schema=False)
+    def machine_page() -> FileResponse:
+        """One machine: its shift band, its OEE losses, its downtime to explain."""
+        return FileResponse(STATIC / "machine.html")
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (machines, kpis, alerts, downtime, orders, stream):
         app.include_router(module.router, prefix=PREFIX)

@@ -45,3 +45,16 @@ def assign_reason(interval_id: int, body: ReasonIn, _: AsOperator,
     if not done:
         raise HTTPException(404, f"no downtime interval {interval_id}")
     return {"reason": body.code}
+
+
+class ReasonCodeOut(BaseModel):
+    code: str
+    text: str
+    category: Category
+    failure: bool
+
+
+@router.get("/reason-codes")
+def list_reason_codes(_: AsViewer, store: Store) -> list[ReasonCodeOut]:
+    """The reason codes an operator may give a downtime (shadow.reason_codes)."""
+    return [ReasonCodeOut(**row) for row in store.reason_codes()]

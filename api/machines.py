@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from api.deps import AsViewer, Config, Now, Store
+from api.deps import AsViewer, Config, Now, Range, Store
 from gateway.config import MachineConfig, OmbreConfig
 from shadow.timeline import Category
 
@@ -94,3 +94,23 @@ def get_machine(machine_id: str, _: AsViewer, store: Store, config: Config,
     signals = {name: SignalOut(ts_ns=ts, value=value, quality=quality)
                for name, (ts, value, quality) in (snap or {}).get("values", {}).items()}
     return MachineDetailOut(**machine_view(config, found[0], snap, now), signals=signals)
+
+
+class IntervalOut(BaseModel):
+    id: int
+    start_ns: int
+    end_ns: int
+    raw_state: str
+    category: Category | None
+    job: str | None
+    reason: str | None
+
+
+@router.get("/machines/{machine_id}/timeline")
+def machine_timeline(machine_id: str, *, _: AsViewer, store: Store, config: Config,
+                     window: Range) -> list[IntervalOut]:
+    """The machine's closed state intervals in the range, each with its category (a
+    reason code's, if one was given) and reason: the band of the machine page."""
+    if machine_id not in {m.id for m in config.machines()}:
+        raise HTTPException(404, f"no machine {machine_id!r}")
+    return [IntervalOut(**row) for row in store.intervals(machine_id, window)]

@@ -320,6 +320,25 @@ class ShadowStore:
                     set_={k: stmt.excluded[k] for k in rows[0] if k != "job_key"}), rows)
         return len(rows)
 
+    def intervals(self, machine: str, window: Window) -> list[dict[str, Any]]:
+        """The machine's closed state intervals overlapping `window`, oldest first, with
+        the category a reason code gives (else the machine's) and the reason."""
+        si, rc = t.state_interval, t.reason_code
+        query = (select(si.c.id, si.c.start_ns, si.c.end_ns, si.c.raw_state,
+                        func.coalesce(rc.c.category, si.c.category).label("category"),
+                        si.c.job_key.label("job"), si.c.reason_code.label("reason"))
+                 .outerjoin(rc, rc.c.code == si.c.reason_code)
+                 .where(si.c.machine_id == machine, si.c.start_ns < window.end_ns,
+                        si.c.end_ns > window.start_ns)
+                 .order_by(si.c.start_ns))
+        with self.engine.connect() as c:
+            return [dict(row._mapping) for row in c.execute(query)]
+
+    def reason_codes(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            return [dict(row._mapping) for row in
+                    c.execute(select(t.reason_code).order_by(t.reason_code.c.code))]
+
     def unexplained_downtime(self, window: Window | None, machine: str | None,
                              limit: int) -> list[tuple[int, str, int, int, str, Category | None]]:
         """Closed downtime intervals (ADET, ADOT or unclassified) with no reason code,

@@ -4,33 +4,12 @@
 // the token travels in the Authorization header, and updates without a reload.
 "use strict";
 
-const TEXT = {
-  en: { title: "Shop floor", connecting: "connecting…", live: "live", lost: "reconnecting…",
-        token: "API token", open: "Open", alerts: "Open drift alerts", "no-alerts": "none",
-        job: "job", "no-job": "no job", parts: "parts", good: "good", scrap: "scrap",
-        offline: "offline", shift: "shift since", bad: "this token is not accepted",
-        A: "availability", P: "performance", Q: "quality" },
-  fr: { title: "Atelier", connecting: "connexion…", live: "en direct", lost: "reconnexion…",
-        token: "Jeton d'API", open: "Ouvrir", alerts: "Alertes de dérive ouvertes",
-        "no-alerts": "aucune", job: "OF", "no-job": "pas d'OF", parts: "pièces",
-        good: "bonnes", scrap: "rebut", offline: "hors ligne", shift: "poste depuis",
-        bad: "ce jeton n'est pas accepté", A: "disponibilité", P: "performance",
-        Q: "qualité" },
-};
-let lang = localStorage.getItem("ombre-lang") || (navigator.language.startsWith("fr") ? "fr" : "en");
 const machines = new Map();  // id -> last MachineOut
 const alerts = new Map();    // id -> last AlertOut
 let kpis = { machines: {} };
 
-const t = (key) => TEXT[lang][key] || key;
-const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`);
-
-function translate() {
-  document.documentElement.lang = lang;
-  document.getElementById("lang").textContent = lang === "en" ? "FR" : "EN";
-  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  renderAll();
-}
+const t = Ombre.t;
+const pct = Ombre.pct;
 
 function tile(m) {
   let el = document.getElementById(`machine-${m.id}`);
@@ -51,7 +30,10 @@ function tile(m) {
     el.append(node);
     return node;
   };
-  add("h3", "name", m.name || m.id);
+  const link = document.createElement("a");
+  link.href = `/machine?id=${encodeURIComponent(m.id)}`;
+  link.textContent = m.name || m.id;
+  add("h3", "name", "").append(link);
   add("div", "state", `${m.state}${m.category ? ` · ${m.category}` : ""}${m.online ? "" : ` · ${t("offline")}`}`);
   add("div", "job", m.job ? `${t("job")} ${m.job}: ${m.counts.produced} ${t("parts")}, `
       + `${m.counts.good} ${t("good")}, ${m.counts.scrap} ${t("scrap")}` : t("no-job"));
@@ -73,7 +55,7 @@ function renderAlerts() {
   for (const a of open.sort((x, y) => y.detected_ns - x.detected_ns)) {
     const li = document.createElement("li");
     li.id = `alert-${a.id}`;
-    const when = new Date(a.detected_ns / 1e6).toLocaleString(lang);
+    const when = new Date(a.detected_ns / 1e6).toLocaleString(Ombre.lang);
     li.textContent = `${a.machine} / ${a.signal}: ${a.direction === "up" ? "↑" : "↓"} `
       + `${Math.abs(a.shift_value).toPrecision(3)} ${a.unit || ""} (${a.detector}, ${when})`;
     list.append(li);
@@ -85,7 +67,7 @@ function renderAll() {
   renderAlerts();
   if (kpis.from_ns) {
     document.getElementById("shift").textContent =
-      `${t("shift")} ${new Date(kpis.from_ns / 1e6).toLocaleTimeString(lang)}`;
+      `${t("shift")} ${new Date(kpis.from_ns / 1e6).toLocaleTimeString(Ombre.lang)}`;
   }
 }
 
@@ -95,14 +77,13 @@ function handle(kind, data) {
   else if (kind === "kpis") { kpis = data; renderAll(); }
 }
 
-async function stream(token) {
+async function stream() {
   const status = document.getElementById("status");
   for (;;) {
     try {
-      const response = await fetch("/api/v1/stream", { headers: { Authorization: `Bearer ${token}` } });
+      const response = await fetch("/api/v1/stream", { headers: { Authorization: `Bearer ${Ombre.token}` } });
       if (response.status === 401 || response.status === 403) {
-        localStorage.removeItem("ombre-token");
-        showLogin(t("bad"));
+        Ombre.logout(t("bad"));
         return;
       }
       status.textContent = t("live");
@@ -129,31 +110,5 @@ async function stream(token) {
   }
 }
 
-function showLogin(message) {
-  document.getElementById("overview").hidden = true;
-  document.getElementById("login").hidden = false;
-  document.getElementById("login-error").textContent = message || "";
-}
-
-function start(token) {
-  localStorage.setItem("ombre-token", token);
-  document.getElementById("login").hidden = true;
-  document.getElementById("overview").hidden = false;
-  stream(token);
-}
-
-document.getElementById("lang").addEventListener("click", () => {
-  lang = lang === "en" ? "fr" : "en";
-  localStorage.setItem("ombre-lang", lang);
-  translate();
-});
-document.getElementById("login").addEventListener("submit", (event) => {
-  event.preventDefault();
-  start(document.getElementById("token").value.trim());
-});
-translate();
-// A token in the address (#token=...) is taken once and removed from it.
-const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
-if (fromHash) history.replaceState(null, "", location.pathname);
-const saved = fromHash || localStorage.getItem("ombre-token");
-if (saved) start(saved); else showLogin();
+Ombre.onLanguage = renderAll;
+Ombre.init(stream);

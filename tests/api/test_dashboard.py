@@ -15,7 +15,7 @@ import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from api.app import create_app
 from api.tokens import Role, create_token
@@ -107,3 +107,44 @@ def test_the_overview_shows_the_machines_and_alerts_live(
     alert = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts li[id^=alert-]"))
     assert "press-1 / temp" in alert[0].text
     assert browser.current_url == f"{served.url}/"  # no reload, and the token left the URL
+
+
+def token_for(served: Served, role: Role) -> str:
+    engine = open_engine(served.shop.engine_url())
+    try:
+        return create_token(engine, role.name.lower(), role)
+    finally:
+        engine.dispose()
+
+
+def test_an_operator_assigns_a_reason_on_the_machine_page(
+        served: Served, browser: webdriver.Chrome, capsys: pytest.CaptureFixture[str]) -> None:
+    wait = WebDriverWait(browser, 20)
+    # A viewer sees the page but may not assign.
+    browser.get(f"{served.url}/machine?id=press-1#token={served.token}")
+    row = wait.until(lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, "#downtime tr")
+                                if "IDLE" in r.text and "ADOT" in r.text])[0]
+    row.find_element(By.TAG_NAME, "button").click()
+    wait.until(lambda d: "operator" in d.find_element(By.ID, "downtime-error").text)
+    # The band shows the shift, its IDLE start as ADOT; the losses are in minutes.
+    interval_id = row.get_attribute("id").removeprefix("downtime-")  # type: ignore[union-attr]
+    segment = browser.find_element(By.CSS_SELECTOR, f'#band [data-id="{interval_id}"]')
+    assert segment.get_attribute("data-category") == "ADOT"
+    losses = browser.find_element(By.ID, "losses").text
+    assert "availability loss: 60.0" in losses  # PBT 450 - APT 390 (to 13:59: 449 - 389)
+    # An operator assigns "tool" (a failure, ADET): the API and the band follow.
+    browser.execute_script("localStorage.clear()")
+    browser.get("about:blank")  # else only the address's #fragment changes: no new page
+    browser.get(f"{served.url}/machine?id=press-1#token={token_for(served, Role.OPERATOR)}")
+    row = wait.until(lambda d: d.find_elements(By.ID, f"downtime-{interval_id}"))[0]
+    Select(row.find_element(By.TAG_NAME, "select")).select_by_value("tool")
+    row.find_element(By.TAG_NAME, "button").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'#band [data-id="{interval_id}"]')
+               .get_attribute("data-category") == "ADET")
+    code, out, _ = served.shop.ombre(capsys, "downtime", "list")
+    assert code == 0
+    assert f"\n{interval_id}\t" not in out  # explained now
+    code, out, _ = served.shop.ombre(capsys, "kpi", "--machine", "press-1", "--from",
+                                     "2026-03-02T06:00:00Z", "--to", "2026-03-02T14:00:00Z",
+                                     "--json")
+    assert json.loads(out)[0]["quantities"]["FE"] == 3

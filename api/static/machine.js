@@ -1,0 +1,100 @@
+// A machine's page: the state band of the current shift, where its time went (the
+// OEE losses in minutes), and the downtime without a reason, where an operator
+// assigns one.
+"use strict";
+
+const machineId = new URLSearchParams(location.search).get("id");
+const t = Ombre.t;
+let shift = null;  // the current shift's KPI report
+
+const iso = (ns) => new Date(ns / 1e6).toISOString();
+const clock = (ns) => new Date(ns / 1e6).toLocaleTimeString(Ombre.lang, { hour: "2-digit", minute: "2-digit" });
+
+async function json(path) {
+  const response = await Ombre.api(path);
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+
+function band(intervals) {
+  const el = document.getElementById("band");
+  el.innerHTML = "";
+  const { start_ns: from, end_ns: to } = shift.window;
+  for (const i of intervals) {
+    const part = document.createElement("div");
+    part.dataset.category = i.category || "none";
+    part.dataset.id = i.id;
+    part.style.width = `${(100 * (Math.min(i.end_ns, to) - Math.max(i.start_ns, from))) / (to - from)}%`;
+    part.title = `${clock(i.start_ns)}–${clock(i.end_ns)} ${i.raw_state} ${i.category || ""}${i.reason ? ` (${i.reason})` : ""}`;
+    el.append(part);
+  }
+}
+
+function losses() {
+  const el = document.getElementById("losses");
+  el.innerHTML = "";
+  const l = shift.losses;
+  const rows = [["loss-availability", l.availability_s], ["loss-performance", l.performance_s],
+                ["loss-quality", l.quality_s], ["fully-productive", l.fully_productive_s]];
+  const scale = Math.max(1, ...rows.map(([, s]) => s || 0));
+  for (const [key, seconds] of rows) {
+    const bar = document.createElement("div");
+    bar.className = `bar${key === "fully-productive" ? " good" : ""}`;
+    bar.dataset.key = key;
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.width = `${(40 * (seconds || 0)) / scale}rem`;
+    const label = document.createElement("span");
+    label.textContent = `${t(key)}: ${seconds === null ? "–" : (seconds / 60).toFixed(1)}`;
+    bar.append(fill, label);
+    el.append(bar);
+  }
+}
+
+async function downtime(codes) {
+  const rows = await json(`/api/v1/downtime?machine=${encodeURIComponent(machineId)}`
+    + `&from=${iso(shift.window.start_ns)}&to=${iso(shift.window.end_ns)}`);
+  const body = document.querySelector("#downtime tbody");
+  body.innerHTML = "";
+  if (!rows.length) body.innerHTML = `<tr><td class="muted">${t("none-left")}</td></tr>`;
+  for (const row of rows) {
+    const tr = document.createElement("tr");
+    tr.id = `downtime-${row.id}`;
+    const minutes = ((row.end_ns - row.start_ns) / 6e10).toFixed(1);
+    for (const text of [`${clock(row.start_ns)}–${clock(row.end_ns)}`, `${minutes} min`, row.state, row.category || "?"]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    const select = document.createElement("select");
+    for (const c of codes) select.add(new Option(`${c.code}: ${c.text} (${c.category})`, c.code));
+    const button = document.createElement("button");
+    button.textContent = t("assign");
+    button.addEventListener("click", async () => {
+      const response = await Ombre.api(`/api/v1/downtime/${row.id}/reason`, {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ code: select.value }) });
+      document.getElementById("downtime-error").textContent =
+        response.status === 403 ? t("needs-operator") : response.ok ? "" : (await response.json()).detail;
+      if (response.ok) load();
+    });
+    for (const node of [select, button]) { const td = document.createElement("td"); td.append(node); tr.append(td); }
+    body.append(tr);
+  }
+}
+
+async function load() {
+  const machine = await json(`/api/v1/machines/${encodeURIComponent(machineId)}`);
+  document.getElementById("machine-name").textContent = machine.name || machine.id;
+  document.getElementById("state").textContent = `${machine.state} · ${machine.category || "?"}`;
+  const reports = await json(`/api/v1/kpis?machine=${encodeURIComponent(machineId)}&by=shift`);
+  if (!reports.length) return;
+  shift = reports[reports.length - 1];
+  band(await json(`/api/v1/machines/${encodeURIComponent(machineId)}/timeline`
+    + `?from=${iso(shift.window.start_ns)}&to=${iso(shift.window.end_ns)}`));
+  losses();
+  await downtime(await json("/api/v1/reason-codes"));
+}
+
+Ombre.onLanguage = () => { if (shift) losses(); };
+Ombre.init(() => { load(); setInterval(load, 30000); });
