@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api import alerts, downtime, kpis, machines, metrics, orders, stream
+from api import alerts, downtime, kpis, machines, metrics, orders, signals, stream
 from api.deps import AsViewer, Store
 from gateway.config import OmbreConfig
 from shadow.schema import database_url, open_engine, upgrade
@@ -84,7 +84,7 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
         return FileResponse(STATIC / "machine.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (machines, kpis, alerts, downtime, orders, stream):
+    for module in (machines, signals, kpis, alerts, downtime, orders, stream):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)
     app.state.request_stats = metrics.RequestStats()

@@ -11,7 +11,8 @@ const TEXT = {
         timeline: "This shift", losses: "Where the time went (min)", downtime: "Downtime without a reason",
         assign: "Assign", "needs-operator": "assigning a reason needs an operator token",
         "loss-availability": "availability loss", "loss-performance": "performance loss",
-        "loss-quality": "quality loss", "fully-productive": "fully productive", "none-left": "none" },
+        "loss-quality": "quality loss", "fully-productive": "fully productive", "none-left": "none", signals: "Signals",
+        baseline: "baseline", limits: "±3σ" },
   fr: { title: "Atelier", connecting: "connexion…", live: "en direct", lost: "reconnexion…",
         token: "Jeton d'API", open: "Ouvrir", alerts: "Alertes de dérive ouvertes",
         "no-alerts": "aucune", job: "OF", "no-job": "pas d'OF", parts: "pièces",
@@ -22,7 +23,7 @@ const TEXT = {
         "needs-operator": "affecter un motif demande un jeton opérateur",
         "loss-availability": "perte de disponibilité", "loss-performance": "perte de performance",
         "loss-quality": "perte de qualité", "fully-productive": "pleinement productif",
-        "none-left": "aucun" },
+        "none-left": "aucun", signals: "Signaux", baseline: "référence", limits: "±3σ" },
 };
 
 const Ombre = {

@@ -83,6 +83,38 @@ async function downtime(codes) {
   }
 }
 
+const charts = new Map();  // signal -> uPlot
+
+// One chart per number signal: the mean of each bucket, its min and max, and the
+// baseline its drift detector watches against, with ±3 sigma.
+async function chart(signal) {
+  const s = await json(`/api/v1/machines/${encodeURIComponent(machineId)}/signals/`
+    + `${encodeURIComponent(signal)}?from=${iso(shift.window.start_ns)}&to=${iso(shift.window.end_ns)}&points=300`);
+  const x = s.ts_ns.map((ns) => ns / 1e9);
+  const data = [x, s.mean, s.min, s.max];
+  const series = [{}, { label: signal, stroke: "#90caf9", width: 2, spanGaps: true },
+                  { label: "min", stroke: "#546e7a", spanGaps: true },
+                  { label: "max", stroke: "#546e7a", spanGaps: true }];
+  for (const b of s.baselines) {
+    for (const [label, value, dash] of [[t("baseline"), b.mean, []], [`${t("limits")}`, b.mean + 3 * b.sigma, [6, 6]],
+                                         [`${t("limits")}`, b.mean - 3 * b.sigma, [6, 6]]]) {
+      data.push(x.map(() => value));
+      series.push({ label: `${b.detector} ${label}`, stroke: "#ffb74d", dash, width: 1 });
+    }
+  }
+  let box = document.getElementById(`chart-${signal}`);
+  if (!box) {
+    box = document.createElement("div");
+    box.id = `chart-${signal}`;
+    box.className = "chart";
+    document.getElementById("charts").append(box);
+  }
+  charts.get(signal)?.destroy();
+  const title = `${signal}${s.unit ? ` (${s.unit})` : ""}`;
+  charts.set(signal, new uPlot({ title, width: Math.min(1200, window.innerWidth - 60), height: 220,
+                                 series, axes: [{ stroke: "#ddd" }, { stroke: "#ddd" }] }, data, box));
+}
+
 async function load() {
   const machine = await json(`/api/v1/machines/${encodeURIComponent(machineId)}`);
   document.getElementById("machine-name").textContent = machine.name || machine.id;
@@ -93,6 +125,8 @@ async function load() {
   band(await json(`/api/v1/machines/${encodeURIComponent(machineId)}/timeline`
     + `?from=${iso(shift.window.start_ns)}&to=${iso(shift.window.end_ns)}`));
   losses();
+  const numbers = Object.entries(machine.signals).filter(([, v]) => typeof v.value === "number");
+  for (const [signal] of numbers.slice(0, 6)) await chart(signal);
   await downtime(await json("/api/v1/reason-codes"));
 }
 

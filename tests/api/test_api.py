@@ -220,3 +220,21 @@ def test_metrics_in_prometheus_format(api: Api) -> None:
     assert "ombre_drift_alerts_open 0" in text
     assert ('ombre_http_request_seconds_count{method="GET",handler="list_machines",'
             'status="200"} 1') in text
+
+
+def test_signal_history_is_downsampled_with_its_drift_baseline(api: Api) -> None:
+    start, end = at("06:00", D_DAY), at("08:00", D_DAY)
+    series = api.get("/machines/press-1/signals/temp", points=120,
+                     **{"from": start.isoformat(), "to": end.isoformat()})
+    assert isinstance(series, dict)
+    assert len(series["ts_ns"]) == len(series["mean"]) == 120
+    assert series["readings"] == 720  # a reading every 10 s for two hours
+    assert series["bad"] == 0
+    assert series["ts_ns"][0] == to_ns(start)
+    for low, mean, high in zip(series["min"], series["mean"], series["max"], strict=True):
+        assert low <= mean <= high
+    assert series["baselines"] == [{"detector": "cusum", "mean": 60.0,
+                                    "sigma": pytest.approx(0.5 / 6**0.5)}]
+    missing = api.client.get("/api/v1/machines/press-1/signals/nope",
+                             headers=api.headers(Role.VIEWER))
+    assert missing.status_code == 404

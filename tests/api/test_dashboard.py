@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -81,22 +82,23 @@ def browser() -> Iterator[webdriver.Chrome]:
 def test_the_overview_shows_the_machines_and_alerts_live(
         served: Served, browser: webdriver.Chrome, capsys: pytest.CaptureFixture[str]) -> None:
     browser.get(f"{served.url}/#token={served.token}")
-    wait = WebDriverWait(browser, 20)
-    # The tile shows an OEE once the stream's first KPI refresh arrived.
-    [oee] = wait.until(lambda d: [e for e in d.find_elements(By.CSS_SELECTOR,
-                                                              "#machine-press-1 .oee")
-                                  if e.get_attribute("data-value")])
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+    # The tile shows an OEE once the stream's first KPI refresh arrived. Tiles are
+    # redrawn on every update, so each look finds the element afresh.
+    value = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#machine-press-1 .oee")
+                       .get_attribute("data-value"))
     # The tile's OEE is the API's for the shift so far (06:00 to now).
     code, out, _ = served.shop.ombre(capsys, "kpi", "--machine", "press-1", "--from",
                                      "2026-03-02T06:00:00Z", "--to", "2026-03-02T13:59:00Z",
                                      "--json")
     assert code == 0
     expected = json.loads(out)[0]["kpis"]["oee"]["value"]
-    assert float(oee.get_attribute("data-value") or "nan") == pytest.approx(expected, abs=1e-12)
-    assert f"{100 * expected:.1f} %" in oee.text
-    tile = browser.find_element(By.ID, "machine-press-1")
-    assert tile.get_attribute("data-category") == "ADOT"
-    assert "IDLE" in tile.text
+    assert float(value or "nan") == pytest.approx(expected, abs=1e-12)
+    text = wait.until(lambda d: d.find_element(By.ID, "machine-press-1").text)
+    assert f"{100 * expected:.1f} %" in text
+    assert "IDLE" in text
+    assert wait.until(lambda d: d.find_element(By.ID, "machine-press-1")
+                      .get_attribute("data-category")) == "ADOT"
     assert browser.find_elements(By.CSS_SELECTOR, "#alerts li[id^=alert-]") == []
     # A new drift episode is replayed while the page is open: its alert appears, live.
     day = D_DAY + timedelta(days=1)
@@ -104,8 +106,9 @@ def test_the_overview_shows_the_machines_and_alerts_live(
                      60.0 + (3.0 if i >= 60 else 0.0)) for i in range(120)]
     assert served.shop.ombre(capsys, "replay", str(served.shop.write("step.jsonl", lines)))[0] \
         == 0
-    alert = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts li[id^=alert-]"))
-    assert "press-1 / temp" in alert[0].text
+    alert = wait.until(lambda d: [e.text for e in
+                                  d.find_elements(By.CSS_SELECTOR, "#alerts li[id^=alert-]")])
+    assert "press-1 / temp" in alert[0]
     assert browser.current_url == f"{served.url}/"  # no reload, and the token left the URL
 
 
@@ -119,7 +122,7 @@ def token_for(served: Served, role: Role) -> str:
 
 def test_an_operator_assigns_a_reason_on_the_machine_page(
         served: Served, browser: webdriver.Chrome, capsys: pytest.CaptureFixture[str]) -> None:
-    wait = WebDriverWait(browser, 20)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
     # A viewer sees the page but may not assign.
     browser.get(f"{served.url}/machine?id=press-1#token={served.token}")
     row = wait.until(lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, "#downtime tr")
@@ -130,6 +133,8 @@ def test_an_operator_assigns_a_reason_on_the_machine_page(
     interval_id = row.get_attribute("id").removeprefix("downtime-")  # type: ignore[union-attr]
     segment = browser.find_element(By.CSS_SELECTOR, f'#band [data-id="{interval_id}"]')
     assert segment.get_attribute("data-category") == "ADOT"
+    # Every number signal has a chart (uPlot draws on a canvas).
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-temp canvas"))
     losses = browser.find_element(By.ID, "losses").text
     assert "availability loss: 60.0" in losses  # PBT 450 - APT 390 (to 13:59: 449 - 389)
     # An operator assigns "tool" (a failure, ADET): the API and the band follow.

@@ -40,6 +40,7 @@ def plant(data_dir: Path, database: str | None = None, **machine: Any) -> dict[s
     return {
         "data_dir": str(data_dir),
         "sites": [{"id": "plant", "lines": [{"id": "line-1", "machines": [press]}]}],
+        "sinks": [{"type": "sqlite", "retention_days": 3650}],  # keeps the 2026-03 replays
         "shadow": {
             "database": database,
             "calendar": {"timezone": "UTC", "shifts": [
