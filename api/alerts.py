@@ -75,3 +75,9 @@ def close(alert_id: int, body: CloseIn, *, token: AsOperator, store: Store, conf
     if not store.close_alert(alert_id, token.name, body.cause, body.note, now):
         raise HTTPException(409, f"alert {alert_id} does not exist or is closed already")
     return {"status": "closed"}
+
+
+@router.get("/alert-causes")
+def list_alert_causes(_: AsViewer, config: Config) -> list[str]:
+    """The causes a person may give when closing an alert (shadow.alert_causes)."""
+    return list(config.shadow.alert_causes)

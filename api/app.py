@@ -83,6 +83,11 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
         """One machine: its shift band, its OEE losses, its downtime to explain."""
         return FileResponse(STATIC / "machine.html")
 
+    @app.get("/alerts", include_in_schema=False)
+    def alerts_page() -> FileResponse:
+        """Every drift alert; an operator acknowledges or closes them."""
+        return FileResponse(STATIC / "alerts.html")
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (machines, signals, kpis, alerts, downtime, orders, stream):
         app.include_router(module.router, prefix=PREFIX)

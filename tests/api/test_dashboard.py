@@ -153,3 +153,29 @@ def test_an_operator_assigns_a_reason_on_the_machine_page(
                                      "2026-03-02T06:00:00Z", "--to", "2026-03-02T14:00:00Z",
                                      "--json")
     assert json.loads(out)[0]["quantities"]["FE"] == 3
+
+
+def test_an_operator_acknowledges_then_closes_an_alert_in_the_browser(
+        served: Served, browser: webdriver.Chrome, capsys: pytest.CaptureFixture[str]) -> None:
+    day = D_DAY + timedelta(days=1)  # a step that is still out of control at the file's end
+    lines = [reading(at("06:00", day) + timedelta(seconds=10 * i), "temp",
+                     60.0 + (3.0 if i >= 60 else 0.0)) for i in range(120)]
+    assert served.shop.ombre(capsys, "replay", str(served.shop.write("s.jsonl", lines)))[0] == 0
+    code, out, _ = served.shop.ombre(capsys, "alerts", "list", "--status", "open")
+    assert code == 0
+    [alert_id] = [line.split("\t")[0] for line in out.splitlines()[1:]]
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+    browser.get(f"{served.url}/alerts#token={token_for(served, Role.OPERATOR)}")
+    row = f"alert-row-{alert_id}"
+    wait.until(lambda d: d.find_element(By.ID, row).get_attribute("data-status") == "open")
+    browser.find_element(By.CSS_SELECTOR, f"#{row} button.ack").click()
+    wait.until(lambda d: d.find_element(By.ID, row).get_attribute("data-status")
+               == "acknowledged")
+    Select(browser.find_element(By.CSS_SELECTOR, f"#{row} select")).select_by_value("sensor")
+    browser.find_element(By.CSS_SELECTOR, f"#{row} input").send_keys("thermocouple loose")
+    browser.find_element(By.CSS_SELECTOR, f"#{row} button.close").click()
+    wait.until(lambda d: d.find_element(By.ID, row).get_attribute("data-status") == "closed")
+    code, out, _ = served.shop.ombre(capsys, "alerts", "list")
+    closed = next(line.split("\t") for line in out.splitlines() if line.startswith(alert_id))
+    assert closed[4] == "closed"
+    assert closed[-3:] == ["operator", "sensor", "thermocouple loose"]
