@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from api.deps import AsOperator, AsViewer, Config, Now, Store
+from api.deps import AsOperator, AsViewer, Config, Now, RowId, Store
 from shadow.store import ShadowStore
 
 router = APIRouter(tags=["alerts"])
@@ -58,7 +58,7 @@ def alert_views(store: ShadowStore, status: Status | None, machine: str | None,
 
 
 @router.post("/alerts/{alert_id}/ack")
-def acknowledge(alert_id: int, token: AsOperator, store: Store, now: Now) -> dict[str, str]:
+def acknowledge(alert_id: RowId, token: AsOperator, store: Store, now: Now) -> dict[str, str]:
     """The operator saw it; it stays open until back in control or closed."""
     if not store.acknowledge_alert(alert_id, token.name, now):
         raise HTTPException(409, f"alert {alert_id} is not open")
@@ -66,7 +66,7 @@ def acknowledge(alert_id: int, token: AsOperator, store: Store, now: Now) -> dic
 
 
 @router.post("/alerts/{alert_id}/close")
-def close(alert_id: int, body: CloseIn, *, token: AsOperator, store: Store, config: Config,
+def close(alert_id: RowId, body: CloseIn, *, token: AsOperator, store: Store, config: Config,
           now: Now) -> dict[str, str]:
     """Closes it with a cause from shadow.alert_causes and an optional note."""
     if body.cause not in config.shadow.alert_causes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 
 from api.auth import require
 from api.tokens import Role, Token
@@ -14,6 +14,9 @@ from gateway.config import OmbreConfig
 from shadow.calendar import to_ns
 from shadow.store import ShadowStore
 from shadow.timeline import Window
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def store(request: Request) -> ShadowStore:
@@ -39,6 +42,10 @@ def window(request: Request,
     end = end if end.tzinfo else end.replace(tzinfo=UTC)
     start = from_ or end - timedelta(hours=24)
     start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    for name, ts in (("from", start), ("to", end)):
+        if not EARLIEST <= ts < LATEST:  # int64 nanoseconds end in 2262
+            raise HTTPException(400, f"`{name}` must be from {EARLIEST.date()} to before "
+                                     f"{LATEST.date()}, found {ts.isoformat()}")
     if start > end:
         raise HTTPException(400, f"`from` ({start.isoformat()}) is after `to` "
                                  f"({end.isoformat()})")
@@ -49,6 +56,7 @@ def window(request: Request,
     return Window(to_ns(start), to_ns(end))
 
 
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a database row id (SQL INTEGER)
 Store = Annotated[ShadowStore, Depends(store)]
 Config = Annotated[OmbreConfig, Depends(config)]
 Now = Annotated[int, Depends(now_ns)]

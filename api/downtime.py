@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import AsOperator, AsViewer, Range, Store
+from api.deps import AsOperator, AsViewer, Range, RowId, Store
 from shadow.timeline import Category
 
 router = APIRouter(tags=["downtime"])
@@ -36,7 +36,7 @@ def list_downtime(_: AsViewer, store: Store, window: Range, machine: str | None 
 
 
 @router.post("/downtime/{interval_id}/reason")
-def assign_reason(interval_id: int, body: ReasonIn, _: AsOperator,
+def assign_reason(interval_id: RowId, body: ReasonIn, _: AsOperator,
                   store: Store) -> dict[str, str]:
     try:
         done = store.assign_reason(interval_id, body.code)

@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MAX_ROWS = 100_000
+MAX_QTY = 10**9
+MAX_PRU_S = 10**7  # planned run time per unit: at most about 4 months
 
 
 class OrderError(Exception):
@@ -27,14 +29,15 @@ class OrderError(Exception):
 class OrderIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    # Bounds are the tables' (32-bit quantities, VARCHAR lengths).
     order_no: str = Field(min_length=1, max_length=200)
     operation: str = Field(default="", max_length=64)
-    material: str | None = None
-    planned_qty: int = Field(ge=0)
-    pru_s: float | None = Field(default=None, gt=0)
-    pru_min: float | None = Field(default=None, gt=0)
-    planned_scrap_qty: int = Field(default=0, ge=0)
-    machine: str | None = None
+    material: str | None = Field(default=None, max_length=200)
+    planned_qty: int = Field(ge=0, le=MAX_QTY)
+    pru_s: float | None = Field(default=None, gt=0, le=MAX_PRU_S)
+    pru_min: float | None = Field(default=None, gt=0, le=MAX_PRU_S / 60)
+    planned_scrap_qty: int = Field(default=0, ge=0, le=MAX_QTY)
+    machine: str | None = Field(default=None, max_length=400)
 
     @model_validator(mode="after")
     def _one_pru(self) -> OrderIn:
