@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from api.deps import AsViewer, Config, Now, Range, Store
 from gateway.config import MachineConfig, OmbreConfig
+from shadow.model import Machine
 from shadow.timeline import Category
 
 router = APIRouter(tags=["machines"])
@@ -63,16 +64,13 @@ def machine_view(config: OmbreConfig, machine: MachineConfig, snap: dict[str, An
         return {**base, "state": "no data yet", "category": None, "failure": False,
                 "job": None, "counts": CountsOut(produced=0, good=0, scrap=0, rework=0),
                 "online": False, "last_seen_ns": None}
-    raw, category, failure, _ = snap["state"]
-    seen = snap["last_seen_ns"]
-    pq, gq, sq, rq = snap["job_counts"]
-    return {**base, "state": raw,
-            "category": Category.PDOT if snap["planned"] else category,
-            "failure": bool(failure), "job": snap["job"],
+    live = Machine(machine)
+    live.restore(snap)
+    pq, gq, sq, rq = live.job_counts
+    return {**base, "state": live.state.raw, "category": live.category,
+            "failure": live.state.failure, "job": live.job,
             "counts": CountsOut(produced=pq, good=gq, scrap=sq, rework=rq),
-            "online": seen is not None and not snap["silent"]
-            and now_ns - seen <= snap["silence_ns"],
-            "last_seen_ns": seen}
+            "online": live.online(now_ns), "last_seen_ns": live.last_seen_ns}
 
 
 @router.get("/machines")

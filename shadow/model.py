@@ -151,6 +151,10 @@ class ShadowModel:
                     if info.machine in index else False for info in registry]
         self._relevant = np.array(relevant, bool)
 
+    def clock_ns(self) -> int:
+        """The latest time any machine's timeline has reached (0 before any reading)."""
+        return max((m.clock_ns for m in self.machines.values()), default=0)
+
     def apply(self, batch: Batch, events: Sequence[Event]) -> Changes:
         changes = Changes()
         ev_ids = [self._registry.id_of(e.machine, e.name) for e in events]

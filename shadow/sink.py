@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # never lost or repeated: they commit with the rows).
 DRIFT_STATE_INTERVAL_S = 10.0
 MAX_LOGGED = 1000  # distinct unmapped states logged once each, then no more
+MAX_DAYS = 1000  # days remembered as having their calendar rows; then forgotten, rewritten
 
 
 class ShadowSink:
@@ -78,7 +79,7 @@ class ShadowSink:
                 raise
             self.store, self.model, self.monitor = store, model, monitor
             self._days.clear()
-            self._watermark = max((m.clock_ns for m in model.machines.values()), default=0)
+            self._watermark = model.clock_ns()
 
     async def write(self, batch: Batch, events: Sequence[Event]) -> None:
         await asyncio.to_thread(self._write, batch, events)
@@ -93,9 +94,8 @@ class ShadowSink:
                 self._ensure_calendar(store, changes)
                 alarms = monitor.apply(batch, changes.derived)
                 save = bool(alarms) or time.monotonic() >= self._next_drift_save
-                drift = DriftUpdate(alarms, monitor.state() if save else None,
-                                    max((m.clock_ns for m in model.machines.values()),
-                                        default=0))
+                watermark = model.clock_ns()
+                drift = DriftUpdate(alarms, monitor.state() if save else None, watermark)
                 opened = store.write(changes, {m: model.machines[m].snapshot()
                                                for m in changes.touched}, drift)
             except BaseException:
@@ -113,7 +113,6 @@ class ShadowSink:
                             "up" if alarm.direction > 0 else "down", abs(alarm.shift_sigma),
                             alarm.shift_sigma * alarm.sigma, watch.unit or "",
                             watch.config.detector)
-            watermark = max((m.clock_ns for m in model.machines.values()), default=0)
             # The first write of a fresh database starts from its own first reading.
             firsts = [int(batch.ts_ns.min())] if len(batch) else []
             start = self._watermark or min([*firsts, *(e.ts_ns for e in events)],
@@ -131,7 +130,7 @@ class ShadowSink:
         for day in sorted(days - self._days):
             store.ensure_calendar(self._config.shadow.calendar,
                                   Window(day * DAY_NS, (day + 1) * DAY_NS))
-            if len(self._days) > MAX_LOGGED:
+            if len(self._days) > MAX_DAYS:
                 self._days.clear()
             self._days.add(day)
 
