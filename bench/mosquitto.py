@@ -79,3 +79,11 @@ class Mosquitto:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the clients and no final save of the persistence file;
+        `start` brings it back on the same port from the last autosave."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None

@@ -1,14 +1,19 @@
 """Ombre under load, a process of its own: runs the gateway on a benchmark config until
-the SQLite sink has committed `--expect` readings, then prints one JSON line:
-readings/s from the first reading received to the last one committed, the
+its sink (the config's first) has committed `--expect` readings, then prints one JSON
+line: readings/s from the first reading received to the last one committed, the
 reading-to-commit latency percentiles, and the peak RSS. It prints "ready" once its
-MQTT source is subscribed."""
+MQTT source is subscribed.
+
+With `--outage`, the sink's server is down at the start: the worker prints "backlog"
+once every reading is in the outbox, and its parent then starts the server; readings/s
+are then the outbox's drain rate, from the sink's first write to its last."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import resource
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +23,9 @@ import numpy as np
 
 from gateway.app import build_gateway, build_sink
 from gateway.config import OmbreConfig
+from gateway.config_load import load_config
 from gateway.counters import Health
-from gateway.types import Batch, Event, Sink
+from gateway.types import Batch, Event, Sink, Written
 
 
 class TimedSink:
@@ -33,9 +39,10 @@ class TimedSink:
     async def connect(self) -> None:
         await self._inner.connect()
 
-    async def write(self, batch: Batch, events: Sequence[Event]) -> None:
-        await self._inner.write(batch, events)
+    async def write(self, batch: Batch, events: Sequence[Event]) -> Written | None:
+        written = await self._inner.write(batch, events)
         self.latencies_ms.append((time.time_ns() - batch.ts_ns) / 1e6)
+        return written
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -47,7 +54,8 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.001)
 
 
-async def run(config: OmbreConfig, expect: int, shadow: bool) -> dict[str, float]:
+async def run(config: OmbreConfig, expect: int, shadow: bool,
+              outage: bool = False) -> dict[str, float]:
     """Runs until every sink wrote `expect` readings; with `shadow`, the shadow (and the
     drift detectors its config declares) is a second sink beside the timed one."""
     registry = config.registry()
@@ -61,27 +69,32 @@ async def run(config: OmbreConfig, expect: int, shadow: bool) -> dict[str, float
     stop, force = asyncio.Event(), asyncio.Event()
     source = config.sources[0].name
 
-    async def watch() -> tuple[float, float]:
+    async def watch() -> tuple[float, float, int]:
         counters = gateway.counters.connector(source, "source")
         written = [gateway.counters.connector(s.name, "sink") for s in sinks]
         await until(lambda: counters.health is Health.UP)
         print("ready", flush=True)
         await until(lambda: counters.readings > 0)
-        first = time.perf_counter()
+        first, start = time.perf_counter(), 0
+        if outage:
+            await until(lambda: counters.readings >= expect and gateway.counters.queue_depth == 0)
+            print("backlog", flush=True)
+            await until(lambda: written[0].deliveries > 0)
+            first, start = time.perf_counter(), written[0].readings
         await until(lambda: all(w.readings >= expect for w in written))
         last = time.perf_counter()
         stop.set()
-        return first, last
+        return first, last, start
 
     async with asyncio.TaskGroup() as tg:
         watcher = tg.create_task(watch(), name="bench:watch")
         tg.create_task(gateway.run(stop, force), name="bench:gateway")
     outbox.close()
-    first, last = watcher.result()
+    first, last, start = watcher.result()
     latency = np.concatenate(sink.latencies_ms)
     return {
         "readings": float(gateway.counters.connector(sink.name, "sink").readings),
-        "readings_per_s": expect / (last - first),
+        "readings_per_s": (expect - start) / (last - first),
         "p50_ms": float(np.percentile(latency, 50)),
         "p99_ms": float(np.percentile(latency, 99)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -93,9 +106,11 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--shadow", action="store_true", help="run the shadow as a second sink")
+    parser.add_argument("--outage", action="store_true", help="time the drain after an outage")
     args = parser.parse_args()
-    config = OmbreConfig.model_validate(json.loads(args.config.read_text()))
-    print(json.dumps(asyncio.run(run(config, args.expect, args.shadow))), flush=True)
+    config = load_config(args.config, os.environ)  # JSON is YAML; secrets are ${...}
+    print(json.dumps(asyncio.run(run(config, args.expect, args.shadow, args.outage))),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import functools
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from api.cli import add_api_commands
+from connectors.opcua_cli import add_opcua_commands
 from connectors.sqlite_ts import StoreError, open_store
-from gateway.app import serve
+from gateway.app import build_gateway, serve
 from gateway.cli_common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -24,6 +26,7 @@ from gateway.cli_common import (
 )
 from shadow.calendar import to_ns
 from shadow.cli import add_shadow_commands
+from sim.cli import add_demo_command
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -40,12 +43,38 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Runs the gateway until SIGTERM or Ctrl-C (a second one forces the exit)."""
+    """Runs the gateway until SIGTERM or Ctrl-C (a second one forces the exit); with
+    --api, the API and dashboard too, in the same process."""
     config = load_checked(args.config)
     if config is None:
         return EXIT_CONFIG
     setup_logging(args.log_level)
-    asyncio.run(serve(config))
+    if not args.api:
+        asyncio.run(serve(config))
+        return EXIT_OK
+    # The API's stack (FastAPI, SQLAlchemy) is loaded only when it is served.
+    from api.app import create_app  # noqa: PLC0415
+    from api.serve import listen, run_beside  # noqa: PLC0415
+    from api.tokens import first_admin_token  # noqa: PLC0415
+    from shadow.schema import database_url, open_engine, upgrade  # noqa: PLC0415
+
+    try:
+        sock = listen(config.api.host, config.api.port)
+    except OSError as exc:
+        print(f"ombre run: cannot serve the API on {config.api.host}:{config.api.port}: "
+              f"{exc.strerror}; set api.port in {args.config}", file=sys.stderr)
+        return EXIT_CONFIG
+    engine = open_engine(database_url(config.shadow.database, config.data_dir))
+    try:
+        upgrade(engine)
+        first_admin_token(engine)
+    finally:
+        engine.dispose()
+    gateway, outbox = build_gateway(config)
+    app = create_app(config, counters=gateway.counters)
+    print(f"Ombre API and dashboard on http://{config.api.host}:{config.api.port}/",
+          file=sys.stderr)
+    asyncio.run(serve(config, gateway, outbox, run=functools.partial(run_beside, app, sock)))
     return EXIT_OK
 
 
@@ -88,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the gateway until SIGTERM or Ctrl-C")
     run.add_argument("config", type=Path, metavar="CONFIG", help="the YAML config file")
+    run.add_argument("--api", action="store_true",
+                     help="serve the API and dashboard in the same process (api: in the "
+                          "config), with every connector's health in /readyz")
     run.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"])
     run.set_defaults(command=cmd_run)
@@ -104,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_shadow_commands(commands)
     add_api_commands(commands)
+    add_opcua_commands(commands)
+    add_demo_command(commands)
 
     return parser
 

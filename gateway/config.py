@@ -211,11 +211,16 @@ def _matching(pattern: re.Pattern[str], value: str, expected: str) -> str:
 
 
 class OpcUaNodeConfig(ConfigModel):
-    """One OPC UA variable mapped to one plant signal; unset settings take the source's."""
+    """OPC UA variables mapped to plant signals: one `node_id` for one machine and
+    signal, or a `browse_path` pattern resolved at each connect, whose {machine} and
+    {signal} levels name them (connectors/opcua_paths.py); a fixed `machine` or
+    `signal` serves a pattern without that placeholder. Unset settings take the
+    source's."""
 
-    machine: Name
-    signal: Name
-    node_id: str  # e.g. ns=2;s=Press1.Temp
+    machine: Name | None = None
+    signal: Name | None = None
+    node_id: str | None = None  # e.g. ns=2;s=Press1.Temp
+    browse_path: str | None = None  # e.g. Objects/Machines/{machine}/Counters/{signal}
     sampling_interval_ms: float | None = Field(default=None, ge=0)
     queue_size: int | None = Field(default=None, ge=1, le=10_000)
     deadband: DeadbandConfig | None = None
@@ -225,11 +230,61 @@ class OpcUaNodeConfig(ConfigModel):
     def _node_id_form(cls, value: str) -> str:
         return _matching(_NODE_ID, value, "a node id such as 'ns=2;s=Press1.Temp' or 'i=2258'")
 
+    @model_validator(mode="after")
+    def _node_or_path(self) -> OpcUaNodeConfig:
+        if (self.node_id is None) == (self.browse_path is None):
+            raise InvalidKeyError(("node_id",), "expected exactly one of node_id and "
+                                  f"browse_path, found {'both' if self.node_id else 'neither'}")
+        for key in ("machine", "signal"):
+            given = getattr(self, key) is not None
+            if self.browse_path is not None and f"{{{key}}}" in self.browse_path:
+                if given:
+                    raise InvalidKeyError((key,), f"expected no {key} when browse_path has "
+                                          f"{{{key}}}, found {getattr(self, key)!r}")
+            elif not given:
+                raise InvalidKeyError((key,), "missing required key" if self.node_id else
+                                      f"expected {key}, or {{{key}}} in browse_path")
+        return self
+
+
+OpcUaPolicy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss",
+                      "Basic128Rsa15", "Basic256"]
+DEPRECATED_OPCUA_POLICIES = ("Basic128Rsa15", "Basic256")
+
+
+class OpcUaSecurityConfig(ConfigModel):
+    """The secure channel. Required in the config, so `mode: None` (no signing, no
+    encryption) is always a written choice, never a fallback. The client certificate
+    lives in <data_dir>/pki/own; the server's must be in <data_dir>/pki/trusted."""
+
+    mode: Literal["None", "Sign", "SignAndEncrypt"]
+    policy: OpcUaPolicy | None = None  # required unless mode is None
+    allow_deprecated: bool = False  # permit Basic128Rsa15 and Basic256 (broken SHA-1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpcUaSecurityConfig:
+        if self.mode == "None":
+            if self.policy not in (None, "None"):
+                raise InvalidKeyError(("policy",), f"expected None (or no policy) with mode "
+                                      f"None, found {self.policy}")
+        elif self.policy in (None, "None"):
+            raise InvalidKeyError(("policy",), f"expected a security policy for mode "
+                                  f"{self.mode} (Basic256Sha256, Aes128_Sha256_RsaOaep or "
+                                  f"Aes256_Sha256_RsaPss), found {self.policy}")
+        if self.policy in DEPRECATED_OPCUA_POLICIES and not self.allow_deprecated:
+            raise InvalidKeyError(("policy",), f"expected a current policy (Basic256Sha256, "
+                                  f"Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss), found the "
+                                  f"deprecated {self.policy}; set allow_deprecated: true "
+                                  f"to use it anyway")
+        return self
+
 
 class OpcUaSourceConfig(ConfigModel):
-    """An OPC UA server, read through one subscription of monitored items (no polling).
-    The server sends a keep-alive after `keepalive_count` empty publishing intervals;
-    no publish response within 3 keep-alive periods counts as a lost connection."""
+    """An OPC UA server, read through one subscription of monitored items (polled only
+    when `read_interval_ms` is set, for servers without subscriptions). The server
+    sends a keep-alive after `keepalive_count` empty publishing intervals; no publish
+    response within 3 keep-alive periods counts as a lost connection. Nodes are listed
+    in `nodes`, found by the `companion` specifications, or both."""
 
     type: Literal["opcua"]
     name: Name
@@ -240,7 +295,16 @@ class OpcUaSourceConfig(ConfigModel):
     queue_size: int = Field(default=10, ge=1, le=10_000)
     deadband: DeadbandConfig | None = None
     connect_timeout_s: float = Field(default=10, gt=0, le=300)
-    nodes: list[OpcUaNodeConfig] = Field(min_length=1)
+    security: OpcUaSecurityConfig
+    username: str | None = None  # user identity: a username and password ...
+    password: Secret | None = None
+    user_certificate: ConfigPath | None = None  # ... or an X.509 certificate and its key
+    user_key: ConfigPath | None = None
+    nodes: list[OpcUaNodeConfig] = Field(default_factory=list)
+    companion: list[Literal["machinery", "packml"]] = Field(default_factory=list)
+    browse_depth: int = Field(default=8, ge=1, le=32)  # levels walked for browse paths
+    # Only for a server without subscriptions: read every node this often instead.
+    read_interval_ms: float | None = Field(default=None, ge=10, le=3_600_000)
 
     @field_validator("endpoint")
     @classmethod
@@ -248,9 +312,27 @@ class OpcUaSourceConfig(ConfigModel):
         return _matching(_ENDPOINT, value, "an endpoint such as 'opc.tcp://192.168.0.10:4840'")
 
     @model_validator(mode="after")
+    def _identity(self) -> OpcUaSourceConfig:
+        if self.password is not None and self.username is None:
+            raise InvalidKeyError(("password",), "expected a username with the password, "
+                                  "found none")
+        if (self.user_certificate is None) != (self.user_key is None):
+            key = "user_key" if self.user_key is None else "user_certificate"
+            raise InvalidKeyError((key,), "expected user_certificate and user_key together, "
+                                  f"found no {key}")
+        if self.username is not None and self.user_certificate is not None:
+            raise InvalidKeyError(("user_certificate",), "expected one user identity, "
+                                  "username or user_certificate, found both")
+        return self
+
+    @model_validator(mode="after")
     def _unique_nodes(self) -> OpcUaSourceConfig:
+        if not self.nodes and not self.companion:
+            raise InvalidKeyError(("nodes",), "expected at least one node, or a companion "
+                                  "specification (machinery, packml), found neither")
         require_unique(((f"{n.machine}/{n.signal}", ("nodes", i, "signal"))
-                         for i, n in enumerate(self.nodes)), "machine/signal")
+                         for i, n in enumerate(self.nodes)
+                         if n.machine is not None and n.signal is not None), "machine/signal")
         return self
 
 
@@ -264,7 +346,57 @@ class SqliteSinkConfig(ConfigModel):
     retention_days: float = Field(default=30, gt=0)
 
 
-SinkConfig = Annotated[SqliteSinkConfig, Field(discriminator="type")]
+_HTTP_URL = re.compile(r"https?://[^\s/:?#]+(:\d{1,5})?(/\S*)?")
+_ONE_LINE = re.compile(r"[^\n\r]+")
+_FIELD_KEY = re.compile(r"(?!quality$)[^_\n\r][^\n\r]*")
+InfluxTag = Literal["site", "area", "line", "machine", "signal", "unit"]
+
+
+class InfluxSinkConfig(ConfigModel):
+    """An InfluxDB 2 server, or one that speaks its write API (VictoriaMetrics), written
+    in line protocol; connectors/line_protocol.py documents the layout the keys set."""
+
+    type: Literal["influxdb"]
+    name: Name = "influxdb"
+    url: str  # http(s)://host[:port][/path]
+    org: str = Field(min_length=1)
+    bucket: str = Field(min_length=1)
+    token: Secret
+    batch_size: int = Field(default=5_000, ge=1, le=100_000)  # lines per HTTP request
+    gzip: bool = False
+    timeout_s: float = Field(default=10, gt=0, le=300)
+    measurement: Literal["machine_type", "site"] = "machine_type"
+    tags: tuple[InfluxTag, ...] = ("site", "line", "machine", "signal", "unit")
+    value_field: str = "value"
+    event_measurement: str = "events"
+
+    @field_validator("url")
+    @classmethod
+    def _url_form(cls, value: str) -> str:
+        return _matching(_HTTP_URL, value, "a URL such as 'http://127.0.0.1:8086'")
+
+    @field_validator("value_field")
+    @classmethod
+    def _field_key(cls, value: str) -> str:
+        return _matching(_FIELD_KEY, value, "a field key other than 'quality', not starting "
+                         "with '_' (InfluxDB reserves those), without line breaks")
+
+    @field_validator("event_measurement")
+    @classmethod
+    def _measurement_name(cls, value: str) -> str:
+        return _matching(_ONE_LINE, value, "a non-empty name without line breaks")
+
+    @model_validator(mode="after")
+    def _series_tags(self) -> InfluxSinkConfig:
+        require_unique(((t, ("tags", i)) for i, t in enumerate(self.tags)), "tag")
+        for needed in ("machine", "signal"):
+            if needed not in self.tags:
+                raise InvalidKeyError(("tags",), f"expected a list with {needed!r}, which "
+                                      f"tells series apart, found {list(self.tags)}")
+        return self
+
+
+SinkConfig = Annotated[SqliteSinkConfig | InfluxSinkConfig, Field(discriminator="type")]
 
 
 class LimitsConfig(ConfigModel):
@@ -335,15 +467,42 @@ class OmbreConfig(ConfigModel):
                         "source/sink name")
         return self
 
-    def _located_machines(self) -> Iterator[tuple[MachineConfig, Loc]]:
+    @model_validator(mode="after")
+    def _line_protocol_names(self) -> OmbreConfig:
+        """Line protocol ends a line at a line break whatever the escaping, so the names
+        an influxdb sink writes may not hold one."""
+        sink = next((s for s in self.sinks if isinstance(s, InfluxSinkConfig)), None)
+        if sink is None:
+            return self
+        names: list[tuple[str | None, Loc]] = []
+        for s, site in enumerate(self.sites):
+            names += [(site.id, ("sites", s, "id")),
+                      *((a.id, ("sites", s, "areas", i, "id")) for i, a in enumerate(site.areas))]
+        names += [(line.id, (*loc, "id")) for line, loc in self._located_lines()]
+        for machine, loc in self._located_machines():
+            names += [(machine.id, (*loc, "id")), (machine.type, (*loc, "type"))]
+            for i, signal in enumerate(machine.signals):
+                names += [(signal.name, (*loc, "signals", i, "name")),
+                          (signal.unit, (*loc, "signals", i, "unit"))]
+        for name, loc in names:
+            if name is not None and ("\n" in name or "\r" in name):
+                raise InvalidKeyError(loc, f"expected no line break, as sink {sink.name!r} "
+                                      f"writes it in InfluxDB line protocol, found {name[:60]!r}")
+        return self
+
+    def _located_lines(self) -> Iterator[tuple[LineConfig, Loc]]:
         for s, site in enumerate(self.sites):
             groups = [(("sites", s, "lines"), site.lines),
                       *((("sites", s, "areas", a, "lines"), area.lines)
                         for a, area in enumerate(site.areas))]
             for prefix, lines in groups:
                 for i, line in enumerate(lines):
-                    for m, machine in enumerate(line.machines):
-                        yield machine, (*prefix, i, "machines", m)
+                    yield line, (*prefix, i)
+
+    def _located_machines(self) -> Iterator[tuple[MachineConfig, Loc]]:
+        for line, loc in self._located_lines():
+            for m, machine in enumerate(line.machines):
+                yield machine, (*loc, "machines", m)
 
     def machines(self) -> list[MachineConfig]:
         return [machine for machine, _ in self._located_machines()]

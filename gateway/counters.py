@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,12 @@ class Health(enum.StrEnum):
 
 @dataclass(slots=True)
 class ConnectorCounters:
-    """Counters of one source or sink. `readings` counts received (source) or written
-    (sink) readings; `dropped` counts telemetry lost to an overflow policy."""
+    """Counters of one source or sink. `readings` and `events` count what was received
+    (source) or written (sink); `quarantined` what was refused: payloads a source could
+    not decode, lines a sink's upstream rejected for good; `dropped` telemetry lost to
+    an overflow policy; `retries` failed connects and sink writes, each retried after a
+    backoff; `valueless` readings and events a sink stored without their value (NaN,
+    infinity)."""
 
     name: str
     kind: str  # "source" or "sink"
@@ -40,6 +44,8 @@ class ConnectorCounters:
     quarantined: int = 0
     dropped: int = 0
     deliveries: int = 0
+    retries: int = 0
+    valueless: int = 0
     last_seen_ns: int = 0
 
     def set_health(self, health: Health, error: str | None = None) -> None:
@@ -86,30 +92,49 @@ class Counters:
             self.signal_written += np.bincount(batch.signal_id,
                                                minlength=len(self.signal_written))
 
+    def count_refused(self, signal_ids: npt.NDArray[np.integer[Any]]) -> None:
+        """Readings a sink was handed but its upstream refused: quarantined, not written."""
+        if len(signal_ids):
+            np.subtract.at(self.signal_written, signal_ids, 1)
+            np.add.at(self.signal_quarantined, signal_ids, 1)
+
     def count_signals(self, target: npt.NDArray[np.int64],
                       signal_ids: npt.NDArray[np.integer[Any]]) -> None:
         if len(signal_ids):
             np.add.at(target, signal_ids, 1)
 
     def prometheus(self, signal_labels: list[tuple[str, str]]) -> Iterator[str]:
-        """Lines in the Prometheus text format; signal_labels[i] is (machine, signal)."""
-        yield "# TYPE ombre_connector_readings_total counter"
-        for c in self.connectors.values():
-            base = f'connector="{c.name}",kind="{c.kind}"'
-            yield f"ombre_connector_readings_total{{{base}}} {c.readings}"
-            yield f"ombre_connector_quarantined_total{{{base}}} {c.quarantined}"
-            yield f"ombre_connector_dropped_total{{{base}}} {c.dropped}"
-            yield f"ombre_connector_up{{{base}}} {int(c.health is Health.UP)}"
-        yield f"ombre_outbox_bytes {self.outbox_bytes}"
-        yield f"ombre_outbox_batches {self.outbox_batches}"
-        yield f"ombre_queue_depth {self.queue_depth}"
-        for i, (machine, signal) in enumerate(signal_labels):
-            labels = f'machine="{_esc(machine)}",signal="{_esc(signal)}"'
-            yield f"ombre_signal_received_total{{{labels}}} {self.signal_received[i]}"
-            yield f"ombre_signal_written_total{{{labels}}} {self.signal_written[i]}"
-            yield f"ombre_signal_quarantined_total{{{labels}}} {self.signal_quarantined[i]}"
-            yield f"ombre_signal_dropped_total{{{labels}}} {self.signal_dropped[i]}"
+        """Lines in the Prometheus text format, one group per metric; signal_labels[i]
+        is (machine, signal)."""
+        connectors = [(f'connector="{label(c.name)}",kind="{c.kind}"', c)
+                      for c in self.connectors.values()]
+        families: list[tuple[str, str, Callable[[ConnectorCounters], int]]] = [
+            ("connector_readings_total", "counter", lambda c: c.readings),
+            ("connector_events_total", "counter", lambda c: c.events),
+            ("connector_quarantined_total", "counter", lambda c: c.quarantined),
+            ("connector_dropped_total", "counter", lambda c: c.dropped),
+            ("connector_retries_total", "counter", lambda c: c.retries),
+            ("connector_valueless_total", "counter", lambda c: c.valueless),
+            ("connector_up", "gauge", lambda c: int(c.health is Health.UP)),
+        ]
+        for name, kind, value in families:
+            yield f"# TYPE ombre_{name} {kind}"
+            yield from (f"ombre_{name}{{{labels}}} {value(c)}" for labels, c in connectors)
+        for name, gauge in (("outbox_bytes", self.outbox_bytes),
+                            ("outbox_batches", self.outbox_batches),
+                            ("queue_depth", self.queue_depth)):
+            yield f"# TYPE ombre_{name} gauge"
+            yield f"ombre_{name} {gauge}"
+        signals = [f'machine="{label(m)}",signal="{label(s)}"' for m, s in signal_labels]
+        for name, column in (("received", self.signal_received),
+                             ("written", self.signal_written),
+                             ("quarantined", self.signal_quarantined),
+                             ("dropped", self.signal_dropped)):
+            yield f"# TYPE ombre_signal_{name}_total counter"
+            yield from (f"ombre_signal_{name}_total{{{labels}}} {n}"
+                        for labels, n in zip(signals, column.tolist(), strict=True))
 
 
-def _esc(label: str) -> str:
-    return label.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def label(value: str) -> str:
+    """`value` escaped for a Prometheus label."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -117,7 +117,7 @@ class Outbox:
             )
             self._collect()
             self._renumber(list(signals))
-        self._in_flight: dict[str, int] = {}  # sink -> last seq handed out by `pending`
+        self._in_flight: dict[str, tuple[int, int]] = {}  # sink -> (cursor, last) of `pending`
         self._quarantine_rows = self._scalar("SELECT COUNT(*) FROM quarantine")
 
     def append(self, batch: Batch, events: Sequence[Event],
@@ -157,13 +157,17 @@ class Outbox:
                 last = seq
                 if readings >= max_readings:
                     break
-            self._in_flight[sink] = last  # the byte cap must not drop what is being written
+            self._in_flight[sink] = (cursor, last)  # the byte cap spares what is being written
         return Pending(cursor, Batch.concat(batches), events, last)
 
-    def delivered(self, sink: str, seq: int) -> None:
-        """Move the sink's cursor to seq and delete what every sink has received."""
+    def delivered(self, sink: str, seq: int,
+                  refused: Sequence[QuarantineRecord] = ()) -> None:
+        """Move the sink's cursor to seq and delete what every sink has received; what
+        the sink's upstream `refused` goes to the quarantine in the same transaction."""
         with self._lock, self._tx():
             self._db.execute("UPDATE outbox_cursor SET seq = ? WHERE sink = ?", (seq, sink))
+            if refused:
+                self._quarantine(refused)
             self._collect()
             self._in_flight.pop(sink, None)
 
@@ -236,12 +240,18 @@ class Outbox:
             self.rows -= count
 
     def _enforce_cap(self) -> Dropped:
+        """Delete the oldest telemetry until the outbox is under its cap, sparing only
+        the rows a sink is writing now (delivered, so not lost: they go once written).
+        Sparing everything up to the newest row in flight would drop the newest
+        telemetry instead, which a healthy sink has not read yet, whenever it is
+        writing while another sink is down."""
         ids: list[np.ndarray] = []
-        busy = max(self._in_flight.values(), default=0)
+        writing = "".join(" AND seq NOT BETWEEN ? AND ?" for _ in self._in_flight)
+        spared = [seq for cursor, last in self._in_flight.values() for seq in (cursor + 1, last)]
         while self.bytes > self.max_bytes:
             row = self._db.execute(
-                "SELECT seq, n, nbytes, payload FROM outbox WHERE kind = ? AND seq > ? "
-                "ORDER BY seq LIMIT 1", (TELEMETRY, busy),
+                f"SELECT seq, n, nbytes, payload FROM outbox WHERE kind = ?{writing} "
+                "ORDER BY seq LIMIT 1", (TELEMETRY, *spared),
             ).fetchone()
             if row is None:
                 break  # only events, or rows a sink is writing: never dropped

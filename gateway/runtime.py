@@ -23,7 +23,7 @@ from gateway.config import RuntimeConfig
 from gateway.counters import ConnectorCounters, Counters, Health
 from gateway.outbox import GATEWAY_MACHINE, OVERFLOW_EVENT, Dropped, Outbox
 from gateway.queue import DeliveryQueue
-from gateway.types import Batch, Delivery, Event, Sink, Source
+from gateway.types import Batch, Delivery, Event, QuarantineRecord, Sink, Source, Written
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -52,7 +52,10 @@ class Backoff:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """One line for health and the log: a database driver's message goes on with the
+    statement, its parameters and a link (SQLAlchemy), which say nothing to an operator."""
+    first = str(exc).strip().split("\n", 1)[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class Gateway:
@@ -156,19 +159,20 @@ class Gateway:
                 np.array([r.signal_id for r in delivery.quarantined if r.signal_id is not None],
                          np.intp),
             )
-            self._log_quarantine(counters, delivery)
+            self._log_quarantine(counters, delivery.quarantined)
 
-    def _log_quarantine(self, counters: ConnectorCounters, delivery: Delivery) -> None:
-        """One line per source and interval, naming the latest reason: a burst of bad
+    def _log_quarantine(self, counters: ConnectorCounters,
+                        records: Sequence[QuarantineRecord]) -> None:
+        """One line per connector and interval, naming the latest reason: a burst of bad
         payloads is visible without flooding the log."""
         now = time.monotonic()
         if now - self._quarantine_logged.get(counters.name, -1e9) < QUARANTINE_LOG_INTERVAL_S:
             return
         self._quarantine_logged[counters.name] = now
-        latest = delivery.quarantined[-1]
-        log.warning("source %s: %d payload(s) quarantined so far (see the quarantine table); "
-                    "latest from %s: %s", counters.name, counters.quarantined, latest.topic,
-                    latest.reason)
+        latest = records[-1]
+        log.warning("%s %s: %d payload(s) quarantined so far (see the quarantine table); "
+                    "latest from %s: %s", counters.kind, counters.name, counters.quarantined,
+                    latest.topic, latest.reason)
 
     def _count_drop(self, batch: Batch) -> None:
         self.counters.count_signals(self.counters.signal_dropped, batch.signal_id)
@@ -260,23 +264,36 @@ class Gateway:
                     await appended.wait()
                     continue
                 try:
-                    await sink.write(pending.batch, pending.events)
+                    written = await sink.write(pending.batch, pending.events) or Written()
                 except Exception as exc:  # noqa: BLE001 - any failure means retry
+                    counters.retries += 1
                     counters.set_health(Health.DOWN, _describe(exc))
                     self._outbox.release(sink.name)
                     await asyncio.sleep(backoff.next_delay())
                     await self._connect(sink.connect, counters, backoff, mark_up=False)
                     continue
-                await self._on_outbox(self._outbox.delivered, sink.name, pending.last_seq)
-                counters.readings += len(pending.batch)
-                counters.events += len(pending.events)
-                counters.deliveries += 1
-                self.counters.count_written(pending.batch)
+                await self._on_outbox(self._outbox.delivered, sink.name, pending.last_seq,
+                                      written.refused)
+                self._count_written(counters, pending.batch, len(pending.events), written)
                 counters.set_health(Health.UP)  # only a write proves a sink works again
                 backoff.reset()
                 await self._end_overflow()
         finally:
             await sink.aclose()
+
+    def _count_written(self, counters: ConnectorCounters, batch: Batch, events: int,
+                       written: Written) -> None:
+        refused_ids = np.array([r.signal_id for r in written.refused
+                                if r.signal_id is not None], np.intp)
+        counters.readings += len(batch) - len(refused_ids)
+        counters.events += events - (len(written.refused) - len(refused_ids))
+        counters.quarantined += len(written.refused)
+        counters.valueless += written.valueless
+        counters.deliveries += 1
+        self.counters.count_written(batch)
+        self.counters.count_refused(refused_ids)
+        if written.refused:
+            self._log_quarantine(counters, written.refused)
 
     async def _connect(self, connect: Callable[[], Awaitable[None]],
                        counters: ConnectorCounters, backoff: Backoff, *, mark_up: bool) -> None:
@@ -284,6 +301,7 @@ class Gateway:
             try:
                 await connect()
             except Exception as exc:  # noqa: BLE001 - report, back off, retry
+                counters.retries += 1
                 counters.set_health(Health.DOWN, _describe(exc))
                 await asyncio.sleep(backoff.next_delay())
             else:

@@ -157,16 +157,30 @@ class Source(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a sink's `write` reports besides success. `refused` holds what its upstream
+    refused for good (an HTTP 4xx naming bad lines): the runtime commits the records to
+    the quarantine table with the sink's cursor and counts them; a refused reading's
+    record carries its signal_id, a refused event's none. `valueless` counts readings
+    and events stored without their value (NaN, infinity, none: the upstream cannot
+    carry it)."""
+
+    refused: Sequence[QuarantineRecord] = ()
+    valueless: int = 0
+
+
 class Sink(Protocol):
     """A storage or northbound client. The runtime calls `connect`, then `write` from
-    one task, in outbox order; `write` returns once the data is durably stored and
-    raises on failure, after which the runtime reconnects and writes the same data
-    again, so a write must be idempotent on (signal, ts). `aclose` is called once."""
+    one task, in outbox order; `write` returns once the data is durably stored (None,
+    or a Written report) and raises on failure, after which the runtime reconnects and
+    writes the same data again, so a write must be idempotent on (signal, ts).
+    `aclose` is called once."""
 
     name: str
 
     async def connect(self) -> None: ...
 
-    async def write(self, batch: Batch, events: Sequence[Event]) -> None: ...
+    async def write(self, batch: Batch, events: Sequence[Event]) -> Written | None: ...
 
     async def aclose(self) -> None: ...

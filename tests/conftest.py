@@ -18,6 +18,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.mosquitto import Mosquitto, find_binary
+from bench.victoria import BINARY as VICTORIA_BINARY
+from bench.victoria import VictoriaMetrics
 from gateway.app import build_gateway
 from gateway.config import OmbreConfig
 from gateway.runtime import Gateway
@@ -168,3 +170,14 @@ def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    """One VictoriaMetrics for the session, on a free port with its own data directory
+    (bench/victoria.py says what it stores). Tests keep apart by writing series of their
+    own: a site or line id no other test uses."""
+    server = VictoriaMetrics(require_binary(VICTORIA_BINARY), tmp_path_factory.mktemp("victoria"))
+    server.start()
+    yield server
+    server.stop()

@@ -148,3 +148,26 @@ def test_the_cap_never_drops_what_a_sink_is_writing(tmp_path: Path) -> None:
     assert 1 not in rest.signal_id  # written, not counted as dropped
     assert dropped + len(rest) == 300
     box.close()
+
+
+def test_a_sink_writing_does_not_make_the_cap_drop_the_newest(tmp_path: Path) -> None:
+    """One sink keeps up, writing the last row while the next is appended; the other is
+    down: the cap drops the oldest rows (only the sink that is down misses them), not
+    the new rows the healthy sink has yet to read."""
+    row_bytes = len(encode_batch(batch(100)))
+    box = Outbox(tmp_path / "g.sqlite", ["up", "down"], SIGNALS, 3 * row_bytes, 5)
+    dropped: list[int] = []
+    written: list[int] = []
+    writing = None
+    for i in range(6):
+        d = box.append(batch(100, 100 * i, signal=i), [], [])
+        dropped += np.unique(d.signal_ids).tolist() if d else []
+        if writing is not None:
+            box.delivered("up", writing.last_seq)
+        writing = box.pending("up", 10**6)
+        written += np.unique(writing.batch.signal_id).tolist()
+    assert written == [0, 1, 2, 3, 4, 5]  # the healthy sink lost nothing
+    assert dropped == [0, 1, 2]  # the oldest went
+    np.testing.assert_array_equal(np.unique(box.pending("down", 10**6).batch.signal_id),
+                                  [3, 4, 5])
+    box.close()

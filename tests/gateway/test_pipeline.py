@@ -131,6 +131,7 @@ async def test_broker_restart_during_a_qos1_flow_loses_nothing_and_keeps_order(
             source = gateway.counters.connector("broker", "source")
             sink = gateway.counters.connector("timeseries", "sink")
             await wait_until(lambda: source.health is Health.UP, what="the source to connect")
+            held = []  # published while the broker is down: paho keeps them
             for i in range(total):
                 if i == 1000:
                     await wait_until(lambda: sink.readings > 0, what="the flow to start")
@@ -139,8 +140,15 @@ async def test_broker_restart_during_a_qos1_flow_loses_nothing_and_keeps_order(
                                      what="the source to notice the broker is gone")
                 if i == 2000:
                     broker.start()
-                publisher.publish(f"plant/l1/m{1 + i % 3}/temp",
-                                  orjson.dumps({"value": i, "ts": base + i}))
+                    # paho resends what it held once the broker's CONNACK arrives, and a
+                    # message published meanwhile could overtake them: the publisher (not
+                    # Ombre) must keep order, so it waits for its backlog first.
+                    await wait_until(lambda: all(m.is_published() for m in held),
+                                     timeout_s=60, what="the publisher's backlog")
+                info = publisher.publish(f"plant/l1/m{1 + i % 3}/temp",
+                                         orjson.dumps({"value": i, "ts": base + i}))
+                if 1000 <= i < 2000:
+                    held.append(info)
             await wait_until(lambda: len(store_values(tmp_path / "data", "m1", "temp")[0])
                              == total // 3 and len(store_values(tmp_path / "data", "m3",
                                                                 "temp")[0]) == total // 3,

@@ -10,13 +10,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 
-from bench.mosquitto import Mosquitto
+from bench.mosquitto import Mosquitto, free_port
 from connectors.sqlite_ts import open_store
 from tests.conftest import Publisher, plant_dict
 
@@ -129,3 +131,65 @@ def test_sigkill_at_random_moments_loses_nothing_committed(
           f"{duplicates} duplicate rows written (deduplicated on read)")
     np.testing.assert_array_equal(values, np.arange(total))  # zero loss, in order
     assert duplicates <= kills * batch_max  # at most one batch per kill
+
+
+def test_run_with_api_serves_connector_health_and_runtime_counters(
+        broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
+    """`ombre run --api`: one process, the API knows the gateway's connectors and
+    counters; when the broker goes, /readyz says so and names it."""
+    api_port = free_port()
+    config = plant_dict(broker.port, tmp_path / "data")
+    config["api"] = {"port": api_port}
+    path = tmp_path / "plant.yaml"
+    path.write_text(json.dumps(config, default=str))
+    log = tmp_path / "ombre.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gateway", "run", str(path),
+                                    "--api"], stdout=out, stderr=out)
+    ombre = OmbreProcess(path, log)
+    ombre.process = process
+    try:
+        ombre.wait_for_log("source broker is up")
+        ombre.wait_for_log("Ombre API and dashboard on")
+        token = log.read_text().split("admin token (shown only this once): ")[1].split()[0]
+
+        def get(route: str) -> tuple[int, bytes]:
+            request = urllib.request.Request(f"http://127.0.0.1:{api_port}{route}",
+                                             headers={"Authorization": f"Bearer {token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, response.read()
+            except urllib.error.HTTPError as error:
+                return error.code, error.read()
+
+        base = time.time_ns() // 1_000_000 - 60_000
+        infos = [publisher.publish("plant/l1/m2/speed",
+                                   orjson.dumps({"value": i, "ts": base + i}))
+                 for i in range(500)]
+        for info in infos:
+            info.wait_for_publish(10)
+        deadline = time.monotonic() + 20
+        # Written once by each of the two sinks (time series and shadow).
+        written = b'ombre_signal_written_total{machine="m2",signal="speed"} 1000'
+        while written not in get("/metrics")[1]:
+            assert time.monotonic() < deadline, get("/metrics")[1].decode()[-3000:]
+            time.sleep(0.1)
+        assert b'ombre_signal_received_total{machine="m2",signal="speed"} 500' in get("/metrics")[1]
+        status, body = get("/readyz")
+        assert status == 200, body
+        assert {k: v["health"] for k, v in json.loads(body)["connectors"].items()} == {
+            "broker": "up", "timeseries": "up", "shadow": "up"}
+
+        broker.stop()
+        deadline = time.monotonic() + 20
+        while (status := get("/readyz")[0]) != 503:
+            assert time.monotonic() < deadline, "/readyz stayed ready without the broker"
+            time.sleep(0.1)
+        ready = json.loads(get("/readyz")[1])
+        assert ready["connectors"]["broker"]["health"] == "down"
+        assert ready["connectors"]["broker"]["last_error"]
+        assert ombre.signal(signal.SIGTERM) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
