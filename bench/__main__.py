@@ -2,9 +2,12 @@
 
 1. ceiling: a bare paho subscriber drains a backlog of W1 messages (msg/s);
 2. W1: Ombre drains the same backlog into SQLite (readings/s end to end);
-3. W2: the same with 100 readings per message;
-4. latency: a live 5,000 readings/s flow, p50 and p99 from timestamp to commit;
-5. Ombre's peak RSS.
+3. W2: the same with 100 readings per message, into SQLite, and into a
+   VictoriaMetrics of its own through the InfluxDB sink;
+4. the InfluxDB sink's outbox drain rate: W2 arrives while VictoriaMetrics is down,
+   then it is started and the backlog is timed from the first write to the last;
+5. latency: a live 5,000 readings/s flow, p50 and p99 from timestamp to commit;
+6. Ombre's peak RSS.
 Each drain resumes a persistent session prepared before the backlog is published, so
 the publisher never competes with the subscriber being measured. Results go to
 bench/results/latest.json."""
@@ -22,6 +25,8 @@ from typing import Any
 
 from bench.loadgen import DEVICES, W2_READINGS, W2_SIGNALS, prepare_session
 from bench.mosquitto import Mosquitto, find_binary
+from bench.victoria import BINARY as VICTORIA_BINARY
+from bench.victoria import VictoriaMetrics
 
 W1_MESSAGES = 200_000
 W2_MESSAGES = 20_000
@@ -37,10 +42,11 @@ def child(module: str, *args: object, timeout: float = 600) -> dict[str, Any]:
 
 
 def ombre_config(port: int, workdir: Path, client_id: str, workload: str,
-                 drift: bool = False) -> Path:
+                 drift: bool = False, *, influx_url: str | None = None) -> Path:
     """The gateway's config for a workload; `drift` puts a CUSUM detector on each W2
     signal, with a baseline so wide (sigma 100) that they watch in control, raising
-    nothing: the cost of watching, not of alerting."""
+    nothing: the cost of watching, not of alerting. `influx_url` replaces the SQLite
+    sink by an InfluxDB one, with a backoff of at most 1 s."""
     signals = [{"name": "value"}] + [{"name": f"s{j:02d}"} for j in range(W2_SIGNALS)]
     detectors = [{"signal": f"s{j:02d}", "mean": 12.0, "sigma": 100.0}
                  for j in range(W2_SIGNALS)] if drift else []
@@ -59,6 +65,11 @@ def ombre_config(port: int, workdir: Path, client_id: str, workload: str,
         }],
         "sinks": [{"type": "sqlite", "name": "timeseries"}],
     }
+    if influx_url is not None:
+        (workdir / "influx-token").write_text("unused\n")  # VictoriaMetrics reads none
+        config["sinks"] = [{"type": "influxdb", "name": "influxdb", "url": influx_url,
+                            "org": "bench", "bucket": "bench", "token": "${file:influx-token}"}]
+        config["runtime"] = {"backoff_max_s": 1}
     path = workdir / f"{client_id}.json"
     path.write_text(json.dumps(config))
     return path
@@ -78,6 +89,32 @@ def drain(broker: Mosquitto, workdir: Path, client_id: str, workload: str,
     return result
 
 
+def influx_drain(broker: Mosquitto, workdir: Path, victoria: VictoriaMetrics,
+                 outage: bool) -> dict[str, Any]:
+    """W2 into VictoriaMetrics; with `outage`, W2 fills the outbox while it is down, and
+    the result is the drain rate once it is started."""
+    client_id = "ombre-w2o" if outage else "ombre-w2i"
+    config = ombre_config(broker.port, workdir, client_id, "w2", influx_url=victoria.url)
+    prepare_session(broker.port, client_id, "bench/+/+/+")
+    child("bench.loadgen", "--port", broker.port, "--workload", "w2", "--count", W2_MESSAGES)
+    if outage:
+        victoria.stop()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bench.worker", "--config", str(config), "--expect",
+         str(W2_MESSAGES * W2_READINGS), *(["--outage"] if outage else [])],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert worker.stdout is not None
+    if outage:
+        if worker.stdout.readline().strip() != "ready" or worker.stdout.readline().strip() \
+                != "backlog":
+            raise RuntimeError("the outage worker did not fill its outbox")
+        victoria.start()
+    out, _ = worker.communicate(timeout=600)
+    prepare_session(broker.port, client_id, None)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def latency(broker: Mosquitto, workdir: Path) -> dict[str, Any]:
     count = LATENCY_RATE * LATENCY_SECONDS
     config = ombre_config(broker.port, workdir, "ombre-latency", "w1")
@@ -95,13 +132,17 @@ def latency(broker: Mosquitto, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    binary = find_binary("mosquitto")
-    if binary is None:
-        raise SystemExit("mosquitto is not installed: run `make bench`, which installs it")
+    binary, victoria_binary = find_binary("mosquitto"), find_binary(VICTORIA_BINARY)
+    if binary is None or victoria_binary is None:
+        raise SystemExit("mosquitto or victoria-metrics is not installed: run `make bench`, "
+                         "which installs them")
     with tempfile.TemporaryDirectory(prefix="ombre-bench-") as tmp:
         workdir = Path(tmp)
         broker = Mosquitto(binary, workdir, persistence=False)
         broker.start()
+        (workdir / "victoria").mkdir()
+        victoria = VictoriaMetrics(victoria_binary, workdir / "victoria")
+        victoria.start()
         try:
             prepare_session(broker.port, "ceiling", "bench/#")
             child("bench.loadgen", "--port", broker.port, "--workload", "w1",
@@ -113,9 +154,12 @@ def main() -> None:
             w2 = drain(broker, workdir, "ombre-w2", "w2", W2_MESSAGES)
             w2_shadow = drain(broker, workdir, "ombre-w2s", "w2", W2_MESSAGES, "shadow")
             w2_drift = drain(broker, workdir, "ombre-w2d", "w2", W2_MESSAGES, "drift")
+            w2_influx = influx_drain(broker, workdir, victoria, outage=False)
+            outbox_drain = influx_drain(broker, workdir, victoria, outage=True)
             lat = latency(broker, workdir)
         finally:
             broker.stop()
+            victoria.stop()
     results = {
         "ceiling_msgs_per_s": round(ceiling["msgs_per_s"]),
         "w1_readings_per_s": round(w1["readings_per_s"]),
@@ -124,11 +168,15 @@ def main() -> None:
         "w2_shadow_readings_per_s": round(w2_shadow["readings_per_s"]),
         "w2_drift_readings_per_s": round(w2_drift["readings_per_s"]),
         "drift_cost": round(1 - w2_drift["readings_per_s"] / w2_shadow["readings_per_s"], 3),
+        "w2_influx_readings_per_s": round(w2_influx["readings_per_s"]),
+        "w2_influx_vs_sqlite": round(w2_influx["readings_per_s"] / w2["readings_per_s"], 3),
+        "influx_outbox_drain_readings_per_s": round(outbox_drain["readings_per_s"]),
         "p50_ms_at_5k": round(lat["p50_ms"], 1),
         "p99_ms_at_5k": round(lat["p99_ms"], 1),
         "peak_rss_mb": round(max(w1["peak_rss_mb"], w2["peak_rss_mb"], lat["peak_rss_mb"]), 1),
         "w1_peak_rss_mb": round(w1["peak_rss_mb"], 1),
         "w2_peak_rss_mb": round(w2["peak_rss_mb"], 1),
+        "w2_influx_peak_rss_mb": round(w2_influx["peak_rss_mb"], 1),
         "latency_peak_rss_mb": round(lat["peak_rss_mb"], 1),
         "ceiling_peak_rss_mb": round(ceiling["peak_rss_mb"], 1),
         "w1_messages": W1_MESSAGES,
