@@ -1,6 +1,7 @@
-"""OPC UA monitored items: the configured nodes resolved against the plant, the
-CreateMonitoredItems requests built from them, and the buffer that turns data-change
-notifications into readings, events and quarantine records.
+"""OPC UA monitored items: the configured nodes resolved against the plant (node ids
+at start-up, browse paths against what the server has), the CreateMonitoredItems
+requests built from them, and the buffer that turns data-change notifications into
+readings, events and quarantine records.
 
 No I/O. A node's client handle is its index in the resolved list, so a notification
 maps to its signal with one list lookup. The buffer is used from one event loop only.
@@ -9,7 +10,7 @@ maps to its signal with one list lookup. The buffer is used from one event loop 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +19,8 @@ from asyncua import ua
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
+from connectors.opcua_companion import COMPANION_PATHS
+from connectors.opcua_paths import PathPattern
 from gateway.config import DeadbandConfig, OmbreConfig, OpcUaSourceConfig
 from gateway.types import Batch, Event, Quality, QuarantineRecord, SignalRegistry
 
@@ -46,12 +49,68 @@ class MonitoredNode:
     deadband: DeadbandConfig | None
 
 
+@dataclass(frozen=True, slots=True)
+class PathNodes:
+    """A browse-path pattern whose matching variables become nodes at each connect."""
+
+    text: str  # where it came from: the pattern as configured, or a companion spec
+    pattern: PathPattern
+    machine: str | None  # fixed, when the pattern has no {machine}
+    signal: str | None  # fixed, when the pattern has no {signal}
+    sampling_interval_ms: float
+    queue_size: int
+    deadband: DeadbandConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """The nodes known from the config, and the patterns to resolve on the server."""
+
+    fixed: list[MonitoredNode]
+    paths: list[PathNodes]
+    types: Mapping[tuple[str, str], str]  # (machine, signal) -> the plant signal's type
+    folded: Mapping[str, str]  # machine id case-folded -> machine id
+
+    def signal_id(self, registry: SignalRegistry, machine: str, signal: str
+                  ) -> tuple[str, int | None]:
+        """The plant machine a browse name names (exactly, else ignoring case), and
+        the signal's id, None when the plant has no such signal."""
+        signal_id = registry.id_of(machine, signal)
+        if signal_id is None:
+            machine = self.folded.get(machine.casefold(), machine)
+            signal_id = registry.id_of(machine, signal)
+        return machine, signal_id
+
+
 def resolve_nodes(config: OpcUaSourceConfig, plant: OmbreConfig,
-                  registry: SignalRegistry) -> list[MonitoredNode]:
-    """The source's nodes in config order; ValueError naming the first bad key."""
+                  registry: SignalRegistry) -> NodePlan:
+    """The source's node ids and patterns in config order, then its companion
+    specifications' patterns; ValueError naming the first bad key."""
     types = {(m.id, s.name): s.type for m in plant.machines() for s in m.signals}
-    nodes = []
+    machines = {m.id for m in plant.machines()}
+    fixed, paths = [], []
     for i, n in enumerate(config.nodes):
+        settings = (n.sampling_interval_ms if n.sampling_interval_ms is not None
+                    else config.sampling_interval_ms,
+                    n.queue_size if n.queue_size is not None else config.queue_size,
+                    n.deadband if n.deadband is not None else config.deadband)
+        if n.browse_path is not None:
+            try:
+                pattern = PathPattern.parse(n.browse_path)
+            except ValueError as exc:
+                raise ValueError(f"nodes[{i}].browse_path: {exc}") from None
+            if n.machine is not None and n.machine not in machines:
+                raise ValueError(f"nodes[{i}].machine: expected a machine of the plant, "
+                                 f"found {n.machine!r}")
+            if n.machine is not None and n.signal is not None and \
+                    registry.id_of(n.machine, n.signal) is None:
+                raise ValueError(f"nodes[{i}]: expected a signal declared in the plant, "
+                                 f"found {n.machine}/{n.signal}")
+            paths.append(PathNodes(n.browse_path, pattern, n.machine, n.signal, *settings))
+            continue
+        assert n.node_id is not None  # the config requires machine and signal with it
+        assert n.machine is not None
+        assert n.signal is not None
         signal_id = registry.id_of(n.machine, n.signal)
         if signal_id is None:
             raise ValueError(f"nodes[{i}]: expected a signal declared in the plant, found "
@@ -60,15 +119,41 @@ def resolve_nodes(config: OpcUaSourceConfig, plant: OmbreConfig,
             node_id = ua.NodeId.from_string(n.node_id)
         except (ValueError, UaError) as exc:
             raise ValueError(f"nodes[{i}].node_id: cannot parse {n.node_id!r}: {exc}") from None
-        nodes.append(MonitoredNode(
-            n.node_id, node_id, signal_id, n.machine, n.signal,
-            types[(n.machine, n.signal)] == "string",
-            n.sampling_interval_ms if n.sampling_interval_ms is not None
-            else config.sampling_interval_ms,
-            n.queue_size if n.queue_size is not None else config.queue_size,
-            n.deadband if n.deadband is not None else config.deadband,
-        ))
-    return nodes
+        fixed.append(MonitoredNode(n.node_id, node_id, signal_id, n.machine, n.signal,
+                                   types[(n.machine, n.signal)] == "string", *settings))
+    for spec in config.companion:
+        paths += [PathNodes(f"{spec}: {path}", PathPattern.parse(path), None, signal,
+                            config.sampling_interval_ms, config.queue_size, None)
+                  for path, signal in COMPANION_PATHS[spec]]
+    return NodePlan(fixed, paths, types, {m.casefold(): m for m in machines})
+
+
+def match_paths(plan: NodePlan, registry: SignalRegistry,
+                variables: Sequence[tuple[str, ua.NodeId]]
+                ) -> tuple[list[MonitoredNode], list[str]]:
+    """The plan's fixed nodes, then each variable (path, node id) that a pattern maps
+    to a plant signal not already fed by an earlier node (the first pattern that
+    matches a variable wins); and, described, the matches naming no plant signal."""
+    nodes, unmapped = list(plan.fixed), []
+    taken = {n.signal_id for n in nodes}
+    for path, node_id in variables:
+        for entry in plan.paths:
+            names = entry.pattern.match(path)
+            if names is None:
+                continue
+            signal = names.get("signal", entry.signal or "")
+            machine, signal_id = plan.signal_id(
+                registry, names.get("machine", entry.machine or ""), signal)
+            if signal_id is None:
+                unmapped.append(f"{path} ({entry.text}) -> {machine}/{signal}")
+            elif signal_id not in taken:
+                taken.add(signal_id)
+                nodes.append(MonitoredNode(
+                    node_id.to_string(), node_id, signal_id, machine, signal,
+                    plan.types[(machine, signal)] == "string", entry.sampling_interval_ms,
+                    entry.queue_size, entry.deadband))
+            break
+    return nodes, unmapped
 
 
 def item_request(handle: int, node: MonitoredNode) -> ua.MonitoredItemCreateRequest:
