@@ -228,6 +228,24 @@ class ShadowModel:
                 changes.touched.add(m.config.id)
         return changes
 
+    def command_job(self, machine: str, job: str | None, requested_ns: int,
+                    changes: Changes) -> str | None:
+        """A person starts `job` on `machine`, or completes its job (None), as a job
+        signal would; returns the job that ended (if any). It takes effect at
+        `requested_ns` held between the machine's clock (its timeline never goes back)
+        and the newest reading of the plant (a wall clock never runs a replay ahead)."""
+        m = self.machines[machine]
+        ended = m.job
+        plant = self.clock_ns() or requested_ns
+        t = max(m.clock_ns, min(requested_ns, plant))
+        self._cross_planned(m, t, changes)
+        m.clock_ns = t
+        changes.touched.add(machine)
+        self._set_job(m, t, job, changes)
+        if m.since_ns is not None:
+            self._reevaluate(m, t, changes)
+        return ended if ended != job else None
+
     def _seen(self, name: str) -> int:
         seen = self.machines[name].last_seen_ns
         return np.iinfo(np.int64).min if seen is None else seen

@@ -17,9 +17,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shadow.tables import TEXT
+
 MAX_ROWS = 100_000
 MAX_QTY = 10**9
 MAX_PRU_S = 10**7  # planned run time per unit: at most about 4 months
+
+
+def job_key(order_no: str, operation: str) -> str:
+    """The job key a machine reports for an order's operation."""
+    return f"{order_no}/{operation}" if operation else order_no
 
 
 class OrderError(Exception):
@@ -30,14 +37,14 @@ class OrderIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     # Bounds are the tables' (32-bit quantities, VARCHAR lengths).
-    order_no: str = Field(min_length=1, max_length=200)
-    operation: str = Field(default="", max_length=64)
-    material: str | None = Field(default=None, max_length=200)
+    order_no: str = Field(min_length=1, max_length=200, pattern=TEXT)
+    operation: str = Field(default="", max_length=64, pattern=TEXT)
+    material: str | None = Field(default=None, max_length=200, pattern=TEXT)
     planned_qty: int = Field(ge=0, le=MAX_QTY)
     pru_s: float | None = Field(default=None, gt=0, le=MAX_PRU_S)
     pru_min: float | None = Field(default=None, gt=0, le=MAX_PRU_S / 60)
     planned_scrap_qty: int = Field(default=0, ge=0, le=MAX_QTY)
-    machine: str | None = Field(default=None, max_length=400)
+    machine: str | None = Field(default=None, max_length=400, pattern=TEXT)
 
     @model_validator(mode="after")
     def _one_pru(self) -> OrderIn:
@@ -48,7 +55,7 @@ class OrderIn(BaseModel):
 
     @property
     def job_key(self) -> str:
-        return f"{self.order_no}/{self.operation}" if self.operation else self.order_no
+        return job_key(self.order_no, self.operation)
 
     def row(self) -> dict[str, Any]:
         pru_s = self.pru_s if self.pru_s is not None else (self.pru_min or 0) * 60

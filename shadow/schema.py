@@ -3,11 +3,14 @@ the Alembic migrations in shadow/migrations, so that an upgrade keeps the data."
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -47,7 +50,27 @@ def alembic_config(connection: Connection) -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x6F6D6272  # "ombr": PostgreSQL's advisory lock id for migrations
+
+
 def upgrade(engine: Engine) -> None:
-    """Applies every migration the database has not had yet."""
-    with engine.begin() as connection:
+    """Applies every migration the database has not had yet. Processes that start at
+    once (`ombre run` and `ombre api`) take turns: the others then find nothing to do.
+    PostgreSQL serialises them with a transaction's advisory lock; SQLite, whose DDL
+    commits as it goes, with a lock on a file beside the database."""
+    with _file_lock(engine.url), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK})
         command.upgrade(alembic_config(connection), "head")
+
+
+@contextlib.contextmanager
+def _file_lock(url: URL) -> Iterator[None]:
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:  # unlocked when closed
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -2,7 +2,12 @@
 gets every reading and event exactly in order, and again after a failure. Each write
 applies them to the model and writes the resulting rows and snapshots in one
 transaction; after a failure, `connect` reloads the model from the last snapshots, so
-the retried write changes the tables exactly once."""
+the retried write changes the tables exactly once.
+
+It also applies the job commands the API records (a person starting or completing a
+job on a machine without a job signal), looking for them every COMMAND_POLL_S: the
+model stays the only writer of job and interval rows, in whatever process the API
+runs."""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
 
 from gateway.config import OmbreConfig
 from gateway.types import Batch, Event, SignalRegistry
@@ -20,7 +27,7 @@ from shadow.model import Changes, ShadowModel
 from shadow.monitor import DriftMonitor
 from shadow.report import record_shift_kpis
 from shadow.schema import database_url, open_engine, upgrade
-from shadow.store import DriftUpdate, ShadowStore
+from shadow.store import CommandDone, DriftUpdate, ShadowStore
 from shadow.timeline import Window
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,8 @@ log = logging.getLogger(__name__)
 # never lost or repeated: they commit with the rows).
 DRIFT_STATE_INTERVAL_S = 10.0
 MAX_LOGGED = 1000  # distinct unmapped states logged once each, then no more
+COMMAND_POLL_S = 1.0  # how often job commands made through the API are looked for
+MAX_COMMANDS = 100  # job commands applied in one transaction
 MAX_DAYS = 1000  # days remembered as having their calendar rows; then forgotten, rewritten
 
 
@@ -51,9 +60,12 @@ class ShadowSink:
         self._logged: set[tuple[str, str]] = set()
         self._watermark = 0  # the latest time any machine's timeline reached
         self._next_drift_save = 0.0
+        self._poller: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         await asyncio.to_thread(self._connect)
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll_commands(), name="shadow:jobs")
 
     def _connect(self) -> None:
         with self._lock:
@@ -89,21 +101,16 @@ class ShadowSink:
             if self.store is None or self.model is None or self.monitor is None:
                 raise RuntimeError(f"sink {self.name} is not connected")
             store, model, monitor = self.store, self.model, self.monitor
-            try:
+            with self._model_ahead_on_failure(store):
                 changes = model.apply(batch, events)
                 self._ensure_calendar(store, changes)
                 alarms = monitor.apply(batch, changes.derived)
                 save = bool(alarms) or time.monotonic() >= self._next_drift_save
                 watermark = model.clock_ns()
-                drift = DriftUpdate(alarms, monitor.state() if save else None, watermark)
+                drift = DriftUpdate(alarms, monitor.state() if save else None,
+                                    {m: model.machines[m].clock_ns for m in changes.touched})
                 opened = store.write(changes, {m: model.machines[m].snapshot()
                                                for m in changes.touched}, drift)
-            except BaseException:
-                # The model is ahead of the tables now: the runtime reconnects, which
-                # reloads it from the snapshots, and writes the same data again.
-                self.store = self.model = self.monitor = None
-                store.engine.dispose()
-                raise
             if save:
                 self._next_drift_save = time.monotonic() + DRIFT_STATE_INTERVAL_S
             self._report(changes)
@@ -120,6 +127,61 @@ class ShadowSink:
             if watermark > start:
                 record_shift_kpis(store, self._config, Window(start, watermark))
                 self._watermark = watermark
+
+    @contextmanager
+    def _model_ahead_on_failure(self, store: ShadowStore) -> Iterator[None]:
+        """On a failure the model is ahead of the tables: the sink disconnects, the
+        runtime reconnects it, which reloads the model from the snapshots, and the
+        same data is written again."""
+        try:
+            yield
+        except BaseException:
+            self.store = self.model = self.monitor = None
+            store.engine.dispose()
+            raise
+
+    async def _poll_commands(self) -> None:
+        """Applies the job commands the API records (a person starting or completing a
+        job), in the order they were made, every COMMAND_POLL_S."""
+        while True:
+            await asyncio.sleep(COMMAND_POLL_S)
+            try:
+                await asyncio.to_thread(self._apply_commands)
+            except Exception:  # the sink is disconnected; its next write reconnects it
+                log.exception("shadow: could not apply the job commands")
+
+    def _apply_commands(self) -> None:
+        with self._lock:
+            if self.store is None or self.model is None:
+                return
+            store, model = self.store, self.model
+            pending = store.job_commands(pending=True, limit=MAX_COMMANDS)
+            if not pending:
+                return
+            with self._model_ahead_on_failure(store):
+                changes = Changes()
+                done = [self._apply_command(model, command, changes) for command in pending]
+                self._ensure_calendar(store, changes)
+                store.write(changes, {m: model.machines[m].snapshot()
+                                      for m in changes.touched}, commands=done)
+        for d in done:
+            log.info("shadow: job command %d: %s", d.id, d.result)
+
+    def _apply_command(self, model: ShadowModel, command: Any, changes: Changes) -> CommandDone:
+        """One job command; one the config no longer allows is recorded as refused."""
+        machine = next((m for m in self._config.machines() if m.id == command.machine_id), None)
+        if machine is None or machine.job_signal is not None:
+            why = ("no such machine in the config" if machine is None else
+                   f"refused: the machine takes its job from signal {machine.job_signal!r}")
+            return CommandDone(command.id, command.requested_ns, command.job_key, why, False)
+        ended = model.command_job(machine.id, command.job_key, command.requested_ns, changes)
+        at = model.machines[machine.id].clock_ns
+        if command.action == "start":
+            result = f"started {command.job_key}" + (f", ended {ended}" if ended else "")
+            return CommandDone(command.id, at, command.job_key, result, False)
+        if ended is None:
+            return CommandDone(command.id, at, None, "no job was running", False)
+        return CommandDone(command.id, at, ended, f"completed {ended}", True)
 
     def _ensure_calendar(self, store: ShadowStore, changes: Changes) -> None:
         """Writes the shift and planned-stop rows of every day the data reached."""
@@ -148,6 +210,11 @@ class ShadowSink:
                             "not map; its time counts as unclassified", name, state.raw)
 
     async def aclose(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:

@@ -26,12 +26,25 @@ from shadow.timeline import Category, Count, Interval, OrderPlan, Window
 @dataclass(frozen=True, slots=True)
 class DriftUpdate:
     """The drift detectors' alarms of one write, their state after it when it is to be
-    saved (None: not this time), and the data time reached (alerts in control since
-    long enough close)."""
+    saved (None: not this time), and the data time each machine of the write reached:
+    its alerts in control since long enough close. Each machine's own time, because
+    one source may lag behind another (a backlog, a slower link)."""
 
     alarms: list[tuple[Watch, Alarm]]
     state: dict[str, Any] | None
-    now_ns: int
+    clocks: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandDone:
+    """A job command the shadow applied: when (data time), the job it started or the
+    one it ended, and what it did in words."""
+
+    id: int
+    applied_ns: int
+    job_key: str | None
+    result: str
+    completed: bool  # an order's job was completed: the order is
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +102,14 @@ class ShadowStore:
             return {m: json.loads(s) for m, s in rows}
 
     def write(self, changes: Changes, snapshots: Mapping[str, dict[str, Any]],
-              drift: DriftUpdate | None = None) -> list[tuple[Watch, Alarm]]:
-        """The model's changes, the new snapshots of the machines they touched, and the
-        drift detectors' alarms and state, in one transaction; returns the alarms that
-        opened a drift alert."""
+              drift: DriftUpdate | None = None,
+              commands: Sequence[CommandDone] = ()) -> list[tuple[Watch, Alarm]]:
+        """The model's changes, the new snapshots of the machines they touched, the
+        drift detectors' alarms and state, and the job commands applied, in one
+        transaction; returns the alarms that opened a drift alert."""
         opened: list[tuple[Watch, Alarm]] = []
         with self.engine.begin() as c:
+            self._write_commands(c, commands)
             if drift is not None:
                 opened = self._write_drift(c, drift)
             self._write_intervals(c, changes.intervals)
@@ -143,7 +158,8 @@ class ShadowStore:
                 unit=watch.unit, status="open").returning(da.c.id))
             if done.first() is not None:
                 opened.append((watch, alarm))
-        self._close_in_control(c, drift.now_ns)
+        for machine, now_ns in drift.clocks.items():
+            self._close_in_control(c, now_ns, t.drift_alert.c.machine_id == machine)
         if drift.state is not None:
             self.save_drift_state(c, drift.state)
         return opened
@@ -189,6 +205,37 @@ class ShadowStore:
                 c.execute(stmt.on_conflict_do_update(
                     index_elements=["machine_id", "start_ns"],
                     set_={"end_ns": record.end_ns, "status": "Completed"}))
+
+    def _write_commands(self, c: Connection, commands: Sequence[CommandDone]) -> None:
+        jc, po = t.job_command, t.production_order
+        for done in commands:
+            c.execute(update(jc).where(jc.c.id == done.id).values(
+                applied_ns=done.applied_ns, job_key=done.job_key, result=done.result[:200]))
+            if done.completed:
+                c.execute(update(po).where(po.c.job_key == done.job_key)
+                          .values(status="completed"))
+
+    def request_job(self, machine: str, job_key: str | None, requested_ns: int,
+                    by: str) -> int:
+        """Records a person's job start (`job_key`) or completion (None) for the
+        shadow to apply; returns its id."""
+        with self.engine.begin() as c:
+            return int(c.execute(t.job_command.insert().values(
+                machine_id=machine, action="complete" if job_key is None else "start",
+                job_key=job_key, requested_ns=requested_ns, requested_by=by)
+                .returning(t.job_command.c.id)).scalar_one())
+
+    def job_commands(self, *, pending: bool = False, command_id: int | None = None,
+                     machine: str | None = None, limit: int = 100) -> list[Any]:
+        """Job commands, oldest first: those not applied yet, one by id, or one
+        machine's."""
+        jc = t.job_command
+        wanted = [col == value for col, value in ((jc.c.id, command_id),
+                                                  (jc.c.machine_id, machine)) if value is not None]
+        if pending:
+            wanted.append(jc.c.applied_ns.is_(None))
+        with self.engine.connect() as c:
+            return list(c.execute(select(jc).where(*wanted).order_by(jc.c.id).limit(limit)))
 
     def timeline(self, window: Window, machines: Sequence[str],
                  open_until_ns: int | None = None) -> Timeline:
@@ -292,8 +339,9 @@ class ShadowStore:
                                                   else_=now_ns)))
             return done.rowcount == 1
 
-    def orders(self) -> list[dict[str, Any]]:
-        """Every production order with the parts counted for its job key."""
+    def orders(self, job_key: str | None = None) -> list[dict[str, Any]]:
+        """Every production order (or the one of `job_key`) with the parts counted for
+        its job key."""
         po, pc = t.production_order, t.production_count
         counted = (select(pc.c.job_key, func.sum(pc.c.pq).label("produced"),
                           func.sum(pc.c.gq).label("good"), func.sum(pc.c.sq).label("scrap"),
@@ -306,6 +354,8 @@ class ShadowStore:
                           for k in ("produced", "good", "scrap", "rework")))
                  .outerjoin(counted, counted.c.job_key == po.c.job_key)
                  .order_by(po.c.order_no, po.c.operation))
+        if job_key is not None:
+            query = query.where(po.c.job_key == job_key)
         with self.engine.connect() as c:
             return [dict(row._mapping) for row in c.execute(query)]
 
@@ -401,10 +451,13 @@ def _equipment(config: OmbreConfig) -> Iterable[dict[str, Any]]:
 
 
 def _fed_by(source: SourceConfig, config: OmbreConfig) -> set[str]:
-    """The machines a source can deliver for: OPC UA nodes name them; an MQTT
+    """The machines a source can deliver for: OPC UA nodes name them, or a browse
+    path or companion specification finds them on the server (any of them); an MQTT
     subscription either fixes one or takes {machine} from the topic (all of them)."""
     if isinstance(source, OpcUaSourceConfig):
-        return {n.machine for n in source.nodes}
+        if source.companion or any(n.machine is None for n in source.nodes):
+            return {m.id for m in config.machines()}
+        return {n.machine for n in source.nodes if n.machine is not None}
     fixed = {s.machine for s in source.subscriptions if s.machine}
     if any("{machine}" in s.topic for s in source.subscriptions):
         return {m.id for m in config.machines()}

@@ -24,6 +24,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+TEXT = r"^[^\x00]*$"  # the text a column can hold: PostgreSQL refuses NUL characters
 ALL_MACHINES = "*"  # planned_stop.machine_id for a stop of every machine
 
 equipment = Table(
@@ -88,6 +89,19 @@ job = Table(
     Column("end_ns", BigInteger, nullable=True),
     Column("status", String(16), nullable=False),  # ISA-95: Running, Completed
     UniqueConstraint("machine_id", "start_ns", name="uq_job_machine_start"),
+)
+
+job_command = Table(  # jobs started or completed through the API, for the shadow to apply
+    "job_command", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("machine_id", String(400), nullable=False),
+    Column("action", String(16), nullable=False),  # start, complete
+    Column("job_key", String(300), nullable=True),  # start: the job; complete: the one ended
+    Column("requested_ns", BigInteger, nullable=False),
+    Column("requested_by", String(128), nullable=False),  # the token's name
+    Column("applied_ns", BigInteger, nullable=True),  # NULL: not applied yet; else data time
+    Column("result", String(200), nullable=True),  # what the shadow did
+    Index("ix_job_command_pending", "applied_ns"),
 )
 
 state_interval = Table(

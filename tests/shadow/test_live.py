@@ -20,8 +20,10 @@ from tests.conftest import Publisher, running, wait_until
 from tests.shadow.scenarios import plant
 
 
-def live_config(port: int, data_dir: Path, database: str | None) -> OmbreConfig:
-    data = plant(data_dir, database, silence_s=60)
+def live_config(port: int, data_dir: Path, database: str | None,
+                **machine: Any) -> OmbreConfig:
+    """The plant with press-1 (`machine` overrides its settings) fed over MQTT."""
+    data = plant(data_dir, database, silence_s=60, **machine)
     data["shadow"]["calendar"] = {}  # every hour is planned time
     data["sources"] = [{"type": "mqtt", "name": "broker", "port": port,
                         "client_id": "ombre-shadow-test",

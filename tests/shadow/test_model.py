@@ -235,6 +235,30 @@ def test_same_job_again_is_not_a_new_job() -> None:
     assert model.machines[P1].job == "A"
 
 
+def test_a_job_commanded_by_hand_takes_effect_within_the_data_time() -> None:
+    """A person's job start or completion (the API's job commands) is applied at its
+    request time held between the machine's clock and the plant's newest reading."""
+    config, model = one_press(job_signal=None)
+    feed(config, model, [r(0, "state", "RUNNING"), r(20, "total", 0)])
+    changes = Changes()
+    # Asked for at 10 (before the machine's clock): it starts at 20, never going back.
+    assert model.command_job(P1, "4711", t(10), changes) is None
+    # Asked for at 90 (a wall clock ahead of the data): it happens at 40, the newest
+    # reading; the first job ends there.
+    feed(config, model, [r(40, "total", 5)])
+    assert model.command_job(P1, "4712", t(90), changes) == "4711"
+    assert model.command_job(P1, None, t(90), changes) == "4712"
+    assert model.command_job(P1, None, t(90), changes) is None  # nothing ran
+    assert changes.jobs == [JobRecord(P1, "4711", t(20), None),
+                            JobRecord(P1, "4711", t(20), t(40)),
+                            JobRecord(P1, "4712", t(40), None),
+                            JobRecord(P1, "4712", t(40), t(40))]
+    assert view(changes) == [(0, 20, "APT", "RUNNING", None),
+                             (20, 40, "APT", "RUNNING", "4711")]
+    assert model.machines[P1].job is None
+    assert model.machines[P1].clock_ns == t(40)
+
+
 # --- counts ---------------------------------------------------------------------------
 
 
