@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from api.deps import AsOperator, AsViewer, Config, Now, RowId, Store
+from api.deps import AsOperator, AsViewer, Config, MachineFilter, Now, RowId, Store
 from shadow.store import ShadowStore
+from shadow.tables import TEXT
 
 router = APIRouter(tags=["alerts"])
 Status = Literal["open", "acknowledged", "closed"]
@@ -35,12 +36,12 @@ class AlertOut(BaseModel):
 
 class CloseIn(BaseModel):
     cause: str = Field(min_length=1, max_length=128)
-    note: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(default=None, max_length=2000, pattern=TEXT)
 
 
 @router.get("/alerts")
 def list_alerts(_: AsViewer, store: Store, status: Status | None = None,
-                machine: str | None = None,
+                machine: MachineFilter = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AlertOut]:
     """Newest first."""
     return alert_views(store, status, machine, limit)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,9 +17,10 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api import alerts, downtime, kpis, machines, metrics, orders, signals, stream
+from api import alerts, docs, downtime, jobs, kpis, machines, metrics, orders, signals, stream
 from api.deps import AsViewer, Store
 from gateway.config import OmbreConfig
+from gateway.counters import Counters, Health
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
 
@@ -25,9 +28,11 @@ PREFIX = "/api/v1"
 STATIC = Path(__file__).with_name("static")
 
 
-def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> FastAPI:
+def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
+               counters: Counters | None = None) -> FastAPI:
     """The API over the shadow's tables of `config`; `clock` gives now in ns (tests
-    pass a fixed one)."""
+    pass a fixed one). `counters` are the gateway's when the API runs in its process
+    (`ombre demo`): /readyz then reports every source and sink, /metrics the runtime."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,11 +44,13 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
         finally:
             engine.dispose()
 
-    app = FastAPI(title="Ombre", version="1", lifespan=lifespan,
+    app = FastAPI(title="Ombre", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None,  # api.docs decides: see api/docs.py
                   description="Machines, ISO 22400 KPIs, drift alerts and downtime of the "
                               "shop floor, from Ombre's digital shadow.")
     app.state.config = config
     app.state.clock = clock
+    app.state.counters = counters
     if config.api.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.api.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["Authorization"])
@@ -65,13 +72,23 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
 
     @app.get("/readyz", tags=["operations"])
     def readyz(_: AsViewer, store: Store) -> JSONResponse:
-        """Ready when the shadow's database answers; 503 with the error otherwise."""
+        """Ready when the shadow's database answers and, in the gateway's process, every
+        source and sink is up; 503 otherwise. `connectors` has each one's health."""
+        body: dict[str, Any] = {"storage": "ok"}
         try:
             with store.engine.connect() as c:
                 c.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            return JSONResponse({"status": "not ready", "storage": str(exc)[:300]}, 503)
-        return JSONResponse({"status": "ready", "storage": "ok"})
+            body["storage"] = str(exc)[:300]
+        if counters is not None:
+            body["connectors"] = {
+                c.name: {"kind": c.kind, "health": c.health, "last_error": c.last_error,
+                         "since": datetime.fromtimestamp(c.since_ts, UTC).isoformat()}
+                for c in counters.connectors.values() if c.kind in ("source", "sink")}
+        ready = body["storage"] == "ok" and all(
+            c["health"] == Health.UP for c in body.get("connectors", {}).values())
+        return JSONResponse({"status": "ready" if ready else "not ready", **body},
+                            200 if ready else 503)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
@@ -88,10 +105,16 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns) -> 
         """Every drift alert; an operator acknowledges or closes them."""
         return FileResponse(STATIC / "alerts.html")
 
+    @app.get("/orders", include_in_schema=False)
+    def orders_page() -> FileResponse:
+        """The orders and their progress; jobs started and completed by hand."""
+        return FileResponse(STATIC / "orders.html")
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (machines, signals, kpis, alerts, downtime, orders, stream):
+    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)
+    app.include_router(docs.router(config.api.docs, STATIC))
     app.state.request_stats = metrics.RequestStats()
     app.middleware("http")(metrics.measure)
     return app

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from api.tokens import Role, create_token, list_tokens, revoke_token
+from api.tokens import Role, create_token, first_admin_token, list_tokens, revoke_token
 from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, setup_logging
 from shadow.calendar import from_ns
 from shadow.cli import config_of, store_of, with_config
@@ -53,9 +53,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     setup_logging(args.log_level)
     with store_of(config) as store:
-        if not list_tokens(store.engine):
-            first = create_token(store.engine, "first admin", Role.ADMIN)
-            print(f"first start: admin token (shown only this once): {first}", file=sys.stderr)
+        first_admin_token(store.engine)
     print(f"Ombre API on http://{config.api.host}:{config.api.port}/docs", file=sys.stderr)
     uvicorn.run(create_app(config), host=config.api.host, port=config.api.port,
                 log_level=args.log_level)

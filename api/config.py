@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from gateway.config_base import ConfigModel
+
+DocsMode = Literal["public", "auth", "off"]  # see api/docs.py
 
 
 class ApiConfig(ConfigModel):
@@ -15,3 +19,4 @@ class ApiConfig(ConfigModel):
     cors_origins: list[str] = Field(default_factory=list)  # none: CORS off
     max_range_days: float = Field(default=400, gt=0)  # longest time range one query covers
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # request bodies, CSV uploads
+    docs: DocsMode = "auth"  # who may read /docs, /redoc and /openapi.json

@@ -13,6 +13,7 @@ from api.tokens import Role, Token
 from gateway.config import OmbreConfig
 from shadow.calendar import to_ns
 from shadow.store import ShadowStore
+from shadow.tables import TEXT
 from shadow.timeline import Window
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -33,19 +34,22 @@ def now_ns(request: Request) -> int:
     return int(request.app.state.clock())
 
 
+def _bounded(name: str, ts: datetime) -> datetime:
+    """`ts` (UTC without a zone) if within the range of int64 nanoseconds, else 400."""
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    if not EARLIEST <= ts < LATEST:  # int64 nanoseconds end in 2262
+        raise HTTPException(400, f"`{name}` must be from {EARLIEST.date()} to before "
+                                 f"{LATEST.date()}, found {ts.isoformat()}")
+    return ts
+
+
 def window(request: Request,
            from_: Annotated[datetime | None, Query(alias="from")] = None,
            to: Annotated[datetime | None, Query()] = None) -> Window:
     """`from` and `to` (RFC 3339; without a zone, UTC); default: the last 24 hours. A
     range longer than api.max_range_days is refused with 400."""
-    end = to or datetime.fromtimestamp(now_ns(request) / 1e9, UTC)
-    end = end if end.tzinfo else end.replace(tzinfo=UTC)
-    start = from_ or end - timedelta(hours=24)
-    start = start if start.tzinfo else start.replace(tzinfo=UTC)
-    for name, ts in (("from", start), ("to", end)):
-        if not EARLIEST <= ts < LATEST:  # int64 nanoseconds end in 2262
-            raise HTTPException(400, f"`{name}` must be from {EARLIEST.date()} to before "
-                                     f"{LATEST.date()}, found {ts.isoformat()}")
+    end = _bounded("to", to or datetime.fromtimestamp(now_ns(request) / 1e9, UTC))
+    start = _bounded("from", from_) if from_ else end - timedelta(hours=24)
     if start > end:
         raise HTTPException(400, f"`from` ({start.isoformat()}) is after `to` "
                                  f"({end.isoformat()})")
@@ -56,6 +60,7 @@ def window(request: Request,
     return Window(to_ns(start), to_ns(end))
 
 
+MachineFilter = Annotated[str | None, Query(max_length=400, pattern=TEXT)]
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a database row id (SQL INTEGER)
 Store = Annotated[ShadowStore, Depends(store)]
 Config = Annotated[OmbreConfig, Depends(config)]

@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import AsOperator, AsViewer, Range, RowId, Store
+from api.deps import AsOperator, AsViewer, MachineFilter, Range, RowId, Store
+from shadow.tables import TEXT
 from shadow.timeline import Category
 
 router = APIRouter(tags=["downtime"])
@@ -24,11 +25,11 @@ class DowntimeOut(BaseModel):
 
 
 class ReasonIn(BaseModel):
-    code: str = Field(min_length=1, max_length=128)
+    code: str = Field(min_length=1, max_length=128, pattern=TEXT)
 
 
 @router.get("/downtime")
-def list_downtime(_: AsViewer, store: Store, window: Range, machine: str | None = None,
+def list_downtime(_: AsViewer, store: Store, window: Range, machine: MachineFilter = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DowntimeOut]:
     """Closed ADET, ADOT and unclassified intervals in the range that have no reason."""
     return [DowntimeOut(id=i, machine=m, start_ns=s, end_ns=e, state=raw, category=cat)

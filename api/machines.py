@@ -31,12 +31,15 @@ class SignalOut(BaseModel):
 class MachineOut(BaseModel):
     """A machine's live state. `category` is its ISO 22400 category now (PDOT inside a
     planned stop; null when unclassified or unknown); `counts` are those of the current
-    job; `online` is false once it has been silent longer than its silence_s."""
+    job; `online` is false once it has been silent longer than its silence_s;
+    `job_by_hand` is true when it has no job signal: its jobs are started and completed
+    through the API."""
 
     id: str
     name: str | None
     line: str
     type: str | None
+    job_by_hand: bool
     state: str
     category: Category | None
     failure: bool
@@ -59,7 +62,7 @@ def machine_view(config: OmbreConfig, machine: MachineConfig, snap: dict[str, An
                  now_ns: int) -> dict[str, Any]:
     """A MachineOut's fields from the machine's config and its snapshot (if any)."""
     base = {"id": machine.id, "name": machine.name, "line": _line_of(config, machine.id),
-            "type": machine.type}
+            "type": machine.type, "job_by_hand": machine.job_signal is None}
     if snap is None:
         return {**base, "state": "no data yet", "category": None, "failure": False,
                 "job": None, "counts": CountsOut(produced=0, good=0, scrap=0, rework=0),

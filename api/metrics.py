@@ -1,5 +1,6 @@
 """`/metrics` in the Prometheus text format: request counts and latencies per route,
-and what the shadow knows (machines online, per category, open drift alerts)."""
+what the shadow knows (machines online, per category, open drift alerts) and, in the
+gateway's process, the runtime's counters."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.responses import PlainTextResponse
 
 from api.deps import AsViewer, Config, Now, Store
 from api.machines import MachineOut, machine_view
+from gateway.counters import Counters, label
 
 router = APIRouter(tags=["operations"])
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -58,10 +60,6 @@ async def measure(request: Request,
     return response
 
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: Now) -> str:
     snaps = store.snapshots()
@@ -69,13 +67,16 @@ def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: No
              for m in config.machines()]
     lines = ["# HELP ombre_machine_online 1 when the machine reported within its silence_s",
              "# TYPE ombre_machine_online gauge"]
-    lines += [f'ombre_machine_online{{machine="{_esc(v.id)}"}} {int(v.online)}' for v in views]
+    lines += [f'ombre_machine_online{{machine="{label(v.id)}"}} {int(v.online)}' for v in views]
     lines += ["# HELP ombre_machine_category 1 for the ISO 22400 category the machine is in",
               "# TYPE ombre_machine_category gauge"]
-    lines += [f'ombre_machine_category{{machine="{_esc(v.id)}",category="{v.category}"}} 1'
+    lines += [f'ombre_machine_category{{machine="{label(v.id)}",category="{v.category}"}} 1'
               for v in views if v.category is not None]
     open_alerts = len(store.alerts(status="open", machine=None, limit=100_000))
     lines += ["# HELP ombre_drift_alerts_open drift alerts not yet acknowledged or closed",
               "# TYPE ombre_drift_alerts_open gauge", f"ombre_drift_alerts_open {open_alerts}"]
+    counters: Counters | None = request.app.state.counters
+    if counters is not None:
+        lines += counters.prometheus([(i.machine, i.signal) for i in config.registry()])
     stats: RequestStats = request.app.state.request_stats
     return "\n".join([*lines, *stats.lines()]) + "\n"

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 
@@ -76,3 +77,10 @@ def check_token(engine: Engine, text: str) -> Token | None:
     if not hmac.compare_digest(row.secret_sha256, _digest(match[2])):
         return None
     return Token(row.id, row.name, Role[row.role.upper()], row.created_ns, row.revoked_ns)
+
+
+def first_admin_token(engine: Engine) -> None:
+    """With no token in the database yet, creates an admin token and prints it once."""
+    if not list_tokens(engine):
+        token = create_token(engine, "first admin", Role.ADMIN)
+        print(f"first start: admin token (shown only this once): {token}", file=sys.stderr)

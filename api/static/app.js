@@ -1,7 +1,6 @@
 // Ombre's shop-floor overview: one tile per machine (coloured by its ISO 22400
 // category), its job and counts, the OEE of the current shift with its three factors,
-// and the open drift alerts. It reads the live stream (/api/v1/stream) with fetch, so
-// the token travels in the Authorization header, and updates without a reload.
+// and the open drift alerts. It reads the live stream, so it updates without a reload.
 "use strict";
 
 const machines = new Map();  // id -> last MachineOut
@@ -77,38 +76,5 @@ function handle(kind, data) {
   else if (kind === "kpis") { kpis = data; renderAll(); }
 }
 
-async function stream() {
-  const status = document.getElementById("status");
-  for (;;) {
-    try {
-      const response = await fetch("/api/v1/stream", { headers: { Authorization: `Bearer ${Ombre.token}` } });
-      if (response.status === 401 || response.status === 403) {
-        Ombre.logout(t("bad"));
-        return;
-      }
-      status.textContent = t("live");
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const kind = /^event: (.*)$/m.exec(block);
-          const data = /^data: (.*)$/m.exec(block);
-          if (kind && data) handle(kind[1], JSON.parse(data[1]));
-        }
-      }
-    } catch (error) {
-      console.warn("stream lost", error);
-    }
-    status.textContent = t("lost");
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-  }
-}
-
 Ombre.onLanguage = renderAll;
-Ombre.init(stream);
+Ombre.init(() => Ombre.stream(handle));

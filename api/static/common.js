@@ -14,7 +14,15 @@ const TEXT = {
         "loss-quality": "quality loss", "fully-productive": "fully productive", "none-left": "none", signals: "Signals",
         baseline: "baseline", limits: "±3σ", "all-alerts": "Drift alerts", "status-open": "open",
         "status-acknowledged": "acknowledged", "status-closed": "closed", acknowledge: "Acknowledge",
-        close: "Close", note: "note", "needs-operator-alert": "this needs an operator token" },
+        close: "Close", note: "note", "needs-operator-alert": "this needs an operator token",
+        orders: "Production orders", order: "order", operation: "operation", material: "material",
+        progress: "progress", "order-status": "status", "running-on": "running on", "status-planned": "planned",
+        "status-running": "running", "status-completed": "completed", start: "Start",
+        complete: "Complete", "import-csv": "Import a CSV", imported: "orders imported",
+        "needs-admin": "importing orders needs an admin token",
+        "needs-operator-job": "starting or completing a job needs an operator token",
+        requested: "requested; the shadow applies it in a moment", "no-orders": "no orders",
+        demo: "Demo", "sim-time": "simulated time", scenario: "scenario", starts: "starts at" },
   fr: { title: "Atelier", connecting: "connexion…", live: "en direct", lost: "reconnexion…",
         token: "Jeton d'API", open: "Ouvrir", alerts: "Alertes de dérive ouvertes",
         "no-alerts": "aucune", job: "OF", "no-job": "pas d'OF", parts: "pièces",
@@ -25,7 +33,18 @@ const TEXT = {
         "needs-operator": "affecter un motif demande un jeton opérateur",
         "loss-availability": "perte de disponibilité", "loss-performance": "perte de performance",
         "loss-quality": "perte de qualité", "fully-productive": "pleinement productif",
-        "none-left": "aucun", signals: "Signaux", baseline: "référence", limits: "±3σ" },
+        "none-left": "aucun", signals: "Signaux", baseline: "référence", limits: "±3σ",
+        "all-alerts": "Alertes de dérive", "status-open": "ouverte",
+        "status-acknowledged": "prise en compte", "status-closed": "clôturée", acknowledge: "Prendre en compte",
+        close: "Clôturer", note: "note", "needs-operator-alert": "cela demande un jeton opérateur",
+        orders: "Ordres de fabrication", order: "OF", operation: "opération", material: "article",
+        progress: "avancement", "order-status": "statut", "running-on": "en cours sur", "status-planned": "planifié",
+        "status-running": "en cours", "status-completed": "terminé", start: "Démarrer",
+        complete: "Terminer", "import-csv": "Importer un CSV", imported: "ordres importés",
+        "needs-admin": "importer des ordres demande un jeton administrateur",
+        "needs-operator-job": "démarrer ou terminer un OF demande un jeton opérateur",
+        requested: "demandé ; le jumeau l'applique dans un instant", "no-orders": "aucun ordre",
+        demo: "Démo", "sim-time": "heure simulée", scenario: "scénario", starts: "commence à" },
 };
 
 const Ombre = {
@@ -51,6 +70,67 @@ const Ombre = {
     document.getElementById("login").hidden = false;
     document.getElementById("login-error").textContent = message || "";
   },
+  // Reads the live stream (/api/v1/stream) with fetch, so the token travels in the
+  // Authorization header, and calls handle(kind, data) for each event; reconnects.
+  async stream(handle) {
+    const status = document.getElementById("status");
+    for (;;) {
+      try {
+        const response = await fetch("/api/v1/stream", { headers: { Authorization: `Bearer ${Ombre.token}` } });
+        if (response.status === 401 || response.status === 403) {
+          Ombre.logout(Ombre.t("bad"));
+          return;
+        }
+        status.textContent = Ombre.t("live");
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const kind = /^event: (.*)$/m.exec(block);
+            const data = /^data: (.*)$/m.exec(block);
+            if (kind && data) handle(kind[1], JSON.parse(data[1]));
+          }
+        }
+      } catch (error) {
+        console.warn("stream lost", error);
+      }
+      status.textContent = Ombre.t("lost");
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  },
+  // Under `ombre demo`: a banner with the speed, the simulated time, and for each
+  // scenario what to look for; refreshed every 5 s. Elsewhere /api/v1/demo is a 404.
+  async demo() {
+    let d;
+    try {
+      const response = await fetch("/api/v1/demo", { headers: { Authorization: `Bearer ${Ombre.token}` } });
+      if (!response.ok) return;  // not a demo
+      d = await response.json();
+    } catch (error) {  // the server is away for a moment: try again later
+      console.warn("demo banner", error);
+      setTimeout(Ombre.demo, 5000);
+      return;
+    }
+    let banner = document.getElementById("demo");
+    if (!banner) {
+      banner = document.createElement("aside");
+      banner.id = "demo";
+      document.body.insertBefore(banner, document.getElementById("page"));
+    }
+    const when = (ns) => new Date(ns / 1e6).toLocaleString(Ombre.lang, { dateStyle: "short", timeStyle: "short" });
+    const line = (text) => { const p = document.createElement("p"); p.textContent = text; return p; };
+    banner.replaceChildren(
+      line(`${Ombre.t("demo")} ×${d.speed} · ${Ombre.t("sim-time")} ${when(d.sim_ns)}`),
+      ...d.scenarios.map((s) => line(`${Ombre.t("scenario")} ${s.name}`
+        + (s.started ? "" : ` (${Ombre.t("starts")} ${when(s.starts_ns)})`) + ` — ${s.look_for[Ombre.lang]}`)));
+    setTimeout(Ombre.demo, 5000);
+  },
   // Calls `start` once a token is known: from #token=..., the browser, or the form.
   init(start) {
     const form = document.createElement("form");  // the same on every page
@@ -71,6 +151,7 @@ const Ombre = {
       document.getElementById("login").hidden = true;
       document.getElementById("page").hidden = false;
       start();
+      Ombre.demo();
     };
     document.getElementById("login").addEventListener("submit", (event) => {
       event.preventDefault();

@@ -131,4 +131,6 @@ async function load() {
 }
 
 Ombre.onLanguage = () => { if (shift) losses(); };
-Ombre.init(() => { load(); setInterval(load, 30000); });
+// A failed refresh (the server away for a moment) waits for the next one.
+const refresh = () => load().catch((error) => console.warn("machine page", error));
+Ombre.init(() => { refresh(); setInterval(refresh, 30000); });

@@ -238,3 +238,38 @@ def test_signal_history_is_downsampled_with_its_drift_baseline(api: Api) -> None
     missing = api.client.get("/api/v1/machines/press-1/signals/nope",
                              headers=api.headers(Role.VIEWER))
     assert missing.status_code == 404
+
+
+def test_a_job_cannot_be_set_by_hand_on_a_machine_with_a_job_signal(api: Api) -> None:
+    operator = api.headers(Role.OPERATOR)
+    for path, body in (("/api/v1/machines/press-1/job", {"order": "4711"}),
+                       ("/api/v1/machines/press-1/job/complete", None)):
+        refused = api.client.post(path, json=body, headers=operator)
+        assert refused.status_code == 409
+        assert "'order'" in refused.json()["detail"]  # the job signal it takes jobs from
+    unknown = api.client.post("/api/v1/machines/press-9/job", json={"order": "4711"},
+                              headers=operator)
+    assert unknown.status_code == 404
+    invalid = api.client.post("/api/v1/machines/press-1/job", json={"order": ""},
+                              headers=operator)
+    assert invalid.status_code == 422
+    assert invalid.json()["detail"][0]["loc"] == ["body", "order"]
+    assert api.client.get("/api/v1/job-commands/1", headers=api.headers(Role.VIEWER)) \
+        .status_code == 404
+
+
+def test_text_the_database_cannot_hold_and_dates_out_of_range_are_refused(api: Api) -> None:
+    """Found by schemathesis: a NUL character (PostgreSQL text cannot hold one) and a
+    `to` near year 1 (the default `from` is a day before it) were 500s."""
+    nul = api.client.post("/api/v1/downtime/1/reason", json={"code": "\x00"},
+                          headers=api.headers(Role.OPERATOR))
+    assert nul.status_code == 422
+    assert nul.json()["detail"][0]["loc"] == ["body", "code"]
+    query = api.client.get("/api/v1/alerts", params={"machine": "\x00"},
+                           headers=api.headers(Role.VIEWER))
+    assert query.status_code == 422
+    assert query.json()["detail"][0]["loc"] == ["query", "machine"]
+    early = api.client.get("/api/v1/downtime", params={"to": "0001-01-01T00:00:00Z"},
+                           headers=api.headers(Role.VIEWER))
+    assert early.status_code == 400
+    assert "`to` must be from 1970-01-01" in early.json()["detail"]

@@ -4,27 +4,22 @@ chromium-driver), against the API served by uvicorn on a free port."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from api.app import create_app
 from api.tokens import Role, create_token
-from bench.mosquitto import free_port
 from gateway.config_load import load_config
 from shadow.calendar import to_ns
 from shadow.schema import open_engine
-from tests.conftest import require_binary
+from tests.api.conftest import chromium, serving
 from tests.shadow.scenarios import D_DAY, at, reading, scenario_d_lines
 from tests.shadow.test_drift_alerts import RAMP_WATCH
 from tests.shadow.test_replay import WORKED_STOP, Shop, replay_worked_example
@@ -48,35 +43,19 @@ def served(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Serve
         token = create_token(engine, "screen", Role.VIEWER)
     finally:
         engine.dispose()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(config, clock=lambda: to_ns(NOW)), host="127.0.0.1", port=port,
-        log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, name="test:uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield Served(shop, f"http://127.0.0.1:{port}", token)
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serving(create_app(config, clock=lambda: to_ns(NOW))) as url:
+        yield Served(shop, url, token)
 
 
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = require_binary("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1600,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(require_binary("chromedriver")), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def shift_oee(served: Served, capsys: pytest.CaptureFixture[str]) -> float:
+    """press-1's OEE over the shift so far (06:00 to now), as `ombre kpi` gives it: what
+    its tile must show."""
+    code, out, _ = served.shop.ombre(capsys, "kpi", "--machine", "press-1", "--from",
+                                     "2026-03-02T06:00:00Z", "--to", "2026-03-02T13:59:00Z",
+                                     "--json")
+    assert code == 0
+    value: float = json.loads(out)[0]["kpis"]["oee"]["value"]
+    return value
 
 
 def test_the_overview_shows_the_machines_and_alerts_live(
@@ -87,12 +66,7 @@ def test_the_overview_shows_the_machines_and_alerts_live(
     # redrawn on every update, so each look finds the element afresh.
     value = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#machine-press-1 .oee")
                        .get_attribute("data-value"))
-    # The tile's OEE is the API's for the shift so far (06:00 to now).
-    code, out, _ = served.shop.ombre(capsys, "kpi", "--machine", "press-1", "--from",
-                                     "2026-03-02T06:00:00Z", "--to", "2026-03-02T13:59:00Z",
-                                     "--json")
-    assert code == 0
-    expected = json.loads(out)[0]["kpis"]["oee"]["value"]
+    expected = shift_oee(served, capsys)
     assert float(value or "nan") == pytest.approx(expected, abs=1e-12)
     text = wait.until(lambda d: d.find_element(By.ID, "machine-press-1").text)
     assert f"{100 * expected:.1f} %" in text
@@ -179,3 +153,44 @@ def test_an_operator_acknowledges_then_closes_an_alert_in_the_browser(
     closed = next(line.split("\t") for line in out.splitlines() if line.startswith(alert_id))
     assert closed[4] == "closed"
     assert closed[-3:] == ["operator", "sensor", "thermocouple loose"]
+
+
+# Every element laid out beyond the viewport's right edge, or the page wider than it:
+# what a tablet would have to scroll sideways to see.
+OVERFLOW = """
+const width = document.documentElement.clientWidth;
+const out = [...document.querySelectorAll("#page *, header *")]
+  .filter((e) => e.getClientRects().length && !e.closest(".scroll"))
+  .filter((e) => e.getBoundingClientRect().right > width + 0.5)
+  .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`);
+return [document.documentElement.scrollWidth, width, out];
+"""
+
+
+@pytest.mark.parametrize("size", [(800, 1280), (1280, 800)], ids=["portrait", "landscape"])
+def test_the_overview_and_machine_page_fit_a_tablet(served: Served,
+                                                    size: tuple[int, int]) -> None:
+    driver = chromium(*size, tablet=True)
+    try:
+        wait = WebDriverWait(driver, 20, ignored_exceptions=[StaleElementReferenceException])
+        driver.get(f"{served.url}/#token={served.token}")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#machine-press-1 .oee")
+                   .get_attribute("data-value"))
+        assert driver.execute_script("return navigator.maxTouchPoints") > 0  # emulated
+        assert driver.execute_script("return window.innerWidth") == size[0]
+        scroll_width, width, out = driver.execute_script(OVERFLOW)
+        assert (scroll_width, out) == (width, [])
+        # Readable from a step back: the OEE in large type, the tile's text not cut.
+        tile = driver.find_element(By.ID, "machine-press-1")
+        oee = tile.find_element(By.CLASS_NAME, "oee")
+        assert float(oee.value_of_css_property("font-size").removesuffix("px")) >= 32
+        assert tile.size["width"] >= 300
+        assert driver.execute_script("const e = arguments[0]; return e.scrollWidth <= "
+                                     "e.clientWidth", tile)
+        driver.get(f"{served.url}/machine?id=press-1")  # the token stayed in the browser
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-temp canvas"))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#downtime tr"))
+        scroll_width, width, out = driver.execute_script(OVERFLOW)
+        assert (scroll_width, out) == (width, [])
+    finally:
+        driver.quit()

@@ -30,7 +30,8 @@ def test_no_request_gets_a_server_error(tmp_path: Path, database: str | None,
     headers = {"Authorization": f"Bearer {create_token(engine, 'schemathesis', Role.ADMIN)}"}
     tested = []
     try:
-        for result in schemathesis.openapi.from_asgi("/openapi.json", app).get_all_operations():
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=headers)
+        for result in schema.get_all_operations():
             operation = result.ok()
             if operation.path == "/api/v1/stream":
                 continue  # an endless event stream: tested in test_api.py

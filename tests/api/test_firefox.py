@@ -1,0 +1,102 @@
+"""The dashboard in a real headless Firefox: the Debian firefox-esr, driven over its
+built-in WebDriver BiDi by tests/firefox/dashboard.mjs (puppeteer-core, so no
+geckodriver; `make test` runs its npm ci), against the API served by uvicorn on a free
+port. The script reports what each page shows; this test judges it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config_load import load_config
+from tests.api.test_dashboard import Served, served, shift_oee  # noqa: F401 (a fixture)
+from tests.conftest import require_binary
+from tests.shadow.scenarios import D_DAY, at, reading
+from tests.sim.test_demo import _get, _iso
+
+SCRIPT = Path(__file__).parents[1] / "firefox" / "dashboard.mjs"
+STYLE = Path(__file__).parents[2] / "api" / "static" / "style.css"
+
+
+def colour(category: str) -> str:
+    """The colour style.css gives `category`, as a browser computes it."""
+    found = re.search(rf"--{category}: #([0-9a-f]{{6}});", STYLE.read_text())
+    assert found, f"style.css has no colour for {category}"
+    return "rgb({}, {}, {})".format(*bytes.fromhex(found[1]))
+
+
+def step(process: subprocess.Popen[str], name: str) -> dict[str, Any]:
+    """The script's next report, which must be the step `name`."""
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        pytest.fail(f"dashboard.mjs stopped before {name!r} (exit code {process.wait(30)}); "
+                    "its stderr is below")
+    seen: dict[str, Any] = json.loads(line)
+    assert seen.pop("step") == name
+    return seen
+
+
+def test_the_dashboard_works_in_firefox(served: Served,  # noqa: F811 (the fixture)
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    firefox, node = require_binary("firefox-esr"), require_binary("node")
+    if not (SCRIPT.parent / "node_modules" / "puppeteer-core").is_dir():
+        pytest.fail("puppeteer-core is not in tests/firefox/node_modules; `make test` installs it")
+    expected_oee = shift_oee(served, capsys)
+    with subprocess.Popen([node, str(SCRIPT), firefox, served.url, served.token, "press-1"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            machine, overview = step(process, "machine"), step(process, "overview")
+            # The open overview sees press-1 break down, through the live stream.
+            lines = [reading(at("06:00", D_DAY + timedelta(days=1)), "state", "BREAKDOWN")]
+            assert served.shop.ombre(capsys, "replay",
+                                     str(served.shop.write("breakdown.jsonl", lines)))[0] == 0
+            assert process.stdin is not None
+            process.stdin.write("changed\n")
+            process.stdin.flush()
+            live, french = step(process, "live"), step(process, "french")
+            errors = step(process, "errors")
+            assert process.wait(60) == 0
+        finally:
+            process.kill()
+
+    # The machine page: the API's state band of the shift, to scale, in the
+    # categories' colours; the losses; and a chart uPlot drew on its canvas.
+    api = f"{served.url}/api/v1"
+    window = _get(f"{api}/kpis?machine=press-1&by=shift", served.token)[-1]["window"]
+    start, end = window["start_ns"], window["end_ns"]
+    intervals = _get(f"{api}/machines/press-1/timeline?from={_iso(start)}&to={_iso(end)}",
+                     served.token)
+    band = machine["band"]
+    assert [(s["id"], s["category"]) for s in band] \
+        == [(str(i["id"]), i["category"]) for i in intervals]
+    assert [s["background"] for s in band] == [colour(s["category"]) for s in band]
+    assert [s["width"] / machine["bandWidth"] for s in band] == pytest.approx(
+        [(min(i["end_ns"], end) - max(i["start_ns"], start)) / (end - start)
+         for i in intervals], abs=1e-3)
+    assert "availability loss: 60.0" in machine["losses"]
+    assert machine["chart"] == "temp"
+    assert machine["drawn"] > 0
+    # The overview: a tile per machine, coloured by its category, with the shift's OEE.
+    config = load_config(served.shop.config, {})
+    assert overview["tiles"] == [f"machine-{m.id}" for m in config.machines()]
+    assert (overview["category"], overview["background"]) == ("ADOT", colour("ADOT"))
+    assert "IDLE · ADOT" in overview["text"]
+    assert float(overview["oee"]) == pytest.approx(expected_oee, abs=1e-12)
+    assert f"OEE {100 * expected_oee:.1f} %" in overview["text"]
+    assert overview["url"] == f"{served.url}/"  # the token left the address
+    # Live, without a reload: the tile turned to the breakdown's category and colour.
+    assert (live["category"], live["background"]) == ("ADET", colour("ADET"))
+    assert "BREAKDOWN · ADET" in live["text"]
+    assert (live["notReloaded"], live["url"]) == (True, overview["url"])
+    # In French.
+    assert (french["heading"], french["button"]) == ("Atelier", "EN")
+    assert "disponibilité" in french["text"]
+    assert "pas d'OF" in french["text"]
+    assert errors == {"errors": []}
