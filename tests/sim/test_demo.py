@@ -1,0 +1,255 @@
+"""`ombre demo` as a user runs it: a real child process with its OPC UA server, the
+MQTT broker at 127.0.0.1:1883 (through the demo's own relays), the gateway, the shadow
+and the API, at --speed 120 for a bounded time. Checked through the API while it runs,
+and through its stores once it has stopped."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
+
+from bench.mosquitto import free_port
+from connectors.sqlite_ts import open_store
+from sim.scenarios import SCENARIOS
+from tests.api.conftest import chromium
+
+pytestmark = pytest.mark.slow
+
+SPEED = 120
+# Long enough for the drift scenario (it starts after 2 simulated hours, once the
+# detector has learned its baseline) and for the 60 s broker outage and its recovery.
+DURATION_S = 100
+STARTED = re.compile(r"dashboard at (http://127\.0\.0\.1:\d+)/#token=(\S+)")
+
+
+@dataclass
+class Run:
+    data_dir: Path
+    returncode: int
+    log: str
+    machines: list[list[dict[str, Any]]] = field(default_factory=list)  # each poll's list
+    demo: dict[str, Any] = field(default_factory=dict)
+    kpis: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    ready: dict[str, Any] = field(default_factory=dict)
+    banner: str = ""
+    metrics: str = ""
+
+
+def _get(url: str, token: str, *, text: bool = False) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode() if text else json.load(response)
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _start(data_dir: Path, port: int, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--data-dir", str(data_dir), "--port",
+         str(port), "--log-level", "warning", *args],
+        stderr=subprocess.PIPE, text=True)
+
+
+def _wait_started(child: subprocess.Popen[str]) -> tuple[str, str, list[str]]:
+    assert child.stderr is not None
+    lines: list[str] = []
+    for line in child.stderr:
+        lines.append(line)
+        found = STARTED.search(line)
+        if found:
+            return found[1], found[2], lines
+    raise AssertionError("ombre demo ended before serving:\n" + "".join(lines))
+
+
+def _banner(url: str, token: str) -> str:
+    """The dashboard's demo banner, as Chromium shows it."""
+    browser = chromium(1280, 800)
+    try:
+        browser.get(f"{url}/#token={token}")
+        WebDriverWait(browser, 20).until(
+            lambda b: "drift" in b.find_element(By.ID, "demo").text)
+        return str(browser.find_element(By.ID, "demo").text)
+    finally:
+        browser.quit()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """One demo with the drift, broker-outage and bad-payloads scenarios."""
+    data_dir = tmp_path_factory.mktemp("demo")
+    child = _start(data_dir, free_port(), "--speed", str(SPEED), "--duration",
+                   str(DURATION_S), "--scenario", "drift", "--scenario", "broker-outage",
+                   "--scenario", "bad-payloads")
+    try:
+        url, token, lines = _wait_started(child)
+        result = Run(data_dir, -1, "")
+        deadline = time.monotonic() + DURATION_S - 8
+        while time.monotonic() < deadline:
+            result.machines.append(_get(f"{url}/api/v1/machines", token))
+            time.sleep(2)
+        result.banner = _banner(url, token)
+        result.demo = _get(f"{url}/api/v1/demo", token)
+        started = min(s["starts_ns"] - int(SCENARIOS[s["name"]].at_s * 1e9)
+                      for s in result.demo["scenarios"])
+        window = f"from={_iso(started)}&to={_iso(result.demo['sim_ns'])}"
+        result.kpis = _get(f"{url}/api/v1/kpis?{window}", token)
+        result.alerts = _get(f"{url}/api/v1/alerts", token)
+        result.ready = _get(f"{url}/readyz", token)
+        result.metrics = _get(f"{url}/metrics", token, text=True)
+        _, rest = child.communicate(timeout=120)
+        result.returncode, result.log = child.returncode, "".join(lines) + rest
+        yield result
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_machines_are_visible_with_plausible_states(run: Run) -> None:
+    assert run.returncode == 0, run.log
+    last = {m["id"]: m for m in run.machines[-1]}
+    assert set(last) == {"cnc-1", "press-1", "pack-1"}
+    seen = {(m["id"], m["category"]) for poll in run.machines for m in poll}
+    # Every machine was seen producing at some point, and nothing else than the ISO
+    # 22400 categories (or unknown while silent) appeared.
+    for machine in last:
+        assert (machine, "APT") in seen, sorted(seen)
+    assert {c for _, c in seen} <= {"APT", "ASUT", "ADET", "ADOT", "PDOT", None}
+    assert all(m["job"] for m in last.values() if m["category"] in ("APT", "ASUT"))
+
+
+def test_the_dashboard_says_what_runs_and_what_to_look_for(run: Run) -> None:
+    assert f"Demo \u00d7{SPEED}" in run.banner
+    for name in ("drift", "broker-outage", "bad-payloads"):
+        assert f"scenario {name}" in run.banner
+        assert SCENARIOS[name].look_for[0][:40] in run.banner
+
+
+def test_oee_is_realistic(run: Run) -> None:
+    (plant,) = run.kpis
+    oee = plant["kpis"]["oee"]["value"]
+    print(f"demo OEE over {plant['time_s']['POT'] / 3600:.1f} simulated hours: {oee:.3f}; "
+          + ", ".join(f"{k} {plant['kpis'][k]['value']:.3f}"
+                      for k in ("availability", "effectiveness", "quality_ratio")))
+    assert 0.4 <= oee <= 0.95, plant["kpis"]["oee"]
+    assert plant["quantities"]["PQ"] > 0
+
+
+def test_drift_raises_exactly_one_alert_on_the_spindle_temperature(run: Run) -> None:
+    assert [(a["machine"], a["signal"], a["direction"]) for a in run.alerts] == [
+        ("cnc-1", "spindle_temp", "up")], run.alerts
+
+
+def test_broker_outage_loses_no_reading(run: Run) -> None:
+    assert "broker reachable again" in run.log
+    published = json.loads((run.data_dir / "demo.json").read_text())["published"]
+    assert published, "the demo recorded no MQTT reading"
+    with open_store(run.data_dir / "timeseries.sqlite") as store:
+        stored = {key: store.count(*key.split("/"), 0, 2**62) for key in published}
+    assert stored == published
+
+
+def test_bad_payloads_are_quarantined_and_counted(run: Run) -> None:
+    state = json.loads((run.data_dir / "demo.json").read_text())
+    with sqlite3.connect(run.data_dir / "gateway.sqlite") as db:
+        (quarantined,) = db.execute(
+            "SELECT COUNT(*) FROM quarantine WHERE source = 'demo-broker'").fetchone()
+    assert state["bad_payloads_sent"] == SCENARIOS["bad-payloads"].amount
+    assert quarantined == state["bad_payloads_sent"]
+
+
+def test_readyz_and_metrics_show_the_gateway_in_the_same_process(run: Run) -> None:
+    assert run.ready["status"] == "ready"
+    assert {name: c["health"] for name, c in run.ready["connectors"].items()} == {
+        "cnc-1-opcua": "up", "demo-broker": "up", "timeseries": "up", "shadow": "up"}
+    received = re.search(
+        r'^ombre_signal_received_total\{machine="cnc-1",signal="spindle_temp"\} (\d+)$',
+        run.metrics, re.MULTILINE)
+    assert received is not None, run.metrics[:2000]
+    assert int(received[1]) > 0
+    assert ('ombre_connector_quarantined_total{connector="demo-broker",kind="source"} 40'
+            in run.metrics.splitlines())
+
+
+def _run_to_end(data_dir: Path, *args: str, interrupt_after_s: float | None = None) -> str:
+    """Runs a demo to its end: its --duration, or Ctrl-C (SIGINT) after a while."""
+    child = _start(data_dir, free_port(), "--speed", str(SPEED), *args)
+    try:
+        _, _, lines = _wait_started(child)
+        if interrupt_after_s is not None:
+            time.sleep(interrupt_after_s)
+            child.send_signal(signal.SIGINT)
+        _, rest = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    log = "".join(lines) + rest
+    assert child.returncode == 0, log
+    return log
+
+
+def test_a_second_demo_goes_on_and_reset_starts_afresh(tmp_path: Path) -> None:
+    """With no broker at --broker, the demo starts its own mosquitto. The OPC UA server
+    restarts, pack-1's counters reset and cnc-1 breaks down; a second run goes on from
+    the first one's clock, orders and counters; --reset forgets them."""
+    data_dir = tmp_path / "demo"
+    log = _run_to_end(data_dir, "--broker", f"127.0.0.1:{free_port()}", "--duration", "35",
+                      "--scenario", "opcua-restart", "--scenario", "counter-reset",
+                      "--scenario", "breakdown", "--log-level", "info")
+    assert "starting mosquitto" in log
+    first = json.loads((data_dir / "demo.json").read_text())
+    with open_store(data_dir / "timeseries.sqlite") as store:
+        gaps = store.read_events("_gateway", 0, 2**62)
+    assert [e.name for e in gaps] == ["opcua_gap"], gaps
+    with sqlite3.connect(data_dir / "ombre.sqlite") as db:
+        implausible = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        negative = db.execute("SELECT COUNT(*) FROM production_count WHERE pq < 0").fetchone()[0]
+        intervals = db.execute(
+            "SELECT start_ns, end_ns, raw_state FROM state_interval WHERE machine_id = "
+            "'cnc-1' ORDER BY start_ns").fetchall()
+    assert (implausible, negative) == (0, 0)
+    # The scripted 20-minute breakdown (OutOfService), to a step of the machine (2 s),
+    # whatever shift or planned-stop edges split its intervals.
+    breakdowns: list[float] = []
+    end = None
+    for start, stop, state in intervals:
+        if state.startswith("OutOfService"):
+            if breakdowns and start == end:
+                breakdowns[-1] += (stop - start) / 1e9
+            else:
+                breakdowns.append((stop - start) / 1e9)
+            end = stop
+    assert any(1190 <= seconds <= 1210 for seconds in breakdowns), breakdowns
+
+    log = _run_to_end(data_dir, interrupt_after_s=5)
+    assert "Ombre demo stopped" in log
+    second = json.loads((data_dir / "demo.json").read_text())
+    assert second["client"] == first["client"]
+    assert second["sim_ns"] > first["sim_ns"] + 5 * SPEED * 10**9 * 0.9
+    for machine, saved in first["machines"].items():
+        assert second["machines"][machine]["seq"] >= saved["seq"]
+        assert second["machines"][machine]["total"] >= saved["total"] or machine == "pack-1"
+
+    _run_to_end(data_dir, "--duration", "3", "--reset")
+    third = json.loads((data_dir / "demo.json").read_text())
+    assert third["client"] != first["client"]
+    assert all(m["seq"] == 1 for m in third["machines"].values())
