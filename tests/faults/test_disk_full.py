@@ -1,0 +1,119 @@
+"""The data directory on a small tmpfs that fills up under a QoS 1 flow: Ombre does not
+crash, health shows which store is down and why, nothing is lost once space is freed
+(the queue blocks, the broker keeps the rest), and every SQLite file passes
+`PRAGMA integrity_check` afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.mosquitto import Mosquitto
+from connectors.sqlite_ts import open_store
+from gateway.counters import Health
+from tests.conftest import Publisher, plant_config, running, wait_until
+from tests.faults.harness import SIGNALS, Flow
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+SIZE = "8m"  # the tmpfs
+LEFT_BYTES = 256 * 1024  # free space the filler file leaves
+RATE = 2000  # readings/s
+FULL_FOR_S = 3.0  # the flow goes on this long against the full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MB tmpfs mounted for the test (as root, like CI), unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs",
+                             str(mount)], capture_output=True, text=True, check=False)
+    if result.returncode:
+        pytest.fail(f"cannot mount a tmpfs (the test runs as root): {result.stderr}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file taking all the free space of `disk` but `leave` bytes."""
+    stats = os.statvfs(disk)
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        out.truncate(0)
+        remaining = stats.f_bavail * stats.f_frsize - leave
+        block = b"\xff" * (1 << 20)
+        while remaining > 0:
+            remaining -= out.write(block[:remaining])
+    return filler
+
+
+def integrity(path: Path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        db.close()
+
+
+async def test_a_full_data_directory_degrades_health_and_loses_nothing(
+        broker: Mosquitto, small_disk: Path) -> None:
+    config = plant_config(broker.port, small_disk / "data")
+    flow = Flow(Publisher(broker.port, client_id="faults-publisher"))
+    loop = asyncio.get_running_loop()
+    try:
+        async with running(config) as gateway:
+            counters = gateway.counters
+            source = counters.connector("broker", "source")
+            await wait_until(lambda: source.health is Health.UP, what="the source to connect")
+            filler = fill(small_disk, LEFT_BYTES)
+            start = loop.time()
+
+            def down() -> list[str]:
+                return [f"{c.kind} {c.name}: {c.last_error}" for c in counters.connectors.values()
+                        if c.health is Health.DOWN]
+
+            while not down():
+                flow.publish_until(int((loop.time() - start) * RATE))
+                assert loop.time() - start < 60, "the disk never filled"
+                await asyncio.sleep(0.01)
+            full_at = loop.time()
+            while loop.time() < full_at + FULL_FOR_S:
+                flow.publish_until(int((loop.time() - start) * RATE))
+                await asyncio.sleep(0.01)
+            health = down()
+            filler.unlink()
+            freed = loop.time()
+            timeseries = counters.connector("timeseries", "sink")
+            await wait_until(lambda: (flow.publish_until(flow.sent),
+                                      timeseries.readings >= flow.sent)[1], timeout_s=60,
+                             what="every reading stored once space is free")
+            recovered = loop.time()
+            # Every store is up again once it retried (each after its own backoff).
+            await wait_until(lambda: not down(), timeout_s=60, what="every store up again")
+    finally:
+        flow.publisher.close()
+    data = config.data_dir
+    with open_store(data / "timeseries.sqlite") as store:
+        values = [store.read(m, s, 0, 2**62)[1] for m, s in SIGNALS]
+    lost = sum(len(np.setdiff1d(flow.expected(k), v)) for k, v in enumerate(values))
+    checks = {p.name: integrity(p) for p in sorted(data.glob("*.sqlite"))}
+    print(f"\ndata directory on a {SIZE} tmpfs, full for {freed - full_at:.1f} s under "
+          f"{RATE} readings/s: health {health}; {flow.sent} published, {lost} lost; "
+          f"caught up {recovered - freed:.1f} s after space was freed; integrity {checks}")
+    # Whichever store hit the full disk first (the outbox, a sink) says so, in one line.
+    assert health
+    assert all(line.endswith("database or disk is full") for line in health), health
+    for k, v in enumerate(values):
+        np.testing.assert_array_equal(v, flow.expected(k))
+    assert set(checks) == {"gateway.sqlite", "timeseries.sqlite", "ombre.sqlite"}
+    assert set(checks.values()) == {"ok"}
