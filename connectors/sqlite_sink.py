@@ -24,7 +24,8 @@ BACKLOG_INTERVAL_S = 0.25  # sooner while retention or compaction has work left
 
 
 class SqliteSink:
-    """Writes batches to a TimeSeriesStore at `config.path` or <data_dir>/timeseries.sqlite.
+    """Writes batches to a TimeSeriesStore at `config.path` or <data_dir>/timeseries.sqlite;
+    Resumable: each write records how far into the outbox it reaches.
 
     The runtime calls `connect` (again after a failed write), `write` from one task,
     and `aclose` once; each runs the store in a worker thread, one at a time. `write`
@@ -61,16 +62,32 @@ class SqliteSink:
             self._store = store
 
     async def write(self, batch: Batch, events: Sequence[Event]) -> None:
-        await asyncio.to_thread(self._write, batch, events)
+        await asyncio.to_thread(self._write, batch, events, None)
 
-    def _write(self, batch: Batch, events: Sequence[Event]) -> None:
+    async def write_upto(self, batch: Batch, events: Sequence[Event], outbox: str,
+                         seq: int) -> None:
+        await asyncio.to_thread(self._write, batch, events, (f"{outbox}/{self.name}", seq))
+
+    async def applied(self, outbox: str) -> int:
+        return await asyncio.to_thread(self._applied, f"{outbox}/{self.name}")
+
+    def _applied(self, key: str) -> int:
         with self._lock:
-            if self._store is None:
-                raise RuntimeError(f"sink {self.name} is not connected")
-            self._store.write(self._series_of[batch.signal_id], batch.ts_ns, batch.value,
-                              batch.quality, events)
+            return self._connected().applied(key)
+
+    def _connected(self) -> TimeSeriesStore:
+        if self._store is None:
+            raise RuntimeError(f"sink {self.name} is not connected")
+        return self._store
+
+    def _write(self, batch: Batch, events: Sequence[Event],
+               applied: tuple[str, int] | None) -> None:
+        with self._lock:
+            store = self._connected()
+            store.write(self._series_of[batch.signal_id], batch.ts_ns, batch.value,
+                        batch.quality, events, applied=applied)
             if time.monotonic() >= self._next_maintenance:
-                self._maintain(self._store)
+                self._maintain(store)
 
     def _maintain(self, store: TimeSeriesStore) -> None:
         now_ns, more = time.time_ns(), False

@@ -52,6 +52,9 @@ CREATE TABLE events(ts_ns INTEGER NOT NULL, machine TEXT NOT NULL, name TEXT NOT
     value_json TEXT NOT NULL, quality INTEGER NOT NULL, UNIQUE(machine, ts_ns, name));
 CREATE INDEX events_ts ON events(ts_ns);
 """
+# How far into a writer's outbox the store got, committed with each write (see Resumable).
+_APPLIED = ("CREATE TABLE IF NOT EXISTS applied(outbox TEXT PRIMARY KEY, "
+            "seq INTEGER NOT NULL)")
 
 
 class StoreError(Exception):
@@ -130,6 +133,8 @@ class TimeSeriesStore:
                     raise StoreError(f"{path} is not an Ombre time-series store")
                 self._db.executescript(
                     f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            if not readonly:  # added within version 1: older readers ignore it
+                self._db.execute(_APPLIED)
         except BaseException:
             self._db.close()
             raise
@@ -174,9 +179,11 @@ class TimeSeriesStore:
             "SELECT id, machine, signal, unit FROM series ORDER BY machine, signal")]
 
     def write(self, series_id: Int64Array, ts_ns: Int64Array, value: Float64Array,
-              quality: UInt8Array, events: Sequence[Event] = ()) -> None:
+              quality: UInt8Array, events: Sequence[Event] = (), *,
+              applied: tuple[str, int] | None = None) -> None:
         """Store readings (equal-length columns, ids from `series_ids`) and events in one
-        transaction. Writing the same data again is harmless."""
+        transaction, with `applied` (outbox, seq) if given. Writing the same data again
+        is harmless."""
         ts = np.asarray(ts_ns, np.int64)
         block = ts // BLOCK_NS
         b0 = int(block.min()) if len(block) else 0
@@ -206,9 +213,16 @@ class TimeSeriesStore:
             self._db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)", [
                 (e.ts_ns, e.machine, e.name, orjson.dumps(e.value).decode(), int(e.quality))
                 for e in events])
+            if applied is not None:
+                self._db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", applied)
         self._dirty.update(marks)
         if len(self._dirty) > 100_000:  # only a cache of what `dirty` holds
             self._dirty.clear()
+
+    def applied(self, outbox: str) -> int:
+        """The seq last recorded by `write` for `outbox` (0: none)."""
+        row = self._db.execute("SELECT seq FROM applied WHERE outbox = ?", (outbox,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def _chunks(self, sid: int, from_ns: int, to_ns: int) -> list[_Chunk]:
         """The series' chunks in writes that may hold readings in [from_ns, to_ns)."""

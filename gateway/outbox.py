@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox_cursor (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS signal (id INTEGER PRIMARY KEY, machine TEXT NOT NULL,
     signal TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -108,6 +110,10 @@ class Outbox:
         self.bytes = self._scalar("SELECT COALESCE(SUM(nbytes), 0) FROM outbox")
         self.rows = self._scalar("SELECT COUNT(*) FROM outbox")
         with self._tx():
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('id', ?)", (str(uuid.uuid4()),))
+            # Names this file for sinks that record how far they got (Resumable): seq
+            # numbers start again in a new file.
+            self.id: str = self._db.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()[0]
             names = ",".join("?" * len(self._sinks))
             self._db.execute(f"DELETE FROM outbox_cursor WHERE sink NOT IN ({names})", self._sinks)
             first = self._scalar("SELECT COALESCE(MIN(seq) - 1, 0) FROM outbox")
@@ -170,6 +176,20 @@ class Outbox:
                 self._quarantine(refused)
             self._collect()
             self._in_flight.pop(sink, None)
+
+    def resume(self, sink: str, applied: int) -> int:
+        """The sink itself recorded storing everything up to seq `applied`: move its
+        cursor there if it is behind (a crash came between the two commits). Returns
+        the rows skipped."""
+        with self._lock, self._tx():
+            cursor = self._scalar("SELECT seq FROM outbox_cursor WHERE sink = ?", sink)
+            if applied <= cursor:
+                return 0
+            skipped = self._scalar("SELECT COUNT(*) FROM outbox WHERE seq > ? AND seq <= ?",
+                                   cursor, applied)
+            self._db.execute("UPDATE outbox_cursor SET seq = ? WHERE sink = ?", (applied, sink))
+            self._collect()
+            return skipped
 
     def release(self, sink: str) -> None:
         """The sink failed to write what `pending` gave it: the cap may drop it again."""

@@ -23,7 +23,16 @@ from gateway.config import RuntimeConfig
 from gateway.counters import ConnectorCounters, Counters, Health
 from gateway.outbox import GATEWAY_MACHINE, OVERFLOW_EVENT, Dropped, Outbox
 from gateway.queue import DeliveryQueue
-from gateway.types import Batch, Delivery, Event, QuarantineRecord, Sink, Source, Written
+from gateway.types import (
+    Batch,
+    Delivery,
+    Event,
+    QuarantineRecord,
+    Resumable,
+    Sink,
+    Source,
+    Written,
+)
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -252,8 +261,9 @@ class Gateway:
         counters = self.counters.connector(sink.name, "sink")
         backoff = self._backoff()
         appended = self._appended[sink.name]
+        connect, write = self._sink_calls(sink)
         try:
-            await self._connect(sink.connect, counters, backoff, mark_up=True)
+            await self._connect(connect, counters, backoff, mark_up=True)
             while True:
                 appended.clear()
                 pending = await self._on_outbox(self._outbox.pending, sink.name,
@@ -264,13 +274,14 @@ class Gateway:
                     await appended.wait()
                     continue
                 try:
-                    written = await sink.write(pending.batch, pending.events) or Written()
+                    written = await write(pending.batch, pending.events,
+                                          pending.last_seq) or Written()
                 except Exception as exc:  # noqa: BLE001 - any failure means retry
                     counters.retries += 1
                     counters.set_health(Health.DOWN, _describe(exc))
                     self._outbox.release(sink.name)
                     await asyncio.sleep(backoff.next_delay())
-                    await self._connect(sink.connect, counters, backoff, mark_up=False)
+                    await self._connect(connect, counters, backoff, mark_up=False)
                     continue
                 await self._on_outbox(self._outbox.delivered, sink.name, pending.last_seq,
                                       written.refused)
@@ -280,6 +291,29 @@ class Gateway:
                 await self._end_overflow()
         finally:
             await sink.aclose()
+
+    def _sink_calls(self, sink: Sink) -> tuple[
+            Callable[[], Awaitable[None]],
+            Callable[[Batch, Sequence[Event], int], Awaitable[Written | None]]]:
+        """How to connect and write to `sink`: a Resumable sink records each write's
+        outbox seq, and on connect the cursor skips what it had stored before a crash."""
+        if not isinstance(sink, Resumable):
+            return sink.connect, lambda batch, events, _seq: sink.write(batch, events)
+        resumable = sink
+
+        async def connect() -> None:
+            await sink.connect()
+            applied = await resumable.applied(self._outbox.id)
+            skipped = await self._on_outbox(self._outbox.resume, sink.name, applied)
+            if skipped:
+                log.info("sink %s had stored %d outbox rows whose delivery was not "
+                         "recorded (the process stopped between the two): not written again",
+                         sink.name, skipped)
+
+        async def write(batch: Batch, events: Sequence[Event], seq: int) -> Written | None:
+            return await resumable.write_upto(batch, events, self._outbox.id, seq)
+
+        return connect, write
 
     def _count_written(self, counters: ConnectorCounters, batch: Batch, events: int,
                        written: Written) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -184,3 +184,20 @@ class Sink(Protocol):
     async def write(self, batch: Batch, events: Sequence[Event]) -> Written | None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """A sink that stores, in the transaction of each write, how far into the outbox the
+    write reaches. A crash between that commit and the outbox's cursor move would have the
+    runtime write the same rows again; instead it asks the sink where it got to after each
+    connect and moves the cursor there, so each outbox row is stored once."""
+
+    async def applied(self, outbox: str) -> int:
+        """The last seq of outbox `outbox` this sink stored (0: none)."""
+        ...
+
+    async def write_upto(self, batch: Batch, events: Sequence[Event], outbox: str,
+                         seq: int) -> Written | None:
+        """`write`, recording (outbox, seq) in the same transaction."""
+        ...

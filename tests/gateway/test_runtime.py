@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +121,34 @@ async def test_a_sink_that_is_down_loses_nothing_and_catches_up(
     ups = [r for r in caplog.records if "sink timeseries is up (was down)" in r.getMessage()]
     assert len(downs) == 1  # logged once when it failed, not at every retry
     assert len(ups) == 1
+
+
+async def test_a_write_whose_cursor_move_was_lost_is_not_written_again(
+        broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The process dies after the sink's commit and before the outbox's: on the next
+    start the sink's own record of the seq it reached moves the cursor past those rows."""
+    caplog.set_level(logging.INFO)
+    config = plant_config(broker.port, tmp_path / "data")
+    _, outbox = build_gateway(config)
+    sink = SqliteSink(config.sinks[0], config.data_dir, config.registry())
+    now = time.time_ns()
+    outbox.append(Batch(np.arange(now, now + 300, dtype=np.int64), np.zeros(300, np.int32),
+                        np.ones(300), np.zeros(300, np.uint8)), [], [])
+    pending = outbox.pending(sink.name, 1000)
+    await sink.connect()
+    await sink.write_upto(pending.batch, pending.events, outbox.id, pending.last_seq)
+    await sink.aclose()
+    outbox.close()  # ...and outbox.delivered never ran
+    async with running(config) as gateway:
+        await wait_until(lambda: gateway.counters.connector("timeseries", "sink").health
+                         is Health.UP, what="the sink to start")
+    with sqlite3.connect(config.data_dir / "timeseries.sqlite") as db:
+        assert db.execute("SELECT SUM(n) FROM chunk").fetchone()[0] == 300  # written once
+    assert any("had stored 1 outbox rows whose delivery was not recorded" in r.getMessage()
+               for r in caplog.records)
+    _, outbox = build_gateway(config)
+    assert outbox.backlog() == {"timeseries": 0, "shadow": 0}
+    outbox.close()
 
 
 async def test_outbox_over_its_cap_drops_exactly_the_counted_telemetry_and_keeps_events(
