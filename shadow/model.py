@@ -216,7 +216,13 @@ class ShadowModel:
 
     def advance(self, now_ns: int, changes: Changes | None = None) -> Changes:
         """Marks machines silent longer than their `silence_s` as unknown (from the end
-        of the tolerated silence) and applies planned-stop edges up to `now_ns`."""
+        of the tolerated silence) and applies planned-stop edges up to `now_ns`.
+
+        A silent machine's clock stays where its silence began: its readings may only
+        be late (a link down, their backlog to come), and when they come they are
+        applied at their own times, the planned-stop edges in between too. Moving its
+        clock with the rest of the plant would fold that backlog into the moment it
+        arrives and count the whole outage as unknown."""
         changes = changes if changes is not None else Changes()
         for m in self.machines.values():
             if m.last_seen_ns is None:
@@ -224,7 +230,7 @@ class ShadowModel:
             silence_end = m.last_seen_ns + int(m.config.silence_s * NS_PER_S)
             if not m.silent and now_ns > silence_end:
                 self._go_silent(m, silence_end, changes)
-            if self._cross_planned(m, now_ns, changes):
+            if not m.silent and self._cross_planned(m, now_ns, changes):
                 changes.touched.add(m.config.id)
         return changes
 

@@ -426,6 +426,26 @@ def test_other_machines_readings_make_a_silent_machine_unknown() -> None:
     assert model.machines[P2].state == State("IDLE", Category.ADOT)
 
 
+def test_a_late_backlog_is_applied_at_its_own_times() -> None:
+    """P1's link is down for two hours while P2's data flows: P1 goes silent, then its
+    backlog arrives. The backlog's states and the planned stop in between land at their
+    own times; only P1's tolerated silence folds into one instant (minute 15)."""
+    config = plant(machine_config(P1, silence_s=600), machine_config(P2, silence_s=600),
+                   stops=[STOP])
+    model = model_of(config)
+    before = feed(config, model, [r(0, "state", "RUNNING"),
+                                  *(r(m, "temp", 1.0) for m in range(6))])
+    during = feed(config, model, [r(0, "state", "RUNNING", P2),
+                                  *(r(m, "temp", 1.0, P2) for m in range(121))])
+    assert model.machines[P1].silent
+    backlog = feed(config, model, [*(r(m, "temp", 1.0) for m in range(6, 121)),
+                                   r(100, "state", "IDLE")])
+    p1 = [(i, raw) for i, raw in merged([before, during, backlog]).intervals if i.machine == P1]
+    assert view(p1) == [(0, 15, "APT", "RUNNING", None), (15, 60, "APT", "RUNNING", None),
+                        (60, 90, "PDOT", "RUNNING", None), (90, 100, "APT", "RUNNING", None)]
+    assert model.machines[P1].state == State("IDLE", Category.ADOT)
+
+
 # --- planned stops --------------------------------------------------------------------
 
 STOP = {"reason": "maintenance", "from": "2026-03-02T07:00:00Z", "to": "2026-03-02T07:30:00Z"}
@@ -699,10 +719,13 @@ def test_restore_keeps_silence_and_planned_state() -> None:
     feed(config, kept, [r(0, "state", "BREAKDOWN"), r(0, "order", "A")])
     kept.advance(t(65))
     assert kept.machines[P1].silent
-    assert kept.machines[P1].planned
+    assert not kept.machines[P1].planned  # its clock waits where its silence began
     restored = model_of(config)
     restored.machines[P1].restore(json.loads(json.dumps(kept.machines[P1].snapshot())))
     assert restored.machines[P1].state == UNKNOWN
-    assert restored.machines[P1].category == Category.PDOT
+    assert restored.machines[P1].category is None
     readings = [r(100, "state", "RUNNING"), r(110, "total", 5.0)]
-    assert result_of(feed(config, restored, readings)) == result_of(feed(config, kept, readings))
+    result = feed(config, kept, readings)
+    assert result_of(feed(config, restored, readings)) == result_of(result)
+    assert view(result)[:3] == [(1, 60, None, "unknown", "A"), (60, 90, "PDOT", "unknown", "A"),
+                                (90, 100, None, "unknown", "A")]
