@@ -24,7 +24,6 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -45,8 +44,7 @@ class InfluxSink:
     """Writes to the InfluxDB 2 write API at `config.url` (or a server that speaks it).
 
     The runtime calls `connect` (again after a failed write), `write` from one task and
-    `aclose` once; each runs the client in a worker thread, one at a time (a write
-    hands each request to a sender thread of its own, one in flight). `write`
+    `aclose` once; each runs the client in a worker thread, one at a time. `write`
     returns once every line is written or refused; the Written report lists the refused
     lines and counts the valueless readings. After `aclose`, `write` raises RuntimeError."""
 
@@ -59,9 +57,6 @@ class InfluxSink:
         self._lock = threading.Lock()  # a cancelled call's thread may still be running
         self._client: InfluxDBClient | None = None
         self._api: WriteApi | None = None
-        # One request in flight while `_write` builds the next; the thread starts on the
-        # first write and ends with `aclose`.
-        self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"sink-{self.name}")
 
     async def connect(self) -> None:
         await asyncio.to_thread(self._connect)
@@ -82,36 +77,19 @@ class InfluxSink:
         return await asyncio.to_thread(self._write, batch, events)
 
     def _write(self, batch: Batch, events: Sequence[Event]) -> Written:
-        """Sends requests of `batch_size` lines, readings then events, building the
-        lines of one while the server answers the one before: line building holds
-        the GIL, the wait for the answer does not."""
-        event_lines, valueless = self._layout.event_lines(events)
+        readings, valueless = self._layout.reading_lines(batch)
+        event_lines, valueless_events = self._layout.event_lines(events)
+        lines = readings + event_lines
         refused: list[QuarantineRecord] = []
-        total, size = len(batch) + len(event_lines), self._config.batch_size
         with self._lock:
-            api = self._api
-            if api is None:
+            if self._api is None:
                 raise RuntimeError(f"sink {self.name} is not connected")
-            sending: Future[list[QuarantineRecord]] | None = None
-            for start in range(0, total, size):
-                readings, readings_valueless = self._layout.reading_lines(
-                    batch.slice(start, start + size))
-                lines = readings + event_lines[max(0, start - len(batch)):
-                                               max(0, start + size - len(batch))]
-                valueless += readings_valueless
-                if sending is not None:
-                    refused += sending.result()
-                sending = self._sender.submit(self._request, api, lines, start, batch, events)
-            if sending is not None:
-                refused += sending.result()
-        return Written(refused, valueless)
-
-    def _request(self, api: WriteApi, lines: list[str], start: int, batch: Batch,
-                 events: Sequence[Event]) -> list[QuarantineRecord]:
-        """Sends one request, lines[k] being line start + k of the write; returns the
-        records of the lines the server refused."""
-        return [self._record(start + k, lines[k], reason, batch, events)
-                for k, reason in self._send(api, lines, range(len(lines))).items()]
+            size = self._config.batch_size
+            for start in range(0, len(lines), size):
+                chunk = range(start, min(start + size, len(lines)))
+                for i, reason in self._send(self._api, lines, chunk).items():
+                    refused.append(self._record(i, lines[i], reason, batch, events))
+        return Written(refused, valueless + valueless_events)
 
     def _send(self, api: WriteApi, lines: list[str], chunk: Sequence[int]) -> dict[int, str]:
         """Writes lines[i] for i in chunk; returns the refused ones, index -> reason."""
@@ -150,7 +128,6 @@ class InfluxSink:
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._close)
-        self._sender.shutdown()
 
     def _close(self) -> None:
         with self._lock:

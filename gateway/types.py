@@ -45,11 +45,6 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ts_ns)
 
-    def slice(self, start: int, stop: int) -> Batch:
-        """Readings start to stop (views, not copies)."""
-        return Batch(self.ts_ns[start:stop], self.signal_id[start:stop],
-                     self.value[start:stop], self.quality[start:stop])
-
     @classmethod
     def empty(cls) -> Batch:
         return cls(
