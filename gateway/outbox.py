@@ -185,6 +185,13 @@ class Outbox:
             cursor = self._scalar("SELECT seq FROM outbox_cursor WHERE sink = ?", sink)
             if applied <= cursor:
                 return 0
+            issued = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence "
+                                  "WHERE name = 'outbox'")
+            if applied > issued:  # this file is older than the sink's record of it
+                log.warning("sink %s recorded outbox seq %d, but this outbox has issued "
+                            "only up to %d (restored from a backup?): its cursor stays at %d",
+                            sink, applied, issued, cursor)
+                return 0
             skipped = self._scalar("SELECT COUNT(*) FROM outbox WHERE seq > ? AND seq <= ?",
                                    cursor, applied)
             self._db.execute("UPDATE outbox_cursor SET seq = ? WHERE sink = ?", (applied, sink))

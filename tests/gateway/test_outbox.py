@@ -63,6 +63,28 @@ def test_cursor_survives_reopen(tmp_path: Path) -> None:
     again.close()
 
 
+def test_resume_skips_what_the_sink_recorded_and_nothing_else(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "g.sqlite", ["a"], SIGNALS, 10**9, 100)
+    for i in range(3):
+        box.append(batch(3, 3 * i), [], [])
+    seq = box.pending("a", 3).last_seq  # the sink stored the first row; the cursor is behind
+    assert box.resume("a", 0) == 0  # a sink with no record
+    assert box.resume("a", seq) == 1
+    assert box.resume("a", seq) == 0  # the cursor never goes back
+    np.testing.assert_array_equal(box.pending("a", 100).batch.ts_ns, np.arange(3, 9))
+    box.close()
+
+
+def test_resume_ignores_a_record_this_file_never_issued(tmp_path: Path) -> None:
+    """An outbox older than the sink's record of it (a restored backup): skipping to
+    the record would skip rows it issues from now on."""
+    box = Outbox(tmp_path / "g.sqlite", ["a"], SIGNALS, 10**9, 100)
+    box.append(batch(3), [], [])
+    assert box.resume("a", 50) == 0
+    np.testing.assert_array_equal(box.pending("a", 100).batch.ts_ns, [0, 1, 2])
+    box.close()
+
+
 def test_over_the_cap_the_oldest_telemetry_is_dropped_and_events_are_kept(
     tmp_path: Path,
 ) -> None:
