@@ -31,16 +31,19 @@ class OmbreProcess:
     def __init__(self, config: Path, log: Path) -> None:
         self.config, self.log = config, log
         self.process: subprocess.Popen[bytes] | None = None
+        self._started_at = 0
 
     def start(self) -> None:
         with self.log.open("ab") as log:
+            self._started_at = log.tell()  # where this run's lines begin
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "run", str(self.config)],
                 stdout=log, stderr=log)
 
     def wait_for_log(self, text: str, timeout_s: float = 20) -> None:
+        """Wait until the current run (not an earlier one) has logged `text`."""
         deadline = time.monotonic() + timeout_s
-        while text not in self.log.read_text():
+        while text not in self.log.read_bytes()[self._started_at:].decode():
             assert self.process is not None
             if self.process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"no {text!r} in the log:\n{self.log.read_text()}")
@@ -88,6 +91,8 @@ def test_sigterm_drains_everything_received_and_exits_cleanly(
     db.close()
     received = len(stored(tmp_path / "data")[0])
     ombre.start()  # what was not acked before the stop is still at the broker
+    # A SIGTERM before the process set its handlers would kill it, not stop it.
+    ombre.wait_for_log("source broker is up")
     deadline = time.monotonic() + 20
     while len(stored(tmp_path / "data")[0]) < 2000 and time.monotonic() < deadline:
         time.sleep(0.1)
