@@ -96,7 +96,7 @@ class Counters:
         """Readings a sink was handed but its upstream refused: quarantined, not written."""
         if len(signal_ids):
             np.subtract.at(self.signal_written, signal_ids, 1)
-            np.add.at(self.signal_quarantined, signal_ids, 1)
+            self.count_signals(self.signal_quarantined, signal_ids)
 
     def count_signals(self, target: npt.NDArray[np.int64],
                       signal_ids: npt.NDArray[np.integer[Any]]) -> None:

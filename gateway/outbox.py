@@ -171,10 +171,9 @@ class Outbox:
         """Move the sink's cursor to seq and delete what every sink has received; what
         the sink's upstream `refused` goes to the quarantine in the same transaction."""
         with self._lock, self._tx():
-            self._db.execute("UPDATE outbox_cursor SET seq = ? WHERE sink = ?", (seq, sink))
             if refused:
                 self._quarantine(refused)
-            self._collect()
+            self._move_cursor(sink, seq)
             self._in_flight.pop(sink, None)
 
     def resume(self, sink: str, applied: int) -> int:
@@ -194,8 +193,7 @@ class Outbox:
                 return 0
             skipped = self._scalar("SELECT COUNT(*) FROM outbox WHERE seq > ? AND seq <= ?",
                                    cursor, applied)
-            self._db.execute("UPDATE outbox_cursor SET seq = ? WHERE sink = ?", (applied, sink))
-            self._collect()
+            self._move_cursor(sink, applied)
             return skipped
 
     def release(self, sink: str) -> None:
@@ -251,6 +249,10 @@ class Outbox:
                 "(SELECT id FROM quarantine ORDER BY id LIMIT ?)", (excess,),
             )
             self._quarantine_rows -= excess
+
+    def _move_cursor(self, sink: str, seq: int) -> None:
+        self._db.execute("UPDATE outbox_cursor SET seq = ? WHERE sink = ?", (seq, sink))
+        self._collect()
 
     def _collect(self) -> None:
         """Delete rows that every sink has received (all rows when there is no sink)."""
