@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config_base import ConfigModel, InvalidKeyError, Name, require_unique
+from shadow.drift import DEFAULT_BASELINE_POINTS, MIN_BASELINE_POINTS
 from shadow.timeline import Category
 
 SHADOW_SINK = "shadow"  # the shadow's outbox cursor; no configured sink may use the name
@@ -128,7 +129,8 @@ class DriftConfig(ConfigModel):
     """A drift detector on one number signal of the machine, or on its `cycle_time`
     (seconds per part, derived from counter increments while it runs). Parameters are
     in units of the baseline sigma; `mean` and `sigma` are given together, or learned
-    from the first `baseline_points` readings."""
+    from the first `baseline_points` readings, which are also checked for autocorrelation
+    (shadow/drift.py)."""
 
     signal: Name
     detector: Literal["cusum", "ewma", "shewhart"] = "cusum"
@@ -141,7 +143,9 @@ class DriftConfig(ConfigModel):
                                 min_length=1)  # Western Electric rules used
     mean: float | None = None
     sigma: float | None = Field(default=None, gt=0)
-    baseline_points: int = Field(default=100, ge=100)
+    baseline_points: int = Field(default=DEFAULT_BASELINE_POINTS, ge=MIN_BASELINE_POINTS)
+    # autocorrelated baseline: watch AR(1) residuals, or the readings anyway
+    autocorrelation: Literal["residuals", "ignore"] = "residuals"
     aggregate_s: float | None = Field(default=None, gt=0)  # watch means over such windows
     in_control_s: float = Field(default=300, gt=0)  # no alarm this long: the alert closes
 
