@@ -107,9 +107,9 @@ class DriftMonitor:
     def _log_baseline(self, i: int) -> None:
         watch, status = self.watches[i], self.bank.status(i)
         log.log(logging.WARNING if status.autocorrelated else logging.INFO,
-                "shadow: drift detector %s on %s/%s: baseline mean %g, sigma %g %s: %s",
+                "shadow: drift detector %s on %s/%s: baseline mean %g, sigma %g%s: %s",
                 watch.config.detector, watch.machine, watch.signal, status.mean, status.sigma,
-                watch.unit or "", status.describe())
+                f" {watch.unit}" if watch.unit else "", status.describe())
 
     def _rows(self, batch: Batch, derived: Sequence[Derived]
               ) -> tuple[Int64Array, Int64Array, Float64Array]:

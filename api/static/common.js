@@ -22,7 +22,9 @@ const TEXT = {
         "needs-admin": "importing orders needs an admin token",
         "needs-operator-job": "starting or completing a job needs an operator token",
         requested: "requested; the shadow applies it in a moment", "no-orders": "no orders",
-        demo: "Demo", "sim-time": "simulated time", scenario: "scenario", starts: "starts at" },
+        demo: "Demo", "sim-time": "simulated time", scenario: "scenario", starts: "starts at",
+        autocorrelated: "readings autocorrelated", "watching-residuals": "the detector watches the AR(1) residuals (a slow drift shows later)",
+        "watching-anyway": "the detector watches the readings anyway: expect more false alarms" },
   fr: { title: "Atelier", connecting: "connexion…", live: "en direct", lost: "reconnexion…",
         token: "Jeton d'API", open: "Ouvrir", alerts: "Alertes de dérive ouvertes",
         "no-alerts": "aucune", job: "OF", "no-job": "pas d'OF", parts: "pièces",
@@ -44,7 +46,9 @@ const TEXT = {
         "needs-admin": "importer des ordres demande un jeton administrateur",
         "needs-operator-job": "démarrer ou terminer un OF demande un jeton opérateur",
         requested: "demandé ; le jumeau l'applique dans un instant", "no-orders": "aucun ordre",
-        demo: "Démo", "sim-time": "heure simulée", scenario: "scénario", starts: "commence à" },
+        demo: "Démo", "sim-time": "heure simulée", scenario: "scénario", starts: "commence à",
+        autocorrelated: "mesures autocorrélées", "watching-residuals": "le détecteur surveille les résidus AR(1) (une dérive lente se voit plus tard)",
+        "watching-anyway": "le détecteur surveille quand même les mesures : fausses alertes plus fréquentes" },
 };
 
 const Ombre = {

@@ -109,10 +109,26 @@ async function chart(signal) {
     box.className = "chart";
     document.getElementById("charts").append(box);
   }
+  notes(signal, s.baselines, box);
   charts.get(signal)?.destroy();
   const title = `${signal}${s.unit ? ` (${s.unit})` : ""}`;
   charts.set(signal, new uPlot({ title, width: Math.min(1200, window.innerWidth - 60), height: 220,
                                  series, axes: [{ stroke: "#ddd" }, { stroke: "#ddd" }] }, data, box));
+}
+
+// A detector whose baseline readings are autocorrelated says so above its chart.
+function notes(signal, baselines, box) {
+  const id = `drift-note-${signal}`;
+  document.getElementById(id)?.remove();
+  const found = baselines.filter((b) => b.autocorrelated);
+  if (!found.length) return;
+  const note = document.createElement("p");
+  note.id = id;
+  note.className = "warning";
+  note.textContent = found.map((b) => `⚠ ${signal} · ${b.detector}: ${t("autocorrelated")} `
+    + `(φ = ${b.phi.toFixed(2)} ± ${b.phi_se.toFixed(2)}, n = ${b.points}): `
+    + t(b.mode === "ar1_residuals" ? "watching-residuals" : "watching-anyway")).join("\n");
+  box.before(note);
 }
 
 async function load() {
