@@ -189,7 +189,7 @@ def test_baseline_is_learned_from_the_window_and_raises_nothing() -> None:
 
 
 def test_a_constant_baseline_window_is_discarded_and_counted() -> None:
-    bank = DetectorBank([DetectorSpec("cusum")])
+    bank = DetectorBank([DetectorSpec("cusum", baseline_points=100)])
     det, ts = np.zeros(250, dtype=np.int64), np.arange(250, dtype=np.int64)
     rng = np.random.default_rng(5)
     xs = np.r_[np.full(230, 7.0), 7.0 + rng.standard_normal(20)]
