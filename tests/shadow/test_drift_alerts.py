@@ -156,6 +156,13 @@ def test_autocorrelated_readings_are_logged_once_when_the_baseline_is_learned(
     assert record.getMessage().endswith("watching AR(1) residuals")
 
 
+def test_the_config_chooses_how_autocorrelation_is_handled() -> None:
+    assert monitor_for(CUSUM)[0].bank.specs[0].autocorrelation == "residuals"
+    monitor, _ = monitor_for({**CUSUM, "autocorrelation": "ignore", "baseline_points": 200})
+    assert (monitor.bank.specs[0].autocorrelation, monitor.bank.specs[0].baseline_points) == (
+        "ignore", 200)
+
+
 def test_a_state_saved_by_an_older_version_starts_again() -> None:
     monitor, _ = monitor_for(CUSUM)
     state = json.loads(json.dumps(monitor.state()))
