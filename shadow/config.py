@@ -32,20 +32,38 @@ def _outcome(value: object) -> object:
     return {"category": value} if isinstance(value, str) else value
 
 
-class JobOutcome(ConfigModel):
-    """A state whose meaning depends on whether a job is loaded: `IDLE: {job: ADET,
-    no_job: ADOT}` (idle with a job loaded is a delay, without one unit downtime)."""
+class TableEntry(ConfigModel):
+    """What one value of a table state means: a category (and whether a stop in it is a
+    failure), or, when that depends on whether a job is loaded, an outcome for `job` and
+    one for `no_job`: `IDLE: {job: ADET, no_job: ADOT}`."""
 
-    job: StateOutcome
-    no_job: StateOutcome
+    category: Category | None = None
+    failure: bool = False
+    job: StateOutcome | None = None
+    no_job: StateOutcome | None = None
 
     @field_validator("job", "no_job", mode="before")
     @classmethod
     def _short(cls, value: object) -> object:
         return _outcome(value)
 
-    def pick(self, job: bool) -> StateOutcome:
-        return self.job if job else self.no_job
+    @model_validator(mode="after")
+    def _category_or_job(self) -> TableEntry:
+        by_job = self.job is not None or self.no_job is not None
+        if by_job and (self.job is None or self.no_job is None):
+            raise InvalidKeyError(("job" if self.job is None else "no_job",),
+                                  "expected both `job` and `no_job`, found only one")
+        if by_job == (self.category is not None):
+            raise InvalidKeyError(("category",), "expected either `category` or `job` and "
+                                  f"`no_job`, found {'both' if by_job else 'neither'}")
+        return self
+
+    def pick(self, job: bool) -> tuple[Category | None, bool]:
+        """The category and failure flag with or without a job loaded."""
+        outcome = self.job if job else self.no_job
+        if outcome is None:
+            return self.category, self.failure
+        return outcome.category, outcome.failure
 
 
 class TableState(ConfigModel):
@@ -54,7 +72,7 @@ class TableState(ConfigModel):
 
     type: Literal["table"]
     signal: Name
-    map: dict[str, StateOutcome | JobOutcome] = Field(min_length=1)
+    map: dict[str, TableEntry] = Field(min_length=1)
 
     @field_validator("map", mode="before")
     @classmethod

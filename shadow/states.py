@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from shadow.config import (
     Condition,
-    JobOutcome,
     MachineryState,
     PackmlState,
     RulesState,
@@ -150,8 +149,7 @@ def evaluate(config: StateConfig | None, values: Mapping[str, SignalValue], job:
         entry = config.map.get(raw)
         if entry is None:
             return State(raw, None, mapped=False)
-        outcome = entry.pick(job) if isinstance(entry, JobOutcome) else entry
-        return State(raw, outcome.category, outcome.failure)
+        return State(raw, *entry.pick(job))
     if isinstance(config, RulesState):
         for i, rule in enumerate(config.rules, 1):
             if rule.job in (None, job) and all(_holds(c, values.get(c.signal))

@@ -5,15 +5,20 @@ through `ombre replay` into the tables, read back as `ombre kpi`, the API's time
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import Role
 from api.tokens import create_token
+from gateway.config import OmbreConfig
 from gateway.config_load import load_config
 from shadow.schema import open_engine
+from shadow.states import State, evaluate
+from shadow.timeline import Category
 from tests.shadow.scenarios import REASON_CODES_CSV, reason_example_lines, reason_machine
 from tests.shadow.test_replay import WORKED_STOP, Shop
 
@@ -122,3 +127,28 @@ def test_reason_import_reports_bad_rows_by_line(
     assert code == 1
     assert out == f"1 reason codes imported from {bad}; 1 rows rejected\n"
     assert err.startswith(f"{bad}:3: category: Input should be 'APT', 'ASUT'")
+
+
+def readme_yaml(heading: str) -> list[dict[str, Any]]:
+    """The YAML blocks of a section of the README."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    section = text.split(f"\n### {heading}\n")[1].split("\n### ")[0]
+    return [yaml.safe_load(block.split("\n```")[0]) for block in section.split("```yaml\n")[1:]]
+
+
+def test_the_readmes_examples_are_valid_and_mean_what_it_says() -> None:
+    table, rules = readme_yaml("States: tables, rules and the job")
+    [reason] = readme_yaml("Stop reasons from the machine")
+    signals = [{"name": n, "type": "string"} for n in ("status", "light", "stop_reason")]
+    machines = [{"id": f"m{i}", "signals": signals, **block, "job_signal": None}
+                for i, block in enumerate([{"state": table["state"]}, {"state": rules["state"]},
+                                           {"reason": reason["reason"]}])]
+    config = OmbreConfig.model_validate({"sites": [{"id": "s", "lines": [
+        {"id": "l", "machines": machines}]}]})
+    m0, m1, m2 = config.machines()
+    assert evaluate(m0.state, {"status": "IDLE"}, job=True).category is Category.ADET
+    assert evaluate(m0.state, {"status": "IDLE"}, job=False).category is Category.ADOT
+    assert evaluate(m1.state, {"light": "YELLOW"}, job=True) == State("idle, job loaded",
+                                                                      Category.ADET)
+    assert m2.reason is not None
+    assert m2.reason.map == {"12": "SPINDLE_FAULT", "E917": "COOLANT_LOW", "0": None}

@@ -287,3 +287,14 @@ def test_a_text_compares_only_for_equality() -> None:
     with pytest.raises(ValueError, match="expected == or != to compare with the text 'RED'"):
         RulesState.model_validate({"type": "rules", "rules": [
             {"when": [{"signal": "light", "op": ">", "value": "RED"}], "category": "APT"}]})
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"job": "ADET"}, "expected both `job` and `no_job`, found only one"),
+    ({"category": "ADOT", "job": "ADET", "no_job": "ADOT"},
+     "expected either `category` or `job` and `no_job`, found both"),
+    ({"failure": True}, "expected either `category` or `job` and `no_job`, found neither"),
+])
+def test_a_job_dependent_entry_needs_both_outcomes(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TableState.model_validate({"type": "table", "signal": "s", "map": {"IDLE": entry}})
