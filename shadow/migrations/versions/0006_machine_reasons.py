@@ -18,15 +18,17 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("state_interval") as batch:
-        batch.add_column(sa.Column("reason_raw", sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column("reason_source", sa.String(length=16), nullable=True))
+    op.add_column("state_interval", sa.Column("reason_raw", sa.String(length=200),
+                                              nullable=True))
+    op.add_column("state_interval", sa.Column("reason_source", sa.String(length=16),
+                                              nullable=True))
     # Reasons given before this revision were all given by operators.
     op.execute("UPDATE state_interval SET reason_source = 'operator' "
                "WHERE reason_code IS NOT NULL")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("state_interval") as batch:
-        batch.drop_column("reason_source")
-        batch.drop_column("reason_raw")
+    # Plain ALTER TABLE (SQLite 3.35+): a batch copy of the table would break the views
+    # that read it.
+    op.drop_column("state_interval", "reason_source")
+    op.drop_column("state_interval", "reason_raw")
