@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from alembic import command
+from sqlalchemy import select, text
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -16,7 +18,8 @@ from api.auth import Role
 from api.tokens import create_token
 from gateway.config import OmbreConfig
 from gateway.config_load import load_config
-from shadow.schema import open_engine
+from shadow import tables as t
+from shadow.schema import alembic_config, open_engine, upgrade
 from shadow.states import State, evaluate
 from shadow.timeline import Category
 from tests.shadow.scenarios import REASON_CODES_CSV, reason_example_lines, reason_machine
@@ -152,3 +155,24 @@ def test_the_readmes_examples_are_valid_and_mean_what_it_says() -> None:
                                                                       Category.ADET)
     assert m2.reason is not None
     assert m2.reason.map == {"12": "SPINDLE_FAULT", "E917": "COOLANT_LOW", "0": None}
+
+
+def test_reasons_given_before_the_upgrade_were_given_by_operators(
+        tmp_path: Path, database: str | None, capsys: pytest.CaptureFixture[str]) -> None:
+    shop = replayed(tmp_path, database, capsys)  # no reason key: the stops have no reason
+    engine = open_engine(shop.engine_url())
+    si = t.state_interval
+    try:
+        with engine.begin() as c:
+            command.downgrade(alembic_config(c), "0004")
+            stop = c.execute(text("SELECT min(id) FROM state_interval "
+                                  "WHERE raw_state = 'STOPPED'")).scalar_one()
+            c.execute(text("UPDATE state_interval SET reason_code = 'MATERIAL' WHERE id = :i"),
+                      {"i": stop})
+        upgrade(engine)
+        with engine.connect() as c:
+            rows = c.execute(select(si.c.reason_code, si.c.reason_source, si.c.reason_raw)
+                             .where(si.c.reason_code.is_not(None))).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [("MATERIAL", "operator", None)]
