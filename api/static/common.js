@@ -59,12 +59,12 @@ const TEXT = {
 const CATEGORIES = {
   en: { APT: ["production", "actual production time: running and producing for a job"],
         ASUT: ["setup", "actual setup time: setup or changeover for a job"],
-        ADET: ["delay, job loaded", "actual unit delay time: an unplanned stop while a job is on the machine (breakdown, minor stop, waiting)"],
-        ADOT: ["down, no job", "actual unit down time: available but idle, no job loaded"],
+        ADET: ["unplanned stop", "actual unit delay time: an unplanned stop while a job is on the machine (breakdown, minor stop, waiting)"],
+        ADOT: ["idle, no job", "actual unit down time: available but idle, no job loaded"],
         PDOT: ["planned stop", "planned down time: maintenance, breaks, meetings in the calendar"] },
   fr: { APT: ["production", "temps de production effectif : la machine produit pour un OF"],
         ASUT: ["réglage", "temps de réglage effectif : réglage ou changement de série pour un OF"],
-        ADET: ["arrêt avec OF", "temps d'arrêt non planifié avec un OF chargé (panne, micro-arrêt, attente)"],
+        ADET: ["arrêt non planifié", "temps d'arrêt non planifié avec un OF chargé (panne, micro-arrêt, attente)"],
         ADOT: ["arrêt sans OF", "temps d'arrêt machine : disponible mais sans OF chargé"],
         PDOT: ["arrêt planifié", "temps d'arrêt planifié : maintenance, pauses, réunions du calendrier"] },
 };

@@ -86,22 +86,22 @@ def test_a_rules_name_and_its_category_explained_in_english_and_french(
 
     wait.until(lambda d: "ADET" in d.find_element(By.CSS_SELECTOR, "#machine-press-2 .state")
                .text)
-    assert state("press-2") == ("idle, job loaded · delay, job loaded (ADET)",
+    assert state("press-2") == ("idle, job loaded · unplanned stop (ADET)",
                                 "ADET: actual unit delay time: an unplanned stop while a job "
                                 "is on the machine (breakdown, minor stop, waiting)")
-    assert state("pack-1")[0] == "Idle/Production · down, no job (ADOT)"
+    assert state("pack-1")[0] == "Idle/Production · idle, no job (ADOT)"
     assert browser.find_element(By.CSS_SELECTOR, "#machine-press-2 .oee").text \
         .startswith("OEE ")
     legend = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#legend li")]
     assert legend[0] == "production (APT): actual production time: running and producing " \
                         "for a job"
     assert [e.split(":")[0] for e in legend] == [
-        "production (APT)", "setup (ASUT)", "delay, job loaded (ADET)", "down, no job (ADOT)",
+        "production (APT)", "setup (ASUT)", "unplanned stop (ADET)", "idle, no job (ADOT)",
         "planned stop (PDOT)"]
 
     browser.find_element(By.ID, "lang").click()
     wait.until(lambda d: "TRS" in d.find_element(By.CSS_SELECTOR, "#machine-press-2 .oee").text)
-    assert state("press-2")[0] == "idle, job loaded · arrêt avec OF (ADET)"
+    assert state("press-2")[0] == "idle, job loaded · arrêt non planifié (ADET)"
     assert state("pack-1")[0] == "au repos / production · arrêt sans OF (ADOT)"
     assert state("cnc-1")[0] == "à l'arrêt / production · arrêt sans OF (ADOT)"
     assert state("press-2")[1].startswith("ADET: temps d'arrêt non planifié avec un OF chargé")
