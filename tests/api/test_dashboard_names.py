@@ -108,3 +108,12 @@ def test_a_rules_name_and_its_category_explained_in_english_and_french(
     assert browser.find_element(By.CSS_SELECTOR, "#legend li").text.startswith(
         "production (APT) : temps de production effectif")
     browser.save_screenshot(str(tmp_path / "names-fr.png"))
+    # The machine page says the same, with the legend under its state band.
+    browser.get(f"{url}/machine?id=press-2")
+    state_el = wait.until(lambda d: [e for e in d.find_elements(By.ID, "state")
+                                     if "(ADET)" in e.text])[0]
+    assert state_el.text == "idle, job loaded · arrêt non planifié (ADET)"
+    assert (state_el.get_attribute("title") or "").startswith("ADET: temps d'arrêt non planifié")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#band div"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#legend li")) == 5
+    browser.save_screenshot(str(tmp_path / "machine-fr.png"))
