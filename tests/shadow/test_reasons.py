@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 import yaml
 from alembic import command
-from sqlalchemy import select, text
 from fastapi.testclient import TestClient
+from sqlalchemy import select, text
 
 from api.app import create_app
-from api.auth import Role
-from api.tokens import create_token
+from api.tokens import Role, create_token
 from gateway.config import OmbreConfig
 from gateway.config_load import load_config
 from shadow import tables as t
