@@ -77,7 +77,7 @@ def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: No
     lines += ["# HELP ombre_drift_alerts_open drift alerts not yet acknowledged or closed",
               "# TYPE ombre_drift_alerts_open gauge", f"ombre_drift_alerts_open {open_alerts}"]
     unknown: dict[str, int] = {}
-    for machine, _, stops, _, _ in store.unknown_reasons():
+    for machine, _raw, stops, _ns, _first in store.unknown_reasons():
         unknown[machine] = unknown.get(machine, 0) + stops
     lines += ["# HELP ombre_unknown_stop_reasons stops whose raw reason from the machine is "
               "no reason code, not explained by a person since (ombre reasons unknown)",
