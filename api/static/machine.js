@@ -25,7 +25,9 @@ function band(intervals) {
     part.dataset.category = i.category || "none";
     part.dataset.id = i.id;
     part.style.width = `${(100 * (Math.min(i.end_ns, to) - Math.max(i.start_ns, from))) / (to - from)}%`;
-    part.title = `${clock(i.start_ns)}–${clock(i.end_ns)} ${i.raw_state} ${i.category || ""}${i.reason ? ` (${i.reason})` : ""}`;
+    const reason = i.reason ? ` · ${i.reason} (${t(`source-${i.reason_source}`)})`
+      : i.reason_raw ? ` · ${t("machine-said")} ${i.reason_raw}` : "";
+    part.title = `${clock(i.start_ns)}–${clock(i.end_ns)} ${Ombre.state(i.raw_state)}${reason}\n${Ombre.explain(i.category)}`;
     el.append(part);
   }
 }
@@ -61,7 +63,9 @@ async function downtime(codes) {
     const tr = document.createElement("tr");
     tr.id = `downtime-${row.id}`;
     const minutes = ((row.end_ns - row.start_ns) / 6e10).toFixed(1);
-    for (const text of [`${clock(row.start_ns)}–${clock(row.end_ns)}`, `${minutes} min`, row.state, row.category || "?"]) {
+    const said = row.reason_raw ? ` (${t("machine-said")} ${row.reason_raw})` : "";
+    for (const text of [`${clock(row.start_ns)}–${clock(row.end_ns)}`, `${minutes} min`,
+                        `${Ombre.state(row.state)}${said}`, Ombre.category(row.category)]) {
       const td = document.createElement("td");
       td.textContent = text;
       tr.append(td);
@@ -134,7 +138,9 @@ function notes(signal, baselines, box) {
 async function load() {
   const machine = await json(`/api/v1/machines/${encodeURIComponent(machineId)}`);
   document.getElementById("machine-name").textContent = machine.name || machine.id;
-  document.getElementById("state").textContent = `${machine.state} · ${machine.category || "?"}`;
+  const state = document.getElementById("state");
+  state.textContent = `${Ombre.state(machine.state)} · ${Ombre.category(machine.category)}`;
+  state.title = Ombre.explain(machine.category);
   const reports = await json(`/api/v1/kpis?machine=${encodeURIComponent(machineId)}&by=shift`);
   if (!reports.length) return;
   shift = reports[reports.length - 1];
@@ -146,7 +152,7 @@ async function load() {
   await downtime(await json("/api/v1/reason-codes"));
 }
 
-Ombre.onLanguage = () => { if (shift) losses(); };
+Ombre.onLanguage = () => { if (shift) refresh(); };
 // A failed refresh (the server away for a moment) waits for the next one.
 const refresh = () => load().catch((error) => console.warn("machine page", error));
 Ombre.init(() => { refresh(); setInterval(refresh, 30000); });
