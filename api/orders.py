@@ -24,7 +24,10 @@ class OrderOut(BaseModel):
     pru_s: float
     planned_scrap_qty: int
     machine: str | None
-    status: str
+    status: str  # planned, running, completed, closed
+    end_ns: int | None  # when it was completed or closed
+    ended_by: str | None  # signal, command, quantity, restart
+    end_reason: str | None
     produced: int
     good: int
     scrap: int

@@ -1,4 +1,5 @@
-"""The shadow's `ombre` commands: replay, kpi, orders import, export and downtime.
+"""The shadow's `ombre` commands: replay, kpi, orders (import, complete), export,
+downtime and alerts.
 Each finds its config with `-c/--config`, or $OMBRE_CONFIG, or ./ombre.yaml."""
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from gateway.cli_common import (
 from gateway.config import OmbreConfig
 from shadow import tables as t
 from shadow.calendar import from_ns, to_ns
-from shadow.orders import OrderError, read_orders
+from shadow.orders import OrderError, job_key, read_orders
 from shadow.report import Report, reports, select_machines
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
@@ -217,6 +218,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_orders_complete(args: argparse.Namespace) -> int:
+    """Completes an order. Where it runs on machines without a job signal, their jobs
+    end through the shadow (a job command, as the API's `job/complete`), which then
+    completes the order; one no machine runs is completed at once. A machine with a job
+    signal says itself when its job ends: its order is refused here."""
+    config = config_of(args)
+    if config is None:
+        return EXIT_CONFIG
+    key = job_key(args.order, args.operation)
+    machines = {m.id: m for m in config.machines()}
+    with store_of(config) as store:
+        found = store.orders(key)
+        if not found:
+            print(f"ombre orders complete: no order with job key {key!r}", file=sys.stderr)
+            return EXIT_USAGE
+        running = [m for m in store.running_jobs(key) if m in machines]
+        signalled = [m for m in running if machines[m].job_signal is not None]
+        if signalled:
+            print(f"ombre orders complete: {key} runs on {', '.join(signalled)}, whose job "
+                  "signal ends it", file=sys.stderr)
+            return EXIT_USAGE
+        now = time.time_ns()
+        for machine in running:
+            command = store.request_job(machine, None, now, args.by)
+            print(f"{key}: job command {command} completes it on {machine} (the running "
+                  "gateway applies it)")
+        if not running:
+            done = store.complete_order(key, now, args.by)
+            print(f"{key}: {'completed' if done else 'already ' + found[0]['status']}")
+    return EXIT_OK
+
+
 def cmd_downtime(args: argparse.Namespace) -> int:
     """Lists downtime intervals without a reason, or assigns a reason code to one."""
     config = config_of(args)
@@ -332,6 +365,12 @@ def add_shadow_commands(commands: Any) -> None:
         "import", help="create or update orders from a CSV file"))
     imp.add_argument("file", type=Path, metavar="FILE")
     imp.set_defaults(command=cmd_orders_import)
+    complete = with_config(orders_commands.add_parser(
+        "complete", help="complete an order (its job on a machine without a job signal)"))
+    complete.add_argument("order", metavar="ORDER", help="the order number")
+    complete.add_argument("--operation", default="", help="the order's operation, if it has one")
+    complete.add_argument("--by", default="cli", help="who completes it (default: cli)")
+    complete.set_defaults(command=cmd_orders_complete)
 
     export = with_config(add("export", help="CSV for the ERP"))
     export.add_argument("what", choices=["confirmations", "kpis"])
