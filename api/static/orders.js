@@ -79,7 +79,7 @@ function render() {
     progress(tr, o);
     cell(tr, o.good);
     cell(tr, o.scrap);
-    cell(tr, t(`status-${o.status}`), "status");
+    cell(tr, t(`status-${o.status}`), "status").title = o.end_reason || "";
     cell(tr, runningOn.join(", "), "machine");
     actions(tr, o, runningOn);
     body.append(tr);

@@ -4,11 +4,17 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+
+from bench.mosquitto import Mosquitto
 
 from gateway.cli import main
 from gateway.config import OmbreConfig
@@ -16,6 +22,8 @@ from shadow import tables as t
 from shadow.model import Changes, JobRecord
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import CurrentJob, ShadowStore
+from tests.conftest import Publisher
+from tests.gateway.test_process import OmbreProcess
 from tests.shadow.scenarios import plant
 
 S = 10**9
@@ -158,4 +166,92 @@ def test_orders_complete_from_the_command_line(
         assert code == 1
         assert "no order with job key 'Z/10'" in err
     finally:
+        store.engine.dispose()
+
+
+def poll(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_orders_finish_across_real_restarts_of_ombre_run(
+        tmp_path: Path, broker: Mosquitto, publisher: Publisher, database: str | None) -> None:
+    """`ombre run` as a process: an order completes at its planned quantity, another when
+    the job signal moves on; a restart keeps the running job and closes the order an
+    older Ombre left running; a restart without the machine aborts its job."""
+    data = plant(tmp_path / "data", database, complete_at_planned_qty=True)
+    data["shadow"]["calendar"] = {}
+    data["sources"] = [{"type": "mqtt", "name": "broker", "port": broker.port,
+                        "client_id": "ombre-orders-test",
+                        "subscriptions": [{"topic": "plant/{machine}/{signal}"}]}]
+    data["runtime"] = {"flush_interval_ms": 20, "backoff_initial_s": 0.05,
+                       "backoff_max_s": 0.2}
+    path = tmp_path / "plant.yaml"
+    path.write_text(json.dumps(data))
+    ombre = OmbreProcess(path, tmp_path / "ombre.log")
+    store = open_store(OmbreConfig.model_validate(data))
+    base = time.time_ns() // 10**6 - 600_000
+
+    def publish(at_s: float, name: str, value: object) -> None:
+        publisher.publish(f"plant/press-1/{name}",
+                          json.dumps({"value": value, "ts": base + int(at_s * 1000)}))
+
+    def run(log_line: str = "source broker is up") -> None:
+        ombre.start()
+        ombre.wait_for_log(log_line)
+
+    try:
+        store.import_orders([order("A", qty=3), order("B"), order("C")])
+        run()
+        publish(0, "state", "RUNNING")
+        publish(0, "total", 0)
+        publish(1, "order", "A")
+        for i in range(1, 5):
+            publish(1 + i, "total", i)
+        publish(6, "order", "A")  # still A, made: no new job
+        publish(7, "order", "B")
+        publish(8, "order", "C")
+        poll(lambda: orders(store)["B"][0] == "completed", "B to complete")
+        assert ombre.signal(signal.SIGTERM) == 0
+        ms = 10**6
+        assert orders(store) == {
+            "A": ("completed", (base + 4000) * ms, "quantity",
+                  "press-1: planned quantity 3 produced"),
+            "B": ("completed", (base + 8000) * ms, "signal", "press-1: job signal changed to C"),
+            "C": ("running", None, None, None)}
+        assert [j[1:] for j in jobs(store)] == [
+            ("A", (base + 1000) * ms, (base + 4000) * ms, "Completed", "quantity",
+             "planned quantity 3 produced"),
+            ("B", (base + 7000) * ms, (base + 8000) * ms, "Completed", "signal",
+             "job signal changed to C"),
+            ("C", (base + 8000) * ms, None, "Running", None, None)]
+
+        # As an older Ombre left it: B's job ended, B ran on. A restart closes it and
+        # keeps C, the machine's current job.
+        with store.engine.begin() as c:
+            c.execute(t.production_order.update().where(t.production_order.c.job_key == "B")
+                      .values(status="running", end_ns=None, ended_by=None, end_reason=None))
+        run("closed 0 jobs and 1 orders a previous run left open")
+        assert ombre.signal(signal.SIGTERM) == 0
+        assert orders(store)["B"] == ("closed", (base + 8000) * ms, "restart",
+                                      "restart: no machine runs it")
+        assert orders(store)["C"] == ("running", None, None, None)
+
+        # press-1 replaced by press-2 in the config: its job is aborted at the restart.
+        data["sites"][0]["lines"][0]["machines"][0]["id"] = "press-2"
+        path.write_text(json.dumps(data))
+        run("closed 1 jobs and 1 orders a previous run left open")
+        assert ombre.signal(signal.SIGTERM) == 0
+        assert orders(store)["C"] == ("closed", (base + 8000) * ms, "restart",
+                                      "press-1: restart: machine no longer in the config")
+        assert jobs(store)[-1][4:] == ("Aborted", "restart",
+                                       "restart: machine no longer in the config")
+        assert "Traceback" not in ombre.log.read_text()
+    finally:
+        if ombre.process is not None and ombre.process.poll() is None:
+            ombre.process.kill()
+            ombre.process.wait()
         store.engine.dispose()
