@@ -33,6 +33,7 @@ from gateway.cli_common import (
 from gateway.config import OmbreConfig
 from shadow import tables as t
 from shadow.calendar import from_ns, to_ns
+from shadow.completion import CompletionRefusedError, UnknownOrderError, complete_order
 from shadow.orders import OrderError, job_key, read_orders
 from shadow.report import Report, reports, select_machines
 from shadow.schema import database_url, open_engine, upgrade
@@ -219,34 +220,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_orders_complete(args: argparse.Namespace) -> int:
-    """Completes an order. Where it runs on machines without a job signal, their jobs
-    end through the shadow (a job command, as the API's `job/complete`), which then
-    completes the order; one no machine runs is completed at once. A machine with a job
-    signal says itself when its job ends: its order is refused here."""
+    """Completes an order (see shadow.completion)."""
     config = config_of(args)
     if config is None:
         return EXIT_CONFIG
     key = job_key(args.order, args.operation)
-    machines = {m.id: m for m in config.machines()}
     with store_of(config) as store:
-        found = store.orders(key)
-        if not found:
-            print(f"ombre orders complete: no order with job key {key!r}", file=sys.stderr)
+        try:
+            done = complete_order(store, config.machines(), key, args.by, time.time_ns())
+        except (UnknownOrderError, CompletionRefusedError) as exc:
+            print(f"ombre orders complete: {exc.args[0]}", file=sys.stderr)
             return EXIT_USAGE
-        running = [m for m in store.running_jobs(key) if m in machines]
-        signalled = [m for m in running if machines[m].job_signal is not None]
-        if signalled:
-            print(f"ombre orders complete: {key} runs on {', '.join(signalled)}, whose job "
-                  "signal ends it", file=sys.stderr)
-            return EXIT_USAGE
-        now = time.time_ns()
-        for machine in running:
-            command = store.request_job(machine, None, now, args.by)
-            print(f"{key}: job command {command} completes it on {machine} (the running "
-                  "gateway applies it)")
-        if not running:
-            done = store.complete_order(key, now, args.by)
-            print(f"{key}: {'completed' if done else 'already ' + found[0]['status']}")
+    for machine, command in done.commands:
+        print(f"{key}: job command {command} completes it on {machine} (the running "
+              "gateway applies it)")
+    if not done.commands:
+        print(f"{key}: {'' if done.changed else 'already '}{done.status}")
     return EXIT_OK
 
 

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select
 
 from bench.mosquitto import Mosquitto
-
 from gateway.cli import main
 from gateway.config import OmbreConfig
 from shadow import tables as t
