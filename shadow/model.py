@@ -365,7 +365,7 @@ class ShadowModel:
         if not m.config.complete_at_planned_qty or m.job is None:
             return False
         planned = self._planned_qty(m.job)
-        if planned is None or m.job_counts[0] < planned:
+        if not planned or m.job_counts[0] < planned:  # no order, or none to make
             return False
         self._set_job(m, t, None, changes, ended_by="quantity",
                       reason=f"planned quantity {planned} produced")

@@ -90,8 +90,7 @@ class ShadowSink:
                     for name, m in model.machines.items()})
                 if jobs or orders:
                     log.warning("shadow: closed %d jobs and %d orders a previous run left "
-                                "open (their machines report other jobs); see end_reason",
-                                jobs, orders)
+                                "open; the job and production_order rows say why", jobs, orders)
                 monitor = DriftMonitor(self._config.machines(), self._registry)
                 saved = store.drift_state()
                 if saved is not None and not monitor.restore(saved):
