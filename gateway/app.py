@@ -73,7 +73,7 @@ def build_gateway(config: OmbreConfig, sinks: Sequence[Sink] | None = None,
     outbox = Outbox(config.data_dir / outbox_name, [s.name for s in sinks],
                     [(info.machine, info.signal) for info in registry],
                     config.runtime.outbox_max_bytes, config.runtime.quarantine_max_rows)
-    counters = Counters(len(registry))
+    counters = Counters(registry)
     return Gateway(config.runtime, sources, sinks, outbox, counters), outbox
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway.types import Batch
+from gateway.types import Batch, Event, SignalRegistry
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,12 @@ class ConnectorCounters:
 
 
 class Counters:
-    """Per-connector and per-signal counters of one gateway process."""
+    """Per-connector and per-signal counters of one gateway process. A signal's events
+    (a string signal's values: states, orders) count like its readings."""
 
-    def __init__(self, n_signals: int) -> None:
+    def __init__(self, registry: SignalRegistry) -> None:
+        n_signals = len(registry)
+        self._id_of = registry.id_of
         self.connectors: dict[str, ConnectorCounters] = {}
         self.signal_received = np.zeros(n_signals, np.int64)
         self.signal_written = np.zeros(n_signals, np.int64)
@@ -81,16 +84,33 @@ class Counters:
             self.connectors[name] = ConnectorCounters(name, kind)
         return self.connectors[name]
 
-    def count_received(self, batch: Batch) -> None:
-        if not len(batch):
-            return
-        self.signal_received += np.bincount(batch.signal_id, minlength=len(self.signal_received))
-        np.maximum.at(self.signal_last_seen_ns, batch.signal_id, batch.ts_ns)
+    def count_received(self, batch: Batch, events: Sequence[Event] = ()) -> None:
+        if len(batch):
+            self.signal_received += np.bincount(batch.signal_id,
+                                                minlength=len(self.signal_received))
+            np.maximum.at(self.signal_last_seen_ns, batch.signal_id, batch.ts_ns)
+        if events:
+            ids, ts = self._event_signals(events)
+            self.count_signals(self.signal_received, ids)
+            np.maximum.at(self.signal_last_seen_ns, ids, ts)
 
-    def count_written(self, batch: Batch) -> None:
+    def count_written(self, batch: Batch, events: Sequence[Event] = ()) -> None:
         if len(batch):
             self.signal_written += np.bincount(batch.signal_id,
                                                minlength=len(self.signal_written))
+        if events:
+            self.count_signals(self.signal_written, self._event_signals(events)[0])
+
+    def _event_signals(self, events: Sequence[Event]) -> tuple[npt.NDArray[np.intp],
+                                                                npt.NDArray[np.int64]]:
+        """The signal ids and times of the events of configured signals (not the
+        gateway's own, such as an outbox overflow)."""
+        found = [(sid, e.ts_ns) for e in events
+                 if (sid := self._id_of(e.machine, e.name)) is not None]
+        if not found:
+            return np.empty(0, np.intp), np.empty(0, np.int64)
+        ids, ts = zip(*found, strict=True)
+        return np.array(ids, np.intp), np.array(ts, np.int64)
 
     def count_refused(self, signal_ids: npt.NDArray[np.integer[Any]]) -> None:
         """Readings a sink was handed but its upstream refused: quarantined, not written."""

@@ -161,7 +161,7 @@ class Gateway:
         counters.deliveries += 1
         if len(batch):
             counters.last_seen_ns = max(counters.last_seen_ns, int(batch.ts_ns.max()))
-        self.counters.count_received(batch)
+        self.counters.count_received(batch, delivery.events)
         if delivery.quarantined:
             self.counters.count_signals(
                 self.counters.signal_quarantined,
@@ -285,7 +285,7 @@ class Gateway:
                     continue
                 await self._on_outbox(self._outbox.delivered, sink.name, pending.last_seq,
                                       written.refused)
-                self._count_written(counters, pending.batch, len(pending.events), written)
+                self._count_written(counters, pending.batch, pending.events, written)
                 counters.set_health(Health.UP)  # only a write proves a sink works again
                 backoff.reset()
                 await self._end_overflow()
@@ -315,16 +315,16 @@ class Gateway:
 
         return connect, write
 
-    def _count_written(self, counters: ConnectorCounters, batch: Batch, events: int,
-                       written: Written) -> None:
+    def _count_written(self, counters: ConnectorCounters, batch: Batch,
+                       events: Sequence[Event], written: Written) -> None:
         refused_ids = np.array([r.signal_id for r in written.refused
                                 if r.signal_id is not None], np.intp)
         counters.readings += len(batch) - len(refused_ids)
-        counters.events += events - (len(written.refused) - len(refused_ids))
+        counters.events += len(events) - (len(written.refused) - len(refused_ids))
         counters.quarantined += len(written.refused)
         counters.valueless += written.valueless
         counters.deliveries += 1
-        self.counters.count_written(batch)
+        self.counters.count_written(batch, events)
         self.counters.count_refused(refused_ids)
         if written.refused:
             self._log_quarantine(counters, written.refused)

@@ -27,7 +27,7 @@ from shadow.model import Changes, ShadowModel
 from shadow.monitor import DriftMonitor
 from shadow.report import record_shift_kpis
 from shadow.schema import database_url, open_engine, upgrade
-from shadow.store import CommandDone, DriftUpdate, ShadowStore
+from shadow.store import CommandDone, CurrentJob, DriftUpdate, ShadowStore
 from shadow.timeline import Window
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ MAX_LOGGED = 1000  # distinct unmapped states logged once each, then no more
 COMMAND_POLL_S = 1.0  # how often job commands made through the API are looked for
 MAX_COMMANDS = 100  # job commands applied in one transaction
 MAX_DAYS = 1000  # days remembered as having their calendar rows; then forgotten, rewritten
+MAX_PLANS = 10_000  # planned quantities remembered between two COMMAND_POLL_S
 
 
 class ShadowSink:
@@ -61,6 +62,9 @@ class ShadowSink:
         self._watermark = 0  # the latest time any machine's timeline reached
         self._next_drift_save = 0.0
         self._poller: asyncio.Task[None] | None = None
+        # Planned quantities of the jobs of machines that complete at it, read once and
+        # forgotten every COMMAND_POLL_S, so that a new import counts within a second.
+        self._plans: dict[str, int | None] = {}
 
     async def connect(self) -> None:
         await asyncio.to_thread(self._connect)
@@ -77,10 +81,16 @@ class ShadowSink:
                 store.sync_plant(self._config)
                 schedule = PlannedSchedule(self._config.shadow.calendar)
                 model = ShadowModel(self._config.machines(), self._registry, schedule.inside,
-                                    schedule.boundaries)
+                                    schedule.boundaries, self._planned_qty)
                 for machine, snapshot in store.snapshots().items():
                     if machine in model.machines:
                         model.machines[machine].restore(snapshot)
+                jobs, orders = store.close_orphans({
+                    name: CurrentJob(m.job, m.job_since_ns, m.clock_ns)
+                    for name, m in model.machines.items()})
+                if jobs or orders:
+                    log.warning("shadow: closed %d jobs and %d orders a previous run left "
+                                "open; the job and production_order rows say why", jobs, orders)
                 monitor = DriftMonitor(self._config.machines(), self._registry)
                 saved = store.drift_state()
                 if saved is not None and not monitor.restore(saved):
@@ -93,6 +103,15 @@ class ShadowSink:
             self.store, self.model, self.monitor = store, model, monitor
             self._days.clear()
             self._watermark = model.clock_ns()
+
+    def _planned_qty(self, job: str) -> int | None:
+        """The model's lookup, in the thread that holds the lock (a write)."""
+        if job not in self._plans:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            assert self.store is not None
+            self._plans[job] = self.store.planned_qty(job)
+        return self._plans[job]
 
     async def write(self, batch: Batch, events: Sequence[Event]) -> None:
         await asyncio.to_thread(self._write, batch, events)
@@ -156,6 +175,7 @@ class ShadowSink:
             if self.store is None or self.model is None:
                 return
             store, model = self.store, self.model
+            self._plans.clear()
             pending = store.job_commands(pending=True, limit=MAX_COMMANDS)
             if not pending:
                 return
@@ -174,15 +194,15 @@ class ShadowSink:
         if machine is None or machine.job_signal is not None:
             why = ("no such machine in the config" if machine is None else
                    f"refused: the machine takes its job from signal {machine.job_signal!r}")
-            return CommandDone(command.id, command.requested_ns, command.job_key, why, False)
+            return CommandDone(command.id, command.requested_ns, command.job_key, why)
         ended = model.command_job(machine.id, command.job_key, command.requested_ns, changes)
         at = model.machines[machine.id].clock_ns
         if command.action == "start":
             result = f"started {command.job_key}" + (f", ended {ended}" if ended else "")
-            return CommandDone(command.id, at, command.job_key, result, False)
+            return CommandDone(command.id, at, command.job_key, result)
         if ended is None:
-            return CommandDone(command.id, at, None, "no job was running", False)
-        return CommandDone(command.id, at, ended, f"completed {ended}", True)
+            return CommandDone(command.id, at, None, "no job was running")
+        return CommandDone(command.id, at, ended, f"completed {ended}")
 
     def _ensure_calendar(self, store: ShadowStore, changes: Changes) -> None:
         """Writes the shift and planned-stop rows of every day the data reached."""

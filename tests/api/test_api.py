@@ -158,7 +158,11 @@ def test_an_operator_acknowledges_and_closes_an_alert(api: Api) -> None:
 
 def test_orders_are_listed_with_progress_and_imported_by_an_admin(api: Api) -> None:
     [order] = api.get("/orders")  # type: ignore[misc]
-    assert (order["job_key"], order["planned_qty"], order["status"]) == ("4711", 480, "running")
+    # Its job ended when the order signal was cleared at 13:30: it is completed.
+    assert (order["job_key"], order["planned_qty"], order["status"]) == \
+        ("4711", 480, "completed")
+    assert (order["end_ns"], order["ended_by"], order["end_reason"]) == (
+        to_ns(at("13:30")), "signal", "press-1: job signal cleared")
     assert (order["produced"], order["good"], order["scrap"], order["rework"]) == (480, 460,
                                                                                    12, 8)
     csv_text = "order_no,planned_qty,pru_s\n4712,100,30\n4713,many,30\n"

@@ -80,12 +80,14 @@ class Shop:
         config = load_config(self.config, {})
         return database_url(config.shadow.database, config.data_dir)
 
-    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every shadow table, sorted, to compare two states."""
+    def dump(self, leave_out: frozenset[str] = frozenset()) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every shadow table, sorted, to compare two states; without the
+        columns named "table.column" in `leave_out`."""
         engine = open_engine(self.engine_url())
         try:
             with engine.connect() as c:
-                return {name: sorted(tuple(r) for r in c.execute(select(table)))
+                return {name: sorted(tuple(r) for r in c.execute(select(
+                            *(col for col in table.c if f"{name}.{col.name}" not in leave_out))))
                         for name, table in t.metadata.tables.items()}
         finally:
             engine.dispose()
@@ -333,7 +335,10 @@ def test_an_upgrade_keeps_the_data(tmp_path: Path, database: str | None,
     shop = Shop(tmp_path, database, [WORKED_STOP])
     replay_worked_example(shop, capsys)
     [before_kpis] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
-    first = shop.dump()
+    # What an older Ombre did not record, and a downgrade to it drops (0007).
+    later = frozenset({"job.ended_by", "job.end_reason", "production_order.end_ns",
+                       "production_order.ended_by", "production_order.end_reason"})
+    first = shop.dump(later)
     engine = open_engine(shop.engine_url())
     try:
         with engine.begin() as c:  # back to version 0001, as an installed older Ombre had it
@@ -343,7 +348,7 @@ def test_an_upgrade_keeps_the_data(tmp_path: Path, database: str | None,
         upgrade(engine)
     finally:
         engine.dispose()
-    after = shop.dump()
+    after = shop.dump(later)
     assert {k: v for k, v in after.items() if k != "shadow_state"} == \
         {k: v for k, v in first.items() if k != "shadow_state"}
     [after_kpis] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
