@@ -18,6 +18,13 @@ from gateway.types import Batch
 log = logging.getLogger(__name__)
 
 
+def describe(exc: BaseException) -> str:
+    """One line for health and the log: a database driver's message goes on with the
+    statement, its parameters and a link (SQLAlchemy), which say nothing to an operator."""
+    first = str(exc).strip().split("\n", 1)[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 class Health(enum.StrEnum):
     CONNECTING = "connecting"
     UP = "up"
