@@ -184,8 +184,9 @@ def test_run_with_api_serves_connector_health_and_runtime_counters(
         assert b'ombre_signal_received_total{machine="m2",signal="speed"} 500' in get("/metrics")[1]
         status, body = get("/readyz")
         assert status == 200, body
-        assert {k: v["health"] for k, v in json.loads(body)["connectors"].items()} == {
-            "broker": "up", "timeseries": "up", "shadow": "up"}
+        assert {k: v["health"] for k, v in json.loads(body)["parts"].items()} == {
+            "broker": "up", "timeseries": "up", "shadow": "up", "outbox": "up",
+            "shadow database": "up"}
 
         broker.stop()
         deadline = time.monotonic() + 20
@@ -193,8 +194,8 @@ def test_run_with_api_serves_connector_health_and_runtime_counters(
             assert time.monotonic() < deadline, "/readyz stayed ready without the broker"
             time.sleep(0.1)
         ready = json.loads(get("/readyz")[1])
-        assert ready["connectors"]["broker"]["health"] == "down"
-        assert ready["connectors"]["broker"]["last_error"]
+        assert ready["parts"]["broker"]["health"] == "down"
+        assert ready["parts"]["broker"]["last_error"]
         assert ombre.signal(signal.SIGTERM) == 0
     finally:
         if process.poll() is None:
