@@ -134,8 +134,7 @@ async def serve(config: OmbreConfig, gateway: Gateway | None = None,
     runs the API beside it)."""
     if gateway is None or outbox is None:
         gateway, outbox = build_gateway(config)
-    # A second signal exits the process at once (stop_on_signals): `force` is for
-    # callers that run the gateway inside a process of their own.
+    # `force` stays unset: here a second signal ends the process (stop_on_signals).
     stop, force = stop or asyncio.Event(), asyncio.Event()
     try:
         with stop_on_signals(stop, stop_timeout_s(config.runtime)):

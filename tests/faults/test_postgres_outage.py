@@ -118,9 +118,10 @@ def test_postgres_down_for_a_minute_loses_no_row(
     text = log.read_text()
     assert "sink shadow is down" in text
     # The job-command poller sees the outage too (a failed query, or the sink waiting
-    # to reconnect): one line when it starts, one when it ends, no traceback.
+    # to reconnect): one line when it starts, no traceback; the replay may end before
+    # its next look, so the line saying it is back may not come.
     assert text.count("shadow job commands is down") == 1, text
-    assert text.count("shadow job commands is up (was down)") == 1, text
+    assert text.count("shadow job commands is up (was down)") <= 1, text
     assert "Traceback" not in text
     got = content(shop)
     [result] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
