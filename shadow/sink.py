@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from gateway.config import OmbreConfig
+from gateway.counters import ConnectorCounters, Health, describe
 from gateway.types import Batch, Event, SignalRegistry
 from shadow.calendar import DAY_NS, PlannedSchedule
 from shadow.config import SHADOW_SINK
@@ -65,6 +66,9 @@ class ShadowSink:
         # Planned quantities of the jobs of machines that complete at it, read once and
         # forgotten every COMMAND_POLL_S, so that a new import counts within a second.
         self._plans: dict[str, int | None] = {}
+        # Whether the job commands can be applied: a database outage is logged once
+        # when it starts and once when it ends (the sink's own health is the runtime's).
+        self.commands = ConnectorCounters("job commands", "shadow", Health.UP)
 
     async def connect(self) -> None:
         await asyncio.to_thread(self._connect)
@@ -167,13 +171,15 @@ class ShadowSink:
             await asyncio.sleep(COMMAND_POLL_S)
             try:
                 await asyncio.to_thread(self._apply_commands)
-            except Exception:  # the sink is disconnected; its next write reconnects it
-                log.exception("shadow: could not apply the job commands")
+            except Exception as exc:  # noqa: BLE001 - the database is down: retried
+                self.commands.set_health(Health.DOWN, describe(exc))
+            else:
+                self.commands.set_health(Health.UP)
 
     def _apply_commands(self) -> None:
         with self._lock:
-            if self.store is None or self.model is None:
-                return
+            if self.store is None or self.model is None:  # a write failed: reconnecting
+                raise RuntimeError(f"sink {self.name} is not connected")
             store, model = self.store, self.model
             self._plans.clear()
             pending = store.job_commands(pending=True, limit=MAX_COMMANDS)

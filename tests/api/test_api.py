@@ -190,7 +190,11 @@ def test_orders_are_listed_with_progress_and_imported_by_an_admin(api: Api) -> N
 def test_ready_when_the_database_answers(api: Api) -> None:
     assert api.client.get("/readyz").status_code == 401
     ready = api.client.get("/readyz", headers=api.headers(Role.VIEWER))
-    assert ready.json() == {"status": "ready", "storage": "ok"}
+    assert ready.json()["status"] == "ready"
+    assert {name: p["health"] for name, p in ready.json()["parts"].items()} == {
+        "shadow database": "up"}
+    assert 'ombre_connector_up{connector="shadow database",kind="store"} 1' in \
+        api.client.get("/metrics", headers=api.headers(Role.VIEWER)).text
 
 
 def test_the_stream_sends_machines_alerts_and_kpis(api: Api) -> None:
