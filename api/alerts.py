@@ -62,7 +62,7 @@ def alert_views(store: ShadowStore, status: Status | None, machine: str | None,
 def acknowledge(alert_id: RowId, token: AsOperator, store: Store, now: Now) -> dict[str, str]:
     """The operator saw it; it stays open until back in control or closed."""
     if not store.acknowledge_alert(alert_id, token.name, now):
-        raise HTTPException(409, f"alert {alert_id} is not open")
+        raise _not_done(store, alert_id, "acknowledged")
     return {"status": "acknowledged"}
 
 
@@ -74,8 +74,16 @@ def close(alert_id: RowId, body: CloseIn, *, token: AsOperator, store: Store, co
         raise HTTPException(422, f"cause must be one of {config.shadow.alert_causes}, "
                                  f"found {body.cause!r}")
     if not store.close_alert(alert_id, token.name, body.cause, body.note, now):
-        raise HTTPException(409, f"alert {alert_id} does not exist or is closed already")
+        raise _not_done(store, alert_id, "closed")
     return {"status": "closed"}
+
+
+def _not_done(store: ShadowStore, alert_id: int, action: str) -> HTTPException:
+    """404 for an alert that does not exist, 409 for one whose status refused it."""
+    status = store.alert_status(alert_id)
+    if status is None:
+        return HTTPException(404, f"no alert {alert_id}")
+    return HTTPException(409, f"alert {alert_id} is {status}: it cannot be {action}")
 
 
 @router.get("/alert-causes")

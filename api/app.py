@@ -4,13 +4,13 @@ shadow's database (migrating it) and closes it. No work happens at import time."
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api import alerts, docs, downtime, jobs, kpis, machines, metrics, orders, signals, stream
 from api.deps import AsViewer, Store
+from api.guard import BodyGuard
 from gateway.config import OmbreConfig
 from gateway.counters import Counters, Health
 from shadow.schema import database_url, open_engine, upgrade
@@ -55,15 +56,7 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
         app.add_middleware(CORSMiddleware, allow_origins=config.api.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["Authorization"])
 
-    @app.middleware("http")
-    async def limit_body(request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit()
-                                   or int(length) > config.api.max_body_bytes):
-            return JSONResponse({"detail": f"request body over the limit of "
-                                           f"{config.api.max_body_bytes} bytes"}, 413)
-        return await call_next(request)
+    app.add_middleware(BodyGuard, max_body_bytes=config.api.max_body_bytes)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

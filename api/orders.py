@@ -49,9 +49,16 @@ def create_orders(orders: list[OrderIn], _: AsAdmin, store: Store) -> ImportOut:
 
 
 @router.post("/orders/import")
-def import_orders(csv_text: Annotated[str, Body(media_type="text/csv")], _: AsAdmin,
+def import_orders(csv_bytes: Annotated[bytes, Body(media_type="text/csv")], _: AsAdmin,
                   store: Store) -> ImportOut:
-    """A CSV upload; the good rows are imported and each bad row is reported by line."""
+    """A CSV upload in UTF-8; the good rows are imported and each bad row is reported by
+    line. A body that is not UTF-8 is refused with 400 naming its first bad line."""
+    try:
+        csv_text = csv_bytes.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = csv_bytes.count(b"\n", 0, exc.start) + 1
+        raise HTTPException(400, f"upload:{line}: not UTF-8 (byte 0x{csv_bytes[exc.start]:02x}"
+                                 f" at offset {exc.start}); export the CSV as UTF-8") from None
     try:
         rows, problems = parse_orders(io.StringIO(csv_text), "upload")
     except OrderError as exc:
