@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from api import alerts, docs, downtime, jobs, kpis, machines, metrics, orders, signals, stream
 from api.deps import AsViewer, Store
 from api.guard import BodyGuard
+from api.ratelimit import RateLimit, RateLimits
 from gateway.config import OmbreConfig
 from gateway.counters import Counters, Health
 from shadow.schema import database_url, open_engine, upgrade
@@ -110,4 +111,6 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
     app.include_router(docs.router(config.api.docs, STATIC))
     app.state.request_stats = metrics.RequestStats()
     app.middleware("http")(metrics.measure)
+    app.state.rate_limits = RateLimits.of(config.api.rate_limit)
+    app.add_middleware(RateLimit, limits=app.state.rate_limits)  # outermost: refusals are cheap
     return app
