@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from api import audit
 from api.deps import AsOperator, AsViewer, Config, MachineFilter, Now, RowId, Store
 from shadow.store import ShadowStore
 from shadow.tables import TEXT
@@ -63,6 +64,7 @@ def acknowledge(alert_id: RowId, token: AsOperator, store: Store, now: Now) -> d
     """The operator saw it; it stays open until back in control or closed."""
     if not store.acknowledge_alert(alert_id, token.name, now):
         raise _not_done(store, alert_id, "acknowledged")
+    audit.record(store, token, "alert.acknowledge", f"alert {alert_id}", now_ns=now)
     return {"status": "acknowledged"}
 
 
@@ -75,6 +77,8 @@ def close(alert_id: RowId, body: CloseIn, *, token: AsOperator, store: Store, co
                                  f"found {body.cause!r}")
     if not store.close_alert(alert_id, token.name, body.cause, body.note, now):
         raise _not_done(store, alert_id, "closed")
+    audit.record(store, token, "alert.close", f"alert {alert_id}", now_ns=now,
+                 details={"cause": body.cause, "note": body.note})
     return {"status": "closed"}
 
 

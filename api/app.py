@@ -17,7 +17,19 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api import alerts, docs, downtime, jobs, kpis, machines, metrics, orders, signals, stream
+from api import (
+    alerts,
+    audit,
+    docs,
+    downtime,
+    jobs,
+    kpis,
+    machines,
+    metrics,
+    orders,
+    signals,
+    stream,
+)
 from api.deps import AsViewer, Store
 from api.guard import BodyGuard
 from api.ratelimit import RateLimit, RateLimits
@@ -105,7 +117,7 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
         return FileResponse(STATIC / "orders.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream):
+    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream, audit):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)
     app.include_router(docs.router(config.api.docs, STATIC))

@@ -4,13 +4,17 @@ ERP's CSV (the format of `ombre orders import`)."""
 from __future__ import annotations
 
 import io
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel
 
-from api.deps import AsAdmin, AsViewer, Store
+from api import audit
+from api.deps import AsAdmin, AsViewer, Now, Store
+from api.tokens import Token
+from shadow.audit import orders_details
 from shadow.orders import OrderError, OrderIn, parse_orders
+from shadow.store import ShadowStore
 
 router = APIRouter(tags=["orders"])
 
@@ -43,14 +47,15 @@ def list_orders(_: AsViewer, store: Store) -> list[OrderOut]:
 
 
 @router.post("/orders")
-def create_orders(orders: list[OrderIn], _: AsAdmin, store: Store) -> ImportOut:
+def create_orders(orders: list[OrderIn], token: AsAdmin, store: Store, now: Now) -> ImportOut:
     """Creates or updates orders by job key (`order_no`, or `order_no/operation`)."""
-    return ImportOut(imported=store.import_orders([o.row() for o in orders]), problems=[])
+    return _imported(store, token, now, "api:json", rows=[o.row() for o in orders],
+                     problems=[])
 
 
 @router.post("/orders/import")
-def import_orders(csv_bytes: Annotated[bytes, Body(media_type="text/csv")], _: AsAdmin,
-                  store: Store) -> ImportOut:
+def import_orders(csv_bytes: Annotated[bytes, Body(media_type="text/csv")], token: AsAdmin,
+                  store: Store, now: Now) -> ImportOut:
     """A CSV upload in UTF-8; the good rows are imported and each bad row is reported by
     line. A body that is not UTF-8 is refused with 400 naming its first bad line."""
     try:
@@ -63,4 +68,13 @@ def import_orders(csv_bytes: Annotated[bytes, Body(media_type="text/csv")], _: A
         rows, problems = parse_orders(io.StringIO(csv_text), "upload")
     except OrderError as exc:
         raise HTTPException(422, str(exc)) from None
-    return ImportOut(imported=store.import_orders(rows), problems=problems)
+    return _imported(store, token, now, "api:csv", rows=rows, problems=problems)
+
+
+def _imported(store: ShadowStore, token: Token, now: int, source: str, *,
+              rows: list[dict[str, Any]], problems: list[str]) -> ImportOut:
+    """Imports the good rows and records in the audit log who imported which orders."""
+    imported = store.import_orders(rows)
+    audit.record(store, token, "orders.import", source, now_ns=now,
+                 details=orders_details(rows, problems))
+    return ImportOut(imported=imported, problems=problems)

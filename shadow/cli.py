@@ -30,6 +30,7 @@ from gateway.cli_common import (
     utc_time,
 )
 from gateway.config import OmbreConfig
+from shadow import audit
 from shadow import tables as t
 from shadow.calendar import from_ns, to_ns
 from shadow.orders import OrderError, read_orders
@@ -53,6 +54,14 @@ def store_of(config: OmbreConfig) -> Iterator[ShadowStore]:
         yield ShadowStore(engine)
     finally:
         engine.dispose()
+
+
+def audit_trusted(config: OmbreConfig, source: str, details: dict[str, Any]) -> None:
+    """Records in the audit log that the person at the console trusted a certificate for
+    an OPC UA source (`ombre trust`, whose connector cannot reach the shadow's tables)."""
+    with store_of(config) as store:
+        audit.record(store.engine, audit.cli_actor(), "trust.add", f"OPC UA source {source}",
+                     details)
 
 
 def _window(args: argparse.Namespace) -> Window:
@@ -151,6 +160,8 @@ def cmd_orders_import(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with store_of(config) as store:
         count = store.import_orders(rows)
+        audit.record(store.engine, audit.cli_actor(), "orders.import", str(args.file),
+                     audit.orders_details(rows, problems))
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"{count} orders imported from {args.file}"

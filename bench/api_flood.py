@@ -1,0 +1,169 @@
+"""`python -m bench.api_flood`: does one client flooding the API move another client's
+latency? A real `ombre api` (uvicorn) on a free port serves an empty plant; a calm
+client (its own viewer token, from 127.0.0.2) asks GET /api/v1/machines 10 times a
+second. Each run measures its p99 for PHASE_S alone, then for PHASE_S while a flooder
+(a process of its own, another viewer token, from 127.0.0.3) sends 1,000 requests/s on
+CONNECTIONS keep-alive connections. Three runs with the default api.rate_limit, then
+three with the limits lifted, to show what the limit buys. It prints each run and the
+ratio p99 flooded / p99 alone (median and spread), and writes bench/results/api_flood.json.
+On a shared machine the flooder's own CPU counts too: it runs beside the server."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.mosquitto import free_port, wait_for_port
+
+RUNS = 3
+PHASE_S = 15.0
+CALM_PER_S = 10
+FLOOD_PER_S = 1000
+CONNECTIONS = 8
+PATH = "/api/v1/machines"
+OMBRE = [sys.executable, "-m", "gateway"]  # the `ombre` command of this interpreter
+RESULTS = Path(__file__).parent / "results" / "api_flood.json"
+UNLIMITED = {"per_token_per_s": 1e9, "per_token_burst": 10**9, "per_address_per_s": 1e9,
+             "per_address_burst": 10**9}
+
+
+def paced(port: int, source: str, token: str, *, per_s: float, seconds: float,
+          latencies: list[float], codes: Counter[int]) -> None:
+    """Sends GET PATH every 1/per_s seconds (open loop: a late answer does not delay the
+    schedule, the next request goes as soon as it can) on one keep-alive connection."""
+    headers = {"Authorization": f"Bearer {token}"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120,
+                                      source_address=(source, 0))
+    start = time.monotonic()
+    due = start
+    while due - start < seconds:
+        time.sleep(max(0.0, due - time.monotonic()))
+        sent = time.monotonic()
+        try:
+            conn.request("GET", PATH, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            codes[response.status] += 1
+        except (OSError, http.client.HTTPException):
+            codes[0] += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120,
+                                              source_address=(source, 0))
+            continue
+        latencies.append(time.monotonic() - sent)
+        due += 1 / per_s
+    conn.close()
+
+
+def flood(port: int, token: str, seconds: float) -> None:
+    """The flooder process: CONNECTIONS threads share FLOOD_PER_S; prints one JSON line."""
+    counts: list[Counter[int]] = [Counter() for _ in range(CONNECTIONS)]  # one per thread
+    threads = [threading.Thread(target=paced, args=(port, "127.0.0.3", token), kwargs={
+        "per_s": FLOOD_PER_S / CONNECTIONS, "seconds": seconds, "latencies": [],
+        "codes": codes}, name=f"flood:{i}") for i, codes in enumerate(counts)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    codes = sum(counts, Counter())
+    print(json.dumps({"sent_per_s": round(sum(codes.values()) / elapsed),
+                      "codes": {str(k): v for k, v in sorted(codes.items())}}))
+
+
+def p99_ms(latencies: list[float]) -> float:
+    return round(1000 * statistics.quantiles(latencies, n=100)[98], 1)
+
+
+def calm_phase(port: int, token: str) -> tuple[list[float], Counter[int]]:
+    latencies: list[float] = []
+    codes: Counter[int] = Counter()
+    paced(port, "127.0.0.2", token, per_s=CALM_PER_S, seconds=PHASE_S, latencies=latencies,
+          codes=codes)
+    return latencies, codes
+
+
+def run(port: int, calm: str, flooder: str) -> dict[str, Any]:
+    alone, alone_codes = calm_phase(port, calm)
+    process = subprocess.Popen([sys.executable, "-m", "bench.api_flood", "flood", str(port),
+                                flooder, str(PHASE_S + 1)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # the flood is running before the measure starts
+        flooded, flooded_codes = calm_phase(port, calm)
+        flood_report = json.loads(process.communicate(timeout=300)[0])
+    finally:
+        process.kill()
+        process.wait()
+    return {"p99_alone_ms": p99_ms(alone), "p99_flooded_ms": p99_ms(flooded),
+            "ratio": round(p99_ms(flooded) / p99_ms(alone), 2),
+            "calm_codes": {str(k): v for k, v in sorted((alone_codes + flooded_codes).items())},
+            "flood": flood_report}
+
+
+def ombre(*args: str | Path) -> str:
+    return subprocess.run([*OMBRE, *map(str, args)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def scenario(workdir: Path, limited: bool) -> dict[str, Any]:
+    """Three runs against a fresh `ombre api`, with the default limits or none."""
+    port = free_port()
+    config = workdir / ("limited.yaml" if limited else "unlimited.yaml")
+    config.write_text(json.dumps({
+        "data_dir": str(workdir / config.stem),
+        "sites": [{"id": "site", "lines": [{"id": "l1", "machines": [
+            {"id": f"m{i}", "signals": [{"name": "temp"}]} for i in range(3)]}]}],
+        "api": {"host": "127.0.0.1", "port": port,
+                **({} if limited else {"rate_limit": UNLIMITED})}}))
+    calm = ombre("token", "create", "--name", "calm", "-c", config)
+    flooder = ombre("token", "create", "--name", "flood", "-c", config)
+    log = (workdir / f"{config.stem}.log").open("w")
+    server = subprocess.Popen([*OMBRE, "api", "-c", str(config), "--log-level", "warning"],
+                              stdout=log, stderr=log)
+    try:
+        wait_for_port(port, 30)
+        runs = []
+        for _ in range(RUNS):
+            runs.append(run(port, calm, flooder))
+            if server.poll() is not None:
+                raise RuntimeError(f"ombre api exited: {Path(log.name).read_text()}")
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+    ratios = [r["ratio"] for r in runs]
+    return {"rate_limit": "default" if limited else "off", "runs": runs,
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios)}
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["flood"]:
+        flood(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
+        return
+    with tempfile.TemporaryDirectory(prefix="ombre-api-flood-") as tmp:
+        results = [scenario(Path(tmp), limited) for limited in (True, False)]
+    for result in results:
+        print(f"rate limit {result['rate_limit']}: p99 flooded / alone = "
+              f"{result['ratio_median']} (median of {RUNS}; {result['ratio_min']} to "
+              f"{result['ratio_max']})")
+        for r in result["runs"]:
+            print(f"  alone {r['p99_alone_ms']} ms, flooded {r['p99_flooded_ms']} ms, "
+                  f"calm answers {r['calm_codes']}, flood {r['flood']}")
+    RESULTS.write_text(json.dumps({"calm_per_s": CALM_PER_S, "flood_per_s": FLOOD_PER_S,
+                                   "phase_s": PHASE_S, "path": PATH,
+                                   "scenarios": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
