@@ -7,17 +7,24 @@ to trust), and answers what no route should see:
 - a JSON body with NaN or Infinity (Python's parser accepts them, JSON does not):
   422 naming the field.
 
-The route then gets the body it read, replayed. Nothing here logs a body."""
+The route then gets the body it read, replayed. An exception the route raises becomes
+a 500 logged with its type and traceback but not its message, which may quote the
+body (a validation error's input, a SQL statement's parameters); uvicorn, which would
+log it whole, never sees it."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import traceback
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 
 class BodyGuard:
@@ -55,7 +62,22 @@ class BodyGuard:
                     "msg": "NaN and Infinity are not JSON numbers; send a finite number"}]},
                     422)(scope, receive, send)
                 return
-        await self.app(scope, _replay(bytes(body), receive), send)
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, _replay(bytes(body), receive), send_tracked)
+        except Exception as exc:  # noqa: BLE001 - every one, or uvicorn logs its message
+            log.error("%s %s failed: %s (message not logged)\n%s", scope["method"],
+                      scope["path"], type(exc).__name__,
+                      "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+            if not started:
+                await JSONResponse({"detail": "internal error; the API's log has where"},
+                                   500)(scope, receive, send)
 
 
 def _too_large(limit: int) -> JSONResponse:

@@ -1,10 +1,13 @@
 """Rate limits: an in-process token bucket per API token and one per client address,
 checked by an ASGI middleware in front of everything else, so a refused request costs
-no database query and no thread. A refusal is 429 with Retry-After. /healthz is not
-counted (a health check must not be starved by a flood)."""
+no database query and no thread. A refusal is 429 with Retry-After, answered after
+HOLD_S: a client that waits for each answer (a browser, most scripts) then sends at
+most one request a second on each connection, instead of as many refusals as the
+server can parse. /healthz is not counted (a health check must not be starved)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from api.config import RateLimitConfig
 
 EXEMPT = frozenset({"/healthz"})
 MAX_KEY_CHARS = 200  # a token is about 55 characters; longer ones are cut, not stored
+HOLD_S = 1.0  # how long a refusal is held before it is sent
 
 
 @dataclass
@@ -84,6 +88,7 @@ class RateLimit:
             wait, what = self.limits.by_token.take(token[:MAX_KEY_CHARS]), "token"
         if wait:
             retry_s = math.ceil(wait)
+            await asyncio.sleep(min(HOLD_S, retry_s))
             await JSONResponse({"detail": f"too many requests from this {what}; retry in "
                                           f"{retry_s} s (api.rate_limit)"}, 429,
                                headers={"Retry-After": str(retry_s)})(scope, receive, send)

@@ -3,8 +3,8 @@ latency? A real `ombre api` (uvicorn) on a free port serves an empty plant; a ca
 client (its own viewer token, from 127.0.0.2) asks GET /api/v1/machines 10 times a
 second. Each run measures its p99 for PHASE_S alone, then for PHASE_S while a flooder
 (a process of its own, another viewer token, from 127.0.0.3) sends 1,000 requests/s on
-CONNECTIONS keep-alive connections. Three runs with the default api.rate_limit, then
-three with the limits lifted, to show what the limit buys. It prints each run and the
+CONNECTIONS keep-alive connections. RUNS (5) runs with the default api.rate_limit, then
+as many with the limits lifted, to show what the limit buys. It prints each run and the
 ratio p99 flooded / p99 alone (median and spread), and writes bench/results/api_flood.json.
 On a shared machine the flooder's own CPU counts too: it runs beside the server."""
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.mosquitto import free_port, wait_for_port
 
-RUNS = 3
+RUNS = 5
 PHASE_S = 15.0
 CALM_PER_S = 10
 FLOOD_PER_S = 1000
@@ -116,7 +116,7 @@ def ombre(*args: str | Path) -> str:
 
 
 def scenario(workdir: Path, limited: bool) -> dict[str, Any]:
-    """Three runs against a fresh `ombre api`, with the default limits or none."""
+    """RUNS runs against a fresh `ombre api`, with the default limits or none."""
     port = free_port()
     config = workdir / ("limited.yaml" if limited else "unlimited.yaml")
     config.write_text(json.dumps({

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from fastapi import Request
 
 from api.app import create_app
 from api.tokens import Role, create_token
@@ -48,10 +49,18 @@ class Server:
         return orders
 
 
+async def fails_quoting_its_body(request: Request) -> None:
+    """A route with a bug: its exception's message quotes the body, as a validation
+    error or a SQL error's parameters would."""
+    raise ValueError(f"cannot use {(await request.body()).decode()!r}")
+
+
 @pytest.fixture
 def server(tmp_path: Path, database: str | None) -> Iterator[Server]:
     shop = Shop(tmp_path, database, [])
-    with serving(create_app(load_config(shop.config, {}))) as url:
+    app = create_app(load_config(shop.config, {}))
+    app.add_api_route("/api/v1/broken", fails_quoting_its_body, methods=["POST"])
+    with serving(app) as url:
         served = Server(url, shop)
         yield served
         served.client.close()
@@ -80,7 +89,8 @@ def test_a_chunked_upload_over_the_cap_is_refused_and_imports_nothing(
 
 
 def test_bad_bodies_get_a_4xx_naming_the_problem_and_are_never_logged(
-        server: Server, capfd: pytest.CaptureFixture[str]) -> None:
+        server: Server, capfd: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
     good = f"order_no,planned_qty,pru_s,material\n1,10,30,{MARKER}\n".encode()
     latin1 = server.post("/orders/import", server.admin, headers={"Content-Type": "text/csv"},
                          content=good + f"2,10,30,{MARKER}-\xe9\n".encode("latin-1"))
@@ -98,13 +108,17 @@ def test_bad_bodies_get_a_4xx_naming_the_problem_and_are_never_logged(
         assert nan.status_code == 422, constant
         assert nan.json()["detail"][0]["loc"] == ["body", 1, "pru_s"]
     assert server.orders() == []
+    broken = server.post("/broken", server.admin, content=f"{MARKER} " * 50_000)
+    assert broken.status_code == 500
+    assert MARKER not in broken.text
     big_and_bad = server.post("/orders/import", server.admin,
                               headers={"Content-Type": "text/csv"},
                               content=(good * 20_000)[:900_000] + b"\xff\n")
     assert big_and_bad.status_code == 400
-    out, err = capfd.readouterr()
-    assert MARKER not in out + err
-    assert len(out + err) < 5_000  # a line per request at most, never a body
+    logged = "".join(capfd.readouterr()) + caplog.text  # uvicorn's output, and Ombre's
+    assert MARKER not in logged
+    assert "POST /api/v1/broken failed: ValueError (message not logged)" in caplog.text
+    assert len(logged) < 5_000  # a line per request and a traceback, never a body
 
 
 def test_the_bearer_scheme_is_case_insensitive(server: Server) -> None:

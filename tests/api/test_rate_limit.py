@@ -59,32 +59,34 @@ def client_from(url: str, address: str, token: str | None) -> Iterator[httpx.Cli
 def test_a_flooding_client_gets_429_and_others_do_not(tmp_path: Path,
                                                       database: str | None) -> None:
     shop = Shop(tmp_path, database, [])
-    config = limited(load_config(shop.config, {}), per_token_per_s=1, per_token_burst=5,
-                     per_address_per_s=1, per_address_burst=12)
+    # A request back every 20 s: the test's few seconds refill no bucket.
+    config = limited(load_config(shop.config, {}), per_token_per_s=0.05, per_token_burst=5,
+                     per_address_per_s=0.05, per_address_burst=12)
     with serving(create_app(config)) as url:
         engine = open_engine(shop.engine_url())
         try:
-            flood, calm = (create_token(engine, n, Role.VIEWER) for n in ("flood", "calm"))
+            flood, calm, third = (create_token(engine, n, Role.VIEWER)
+                                  for n in ("flood", "calm", "third"))
         finally:
             engine.dispose()
         with client_from(url, "127.0.0.2", flood) as flooder, \
                 client_from(url, "127.0.0.3", calm) as other:
-            codes = [flooder.get("/api/v1/machines").status_code for _ in range(8)]
-            assert codes == [200] * 5 + [429] * 3
+            codes = [flooder.get("/api/v1/machines").status_code for _ in range(6)]
+            assert codes == [200] * 5 + [429]
             refused = flooder.get("/api/v1/machines")
-            assert refused.headers["Retry-After"] == "1"
+            assert 1 <= int(refused.headers["Retry-After"]) <= 20
             assert refused.json()["detail"].startswith("too many requests from this token")
             assert flooder.get("/healthz").status_code == 200  # never limited
             assert other.get("/api/v1/machines").status_code == 200
             # The same address with another token: the token's bucket is full, the
-            # address's is nearly spent (9 requests so far), then spent.
-            with client_from(url, "127.0.0.2", calm) as same_address:
-                codes = [same_address.get("/api/v1/machines").status_code for _ in range(4)]
-                assert codes == [200, 200, 200, 429]
+            # address's is nearly spent (7 requests so far), then spent.
+            with client_from(url, "127.0.0.2", third) as same_address:
+                codes = [same_address.get("/api/v1/machines").status_code for _ in range(6)]
+                assert codes == [200] * 5 + [429]
                 assert same_address.get("/api/v1/machines").json()["detail"].startswith(
                     "too many requests from this address")
             metrics = other.get("/metrics").text
-            assert 'ombre_http_rate_limited_total{by="token"} 4' in metrics
+            assert 'ombre_http_rate_limited_total{by="token"} 2' in metrics
             assert 'ombre_http_rate_limited_total{by="address"} 2' in metrics
 
 
