@@ -2,33 +2,36 @@
 latency? A real `ombre api` (uvicorn) on a free port serves an empty plant; a calm
 client (its own viewer token, from 127.0.0.2) asks GET /api/v1/machines 10 times a
 second. Each run measures its p99 for PHASE_S alone, then for PHASE_S while a flooder
-(a process of its own, another viewer token, from 127.0.0.3) sends 1,000 requests/s on
-CONNECTIONS keep-alive connections. RUNS (5) runs with the default api.rate_limit, then
-as many with the limits lifted, to show what the limit buys. It prints each run and the
-ratio p99 flooded / p99 alone (median and spread), and writes bench/results/api_flood.json.
-On a shared machine the flooder's own CPU counts too: it runs beside the server."""
+(a process of its own, another viewer token, from 127.0.0.3) sends 1,000 requests/s
+whatever the answers take, opening connections as it needs them (open loop, asyncio).
+RUNS (3) runs with the default api.rate_limit, then as many with the limits lifted, to
+show what the limit buys. It prints each run and the ratio p99 flooded / p99 alone
+(median and spread), and writes bench/results/api_flood.json. On a shared machine the
+flooder's own CPU counts too: it runs beside the server."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.mosquitto import free_port, wait_for_port
 
-RUNS = 5
+RUNS = 3
 PHASE_S = 15.0
 CALM_PER_S = 10
 FLOOD_PER_S = 1000
-CONNECTIONS = 8
+MAX_CONNECTIONS = 2000  # the flooder's; a held refusal keeps one busy for a second
 PATH = "/api/v1/machines"
 OMBRE = [sys.executable, "-m", "gateway"]  # the `ombre` command of this interpreter
 RESULTS = Path(__file__).parent / "results" / "api_flood.json"
@@ -36,49 +39,103 @@ UNLIMITED = {"per_token_per_s": 1e9, "per_token_burst": 10**9, "per_address_per_
              "per_address_burst": 10**9}
 
 
-def paced(port: int, source: str, token: str, *, per_s: float, seconds: float,
-          latencies: list[float], codes: Counter[int]) -> None:
-    """Sends GET PATH every 1/per_s seconds (open loop: a late answer does not delay the
-    schedule, the next request goes as soon as it can) on one keep-alive connection."""
+def paced(port: int, token: str, *, per_s: float, seconds: float, latencies: list[float],
+          codes: Counter[int]) -> None:
+    """The calm client: GET PATH every 1/per_s seconds for `seconds` on one keep-alive
+    connection from 127.0.0.2 (a late answer does not move the schedule: the next
+    request goes as soon as it can)."""
     headers = {"Authorization": f"Bearer {token}"}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120,
-                                      source_address=(source, 0))
+                                      source_address=("127.0.0.2", 0))
     start = time.monotonic()
     due = start
-    while due - start < seconds:
+    while due - start < seconds and time.monotonic() - start < seconds:
         time.sleep(max(0.0, due - time.monotonic()))
+        due += 1 / per_s
         sent = time.monotonic()
         try:
             conn.request("GET", PATH, headers=headers)
             response = conn.getresponse()
             response.read()
-            codes[response.status] += 1
         except (OSError, http.client.HTTPException):
             codes[0] += 1
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120,
-                                              source_address=(source, 0))
+                                              source_address=("127.0.0.2", 0))
             continue
+        codes[response.status] += 1
         latencies.append(time.monotonic() - sent)
-        due += 1 / per_s
     conn.close()
 
 
+@dataclass
+class Flood:
+    """The flooder's connections: `due` holds the requests no connection has taken yet."""
+
+    request: bytes
+    due: asyncio.Queue[None] = field(default_factory=asyncio.Queue)
+    codes: Counter[int] = field(default_factory=Counter)
+    opened: int = 0
+    connected: int = 0
+
+    async def connection(self, port: int) -> None:
+        """One keep-alive connection from 127.0.0.3: sends a request whenever one is due
+        and it is idle, and reads the answer."""
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                           local_addr=("127.0.0.3", 0))
+        except OSError:
+            self.codes[0] += 1
+            return
+        self.connected += 1
+        try:
+            while True:
+                await self.due.get()
+                writer.write(self.request)
+                status = int((await reader.readline()).split()[1])
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                self.codes[status] += 1
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            self.codes[0] += 1  # the server closed or garbled it: this connection ends
+        finally:
+            writer.close()
+
+
+async def _flood(port: int, token: str, seconds: float) -> dict[str, Any]:
+    """FLOOD_PER_S requests a second whatever the answers take (open loop): requests that
+    find every connection busy open more, up to MAX_CONNECTIONS."""
+    flood = Flood((f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   f"Authorization: Bearer {token}\r\n\r\n").encode())
+    offered = 0
+    start = time.monotonic()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds), asyncio.TaskGroup() as tasks:
+            while True:
+                target = int((time.monotonic() - start) * FLOOD_PER_S)
+                for _ in range(target - offered):
+                    flood.due.put_nowait(None)
+                offered = target
+                connecting = flood.opened - flood.connected
+                for _ in range(min(flood.due.qsize() - connecting,
+                                   MAX_CONNECTIONS - flood.opened)):
+                    tasks.create_task(flood.connection(port), name=f"flood:{flood.opened}")
+                    flood.opened += 1
+                await asyncio.sleep(0.005)
+    elapsed = time.monotonic() - start
+    return {"offered_per_s": round(offered / elapsed),
+            "answered_per_s": round(sum(flood.codes.values()) / elapsed),
+            "connections": flood.opened,
+            "codes": {str(k): v for k, v in sorted(flood.codes.items())}}
+
+
 def flood(port: int, token: str, seconds: float) -> None:
-    """The flooder process: CONNECTIONS threads share FLOOD_PER_S; prints one JSON line."""
-    counts: list[Counter[int]] = [Counter() for _ in range(CONNECTIONS)]  # one per thread
-    threads = [threading.Thread(target=paced, args=(port, "127.0.0.3", token), kwargs={
-        "per_s": FLOOD_PER_S / CONNECTIONS, "seconds": seconds, "latencies": [],
-        "codes": codes}, name=f"flood:{i}") for i, codes in enumerate(counts)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    codes = sum(counts, Counter())
-    print(json.dumps({"sent_per_s": round(sum(codes.values()) / elapsed),
-                      "codes": {str(k): v for k, v in sorted(codes.items())}}))
+    """The flooder process: prints one JSON line."""
+    print(json.dumps(asyncio.run(_flood(port, token, seconds))))
 
 
 def p99_ms(latencies: list[float]) -> float:
@@ -88,8 +145,7 @@ def p99_ms(latencies: list[float]) -> float:
 def calm_phase(port: int, token: str) -> tuple[list[float], Counter[int]]:
     latencies: list[float] = []
     codes: Counter[int] = Counter()
-    paced(port, "127.0.0.2", token, per_s=CALM_PER_S, seconds=PHASE_S, latencies=latencies,
-          codes=codes)
+    paced(port, token, per_s=CALM_PER_S, seconds=PHASE_S, latencies=latencies, codes=codes)
     return latencies, codes
 
 
@@ -135,6 +191,8 @@ def scenario(workdir: Path, limited: bool) -> dict[str, Any]:
         runs = []
         for _ in range(RUNS):
             runs.append(run(port, calm, flooder))
+            print(f"rate limit {'default' if limited else 'off'}: {runs[-1]}", file=sys.stderr,
+                  flush=True)
             if server.poll() is not None:
                 raise RuntimeError(f"ombre api exited: {Path(log.name).read_text()}")
     finally:
