@@ -1,13 +1,12 @@
 """Rate limits: an in-process token bucket per API token and one per client address,
 checked by an ASGI middleware in front of everything else, so a refused request costs
-no database query and no thread. A refusal is 429 with Retry-After, answered after
-HOLD_S: a client that waits for each answer (a browser, most scripts) then sends at
-most one request a second on each connection, instead of as many refusals as the
-server can parse. /healthz is not counted (a health check must not be starved)."""
+no database query and no thread. A refusal is 429 with Retry-After, sent at once:
+holding it would make a client that does not wait for answers open a connection per
+request, which costs the server more than the refusal. /healthz is not counted (a
+health check must not be starved by a flood)."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from api.config import RateLimitConfig
 
 EXEMPT = frozenset({"/healthz"})
 MAX_KEY_CHARS = 200  # a token is about 55 characters; longer ones are cut, not stored
-HOLD_S = 1.0  # how long a refusal is held before it is sent
 
 
 @dataclass
@@ -88,7 +86,6 @@ class RateLimit:
             wait, what = self.limits.by_token.take(token[:MAX_KEY_CHARS]), "token"
         if wait:
             retry_s = math.ceil(wait)
-            await asyncio.sleep(min(HOLD_S, retry_s))
             await JSONResponse({"detail": f"too many requests from this {what}; retry in "
                                           f"{retry_s} s (api.rate_limit)"}, 429,
                                headers={"Retry-After": str(retry_s)})(scope, receive, send)
