@@ -17,19 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api import (
-    alerts,
-    audit,
-    docs,
-    downtime,
-    jobs,
-    kpis,
-    machines,
-    metrics,
-    orders,
-    signals,
-    stream,
-)
+from api import alerts, docs, downtime, jobs, kpis, machines, metrics, orders, signals, stream
+from api import audit as audit_log
 from api.deps import AsViewer, Store
 from api.guard import BodyGuard
 from api.ratelimit import RateLimit, RateLimits
@@ -117,7 +106,7 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
         return FileResponse(STATIC / "orders.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream, audit):
+    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream, audit_log):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)
     app.include_router(docs.router(config.api.docs, STATIC))

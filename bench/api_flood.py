@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -167,7 +168,7 @@ def run(port: int, calm: str, flooder: str) -> dict[str, Any]:
     return {"p99_alone_ms": p99_ms(alone), "p99_flooded_ms": p99_ms(flooded),
             "ratio": round(p99_ms(flooded) / p99_ms(alone), 2),
             "calm_codes": {str(k): v for k, v in sorted((alone_codes + flooded_codes).items())},
-            "flood": flood_report}
+            "flood": flood_report, "load_average_1m": os.getloadavg()[0]}
 
 
 def ombre(*args: str | Path) -> str:
@@ -221,7 +222,8 @@ def main() -> None:
               f"{result['ratio_max']})")
         for r in result["runs"]:
             print(f"  alone {r['p99_alone_ms']} ms, flooded {r['p99_flooded_ms']} ms, "
-                  f"calm answers {r['calm_codes']}, flood {r['flood']}")
+                  f"calm answers {r['calm_codes']}, flood {r['flood']}, "
+                  f"load average {r['load_average_1m']:.1f}")
     RESULTS.write_text(json.dumps({"calm_per_s": CALM_PER_S, "flood_per_s": FLOOD_PER_S,
                                    "phase_s": PHASE_S, "path": PATH,
                                    "scenarios": results}, indent=2) + "\n")
