@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from api import audit
 from api.deps import AsOperator, AsViewer, Config, MachineFilter, Now, RowId, Store
 from shadow.store import ShadowStore
 from shadow.tables import TEXT
@@ -62,7 +63,8 @@ def alert_views(store: ShadowStore, status: Status | None, machine: str | None,
 def acknowledge(alert_id: RowId, token: AsOperator, store: Store, now: Now) -> dict[str, str]:
     """The operator saw it; it stays open until back in control or closed."""
     if not store.acknowledge_alert(alert_id, token.name, now):
-        raise HTTPException(409, f"alert {alert_id} is not open")
+        raise _not_done(store, alert_id, "acknowledged")
+    audit.record(store, token, "alert.acknowledge", f"alert {alert_id}", now_ns=now)
     return {"status": "acknowledged"}
 
 
@@ -74,8 +76,18 @@ def close(alert_id: RowId, body: CloseIn, *, token: AsOperator, store: Store, co
         raise HTTPException(422, f"cause must be one of {config.shadow.alert_causes}, "
                                  f"found {body.cause!r}")
     if not store.close_alert(alert_id, token.name, body.cause, body.note, now):
-        raise HTTPException(409, f"alert {alert_id} does not exist or is closed already")
+        raise _not_done(store, alert_id, "closed")
+    audit.record(store, token, "alert.close", f"alert {alert_id}", now_ns=now,
+                 details={"cause": body.cause, "note": body.note})
     return {"status": "closed"}
+
+
+def _not_done(store: ShadowStore, alert_id: int, action: str) -> HTTPException:
+    """404 for an alert that does not exist, 409 for one whose status refused it."""
+    status = store.alert_status(alert_id)
+    if status is None:
+        return HTTPException(404, f"no alert {alert_id}")
+    return HTTPException(409, f"alert {alert_id} is {status}: it cannot be {action}")
 
 
 @router.get("/alert-causes")

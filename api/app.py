@@ -4,11 +4,11 @@ shadow's database (migrating it) and closes it. No work happens at import time."
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -26,7 +26,10 @@ from api import (
     signals,
     stream,
 )
+from api import audit as audit_log
 from api.deps import AsViewer, Store
+from api.guard import BodyGuard
+from api.ratelimit import RateLimit, RateLimits
 from gateway.config import OmbreConfig
 from gateway.counters import Counters, Health
 from shadow.schema import database_url, open_engine, upgrade
@@ -65,15 +68,7 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
         app.add_middleware(CORSMiddleware, allow_origins=config.api.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["Authorization"])
 
-    @app.middleware("http")
-    async def limit_body(request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit()
-                                   or int(length) > config.api.max_body_bytes):
-            return JSONResponse({"detail": f"request body over the limit of "
-                                           f"{config.api.max_body_bytes} bytes"}, 413)
-        return await call_next(request)
+    app.add_middleware(BodyGuard, max_body_bytes=config.api.max_body_bytes)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
@@ -113,10 +108,12 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
         return FileResponse(STATIC / "orders.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream):
+    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream, audit_log):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)
     app.include_router(docs.router(config.api.docs, STATIC))
     app.state.request_stats = metrics.RequestStats()
     app.middleware("http")(metrics.measure)
+    app.state.rate_limits = RateLimits.of(config.api.rate_limit)
+    app.add_middleware(RateLimit, limits=app.state.rate_limits)  # outermost: refusals are cheap
     return app

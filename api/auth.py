@@ -13,15 +13,25 @@ from api.tokens import Role, Token, check_token
 BEARER = {"WWW-Authenticate": "Bearer"}
 
 
+def bearer_credentials(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; the scheme is
+    case-insensitive (RFC 7235), so `bearer` and `BEARER` do too."""
+    if authorization is None:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
 def require(role: Role) -> Callable[..., Token]:
     """A dependency that returns the request's token if its role is at least `role`."""
 
     def dependency(request: Request,
                    authorization: Annotated[str | None, Header()] = None) -> Token:
-        if authorization is None or not authorization.startswith("Bearer "):
+        credentials = bearer_credentials(authorization)
+        if credentials is None:
             raise HTTPException(401, "send a token: Authorization: Bearer ombre_...",
                                 headers=BEARER)
-        token = check_token(request.app.state.store.engine, authorization.removeprefix("Bearer "))
+        token = check_token(request.app.state.store.engine, credentials)
         if token is None:
             raise HTTPException(401, "unknown or revoked token", headers=BEARER)
         if token.role < role:

@@ -1,15 +1,19 @@
-"""The API's `ombre` commands: `token create|list|revoke` and `api` (serve the API)."""
+"""The API's `ombre` commands: `token create|list|revoke`, `audit` (the audit log) and
+`api` (serve the API)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.tokens import Role, create_token, first_admin_token, list_tokens, revoke_token
-from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, setup_logging
-from shadow.calendar import from_ns
+from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, setup_logging, utc_time
+from shadow import audit
+from shadow.calendar import from_ns, to_ns
 from shadow.cli import config_of, store_of, with_config
 
 
@@ -43,7 +47,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     """Serves the API on the configured host and port until Ctrl-C. With no token in
-    the database yet, it creates an admin token and prints it once."""
+    the database yet, it creates an admin token in <data_dir>/first-admin-token."""
     import uvicorn  # noqa: PLC0415 - only this command serves
 
     from api.app import create_app  # noqa: PLC0415
@@ -53,10 +57,27 @@ def cmd_api(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     setup_logging(args.log_level)
     with store_of(config) as store:
-        first_admin_token(store.engine)
+        first_admin_token(store.engine, config.data_dir)
     print(f"Ombre API on http://{config.api.host}:{config.api.port}/docs", file=sys.stderr)
     uvicorn.run(create_app(config), host=config.api.host, port=config.api.port,
                 log_level=args.log_level)
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Prints the audit log, oldest first: time, actor, action, target, details."""
+    config = config_of(args)
+    if config is None:
+        return EXIT_CONFIG
+    since = args.since or datetime.now(UTC) - timedelta(days=7)
+    with store_of(config) as store:
+        found = audit.entries(store.engine, since_ns=to_ns(since), action=args.action,
+                              limit=args.limit)
+    for entry in reversed(found):
+        print(f"{from_ns(entry.ts_ns).isoformat()}\t{entry.actor}\t{entry.action}\t"
+              f"{entry.target}\t{json.dumps(entry.details, sort_keys=True)}")
+    if len(found) == args.limit:
+        print(f"ombre audit: only the newest {args.limit} entries (--limit)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -68,6 +89,14 @@ def add_api_commands(commands: Any) -> None:
     token.add_argument("--role", choices=[r.name.lower() for r in Role], default="viewer")
     token.add_argument("--name", help="create: who or what uses the token")
     token.set_defaults(command=cmd_token)
+
+    log = with_config(add("audit", help="who did what: tokens, alerts, downtime reasons, "
+                                        "jobs, orders imports, trusted certificates"))
+    log.add_argument("--since", type=utc_time, metavar="TIME",
+                     help="RFC 3339 (default: 7 days ago)")
+    log.add_argument("--action", choices=sorted(audit.ACTIONS))
+    log.add_argument("--limit", type=int, default=1000, help="newest entries shown (1000)")
+    log.set_defaults(command=cmd_audit)
 
     api = with_config(add("api", help="serve the API until Ctrl-C"))
     api.add_argument("--log-level", default="info",

@@ -11,6 +11,17 @@ from gateway.config_base import ConfigModel
 DocsMode = Literal["public", "auth", "off"]  # see api/docs.py
 
 
+class RateLimitConfig(ConfigModel):
+    """Token buckets: a client may send `burst` requests at once, then `per_s` a second.
+    Each token has its bucket and each client address one; /healthz is not counted."""
+
+    per_token_per_s: float = Field(default=20, gt=0)
+    per_token_burst: int = Field(default=60, ge=1)
+    per_address_per_s: float = Field(default=50, gt=0)
+    per_address_burst: int = Field(default=150, ge=1)
+    max_clients: int = Field(default=4096, ge=16, le=1_000_000)  # buckets kept per kind
+
+
 class ApiConfig(ConfigModel):
     """Where the API and dashboard listen, and the bounds every request is held to."""
 
@@ -20,3 +31,5 @@ class ApiConfig(ConfigModel):
     max_range_days: float = Field(default=400, gt=0)  # longest time range one query covers
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # request bodies, CSV uploads
     docs: DocsMode = "auth"  # who may read /docs, /redoc and /openapi.json
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+

@@ -34,7 +34,7 @@ def now_ns(request: Request) -> int:
     return int(request.app.state.clock())
 
 
-def _bounded(name: str, ts: datetime) -> datetime:
+def bounded(name: str, ts: datetime) -> datetime:
     """`ts` (UTC without a zone) if within the range of int64 nanoseconds, else 400."""
     ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     if not EARLIEST <= ts < LATEST:  # int64 nanoseconds end in 2262
@@ -48,8 +48,8 @@ def window(request: Request,
            to: Annotated[datetime | None, Query()] = None) -> Window:
     """`from` and `to` (RFC 3339; without a zone, UTC); default: the last 24 hours. A
     range longer than api.max_range_days is refused with 400."""
-    end = _bounded("to", to or datetime.fromtimestamp(now_ns(request) / 1e9, UTC))
-    start = _bounded("from", from_) if from_ else end - timedelta(hours=24)
+    end = bounded("to", to or datetime.fromtimestamp(now_ns(request) / 1e9, UTC))
+    start = bounded("from", from_) if from_ else end - timedelta(hours=24)
     if start > end:
         raise HTTPException(400, f"`from` ({start.isoformat()}) is after `to` "
                                  f"({end.isoformat()})")

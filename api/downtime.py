@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import AsOperator, AsViewer, MachineFilter, Range, RowId, Store
+from api import audit
+from api.deps import AsOperator, AsViewer, MachineFilter, Now, Range, RowId, Store
 from shadow.tables import TEXT
 from shadow.timeline import Category
 
@@ -40,14 +41,16 @@ def list_downtime(_: AsViewer, store: Store, window: Range, machine: MachineFilt
 
 
 @router.post("/downtime/{interval_id}/reason")
-def assign_reason(interval_id: RowId, body: ReasonIn, _: AsOperator,
-                  store: Store) -> dict[str, str]:
+def assign_reason(interval_id: RowId, body: ReasonIn, token: AsOperator, store: Store,
+                  now: Now) -> dict[str, str]:
     try:
         done = store.assign_reason(interval_id, body.code)
     except IntegrityError:
         raise HTTPException(422, f"no reason code {body.code!r}") from None
     if not done:
         raise HTTPException(404, f"no downtime interval {interval_id}")
+    audit.record(store, token, "downtime.reason", f"state interval {interval_id}",
+                 now_ns=now, details={"code": body.code})
     return {"reason": body.code, "reason_source": "operator"}
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import audit
 from api.deps import AsOperator, AsViewer, Config, Now, RowId, Store
 from gateway.config import MachineConfig, OmbreConfig
 from shadow.orders import job_key
@@ -73,6 +74,8 @@ def start_job(machine_id: str, body: JobIn, *, token: AsOperator, store: Store,
         raise HTTPException(404, f"no order with job key {body.job_key!r}; create or import "
                                  "it first")
     command_id = store.request_job(machine.id, body.job_key, now, token.name)
+    audit.record(store, token, "job.start", f"machine {machine.id}", now_ns=now,
+                 details={"job": body.job_key, "command": command_id})
     return _one(store.job_commands(command_id=command_id), command_id)
 
 
@@ -85,6 +88,8 @@ def complete_job(machine_id: str, *, token: AsOperator, store: Store, config: Co
     if running is None and not store.job_commands(pending=True, machine=machine.id):
         raise HTTPException(409, f"machine {machine_id!r} runs no job")
     command_id = store.request_job(machine.id, None, now, token.name)
+    audit.record(store, token, "job.complete", f"machine {machine.id}", now_ns=now,
+                 details={"command": command_id})
     return _one(store.job_commands(command_id=command_id), command_id)
 
 

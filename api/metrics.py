@@ -15,6 +15,7 @@ from fastapi.responses import PlainTextResponse
 from api import health
 from api.deps import AsViewer, Config, Now, Store
 from api.machines import MachineOut, machine_view
+from api.ratelimit import RateLimits
 from gateway.config import OmbreConfig
 from gateway.counters import Counters, Health, label, up_gauge
 from shadow.store import ShadowStore
@@ -73,6 +74,11 @@ def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: No
     counters: Counters | None = request.app.state.counters
     if counters is not None:
         lines += counters.prometheus([(i.machine, i.signal) for i in config.registry()])
+    limits: RateLimits = request.app.state.rate_limits
+    lines += ["# HELP ombre_http_rate_limited_total requests refused with 429 (api.rate_limit)",
+              "# TYPE ombre_http_rate_limited_total counter"]
+    lines += [f'ombre_http_rate_limited_total{{by="{by}"}} {buckets.refused}'
+              for by, buckets in (("address", limits.by_address), ("token", limits.by_token))]
     stats: RequestStats = request.app.state.request_stats
     return "\n".join([*lines, *stats.lines()]) + "\n"
 

@@ -4,16 +4,20 @@ ERP's CSV (the format of `ombre orders import`)."""
 from __future__ import annotations
 
 import io
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel
 
+from api import audit
 from api.deps import AsAdmin, AsOperator, AsViewer, Config, Now, Store
 from api.jobs import JobIn
+from api.tokens import Token
+from shadow.audit import orders_details
 from shadow.completion import CompletionRefusedError, UnknownOrderError, complete_order
 from shadow.csv_rows import CsvError
 from shadow.orders import OrderIn, order_rows, parse_orders
+from shadow.store import ShadowStore
 
 router = APIRouter(tags=["orders"])
 
@@ -58,20 +62,27 @@ def list_orders(_: AsViewer, store: Store) -> list[OrderOut]:
 
 
 @router.post("/orders")
-def create_orders(orders: list[OrderIn], _: AsAdmin, store: Store) -> ImportOut:
+def create_orders(orders: list[OrderIn], token: AsAdmin, store: Store, now: Now) -> ImportOut:
     """Creates or updates orders by job key (`order_no`, or `order_no/operation`)."""
-    return ImportOut(imported=store.import_orders([o.row() for o in orders]), problems=[])
+    return _imported(store, token, now, "api:json", rows=order_rows(orders), problems=[])
 
 
 @router.post("/orders/import")
-def import_orders(csv_text: Annotated[str, Body(media_type="text/csv")], _: AsAdmin,
-                  store: Store) -> ImportOut:
-    """A CSV upload; the good rows are imported and each bad row is reported by line."""
+def import_orders(csv_bytes: Annotated[bytes, Body(media_type="text/csv")], token: AsAdmin,
+                  store: Store, now: Now) -> ImportOut:
+    """A CSV upload in UTF-8; the good rows are imported and each bad row is reported by
+    line. A body that is not UTF-8 is refused with 400 naming its first bad line."""
+    try:
+        csv_text = csv_bytes.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = csv_bytes.count(b"\n", 0, exc.start) + 1
+        raise HTTPException(400, f"upload:{line}: not UTF-8 (byte 0x{csv_bytes[exc.start]:02x}"
+                                 f" at offset {exc.start}); export the CSV as UTF-8") from None
     try:
         orders, problems = parse_orders(io.StringIO(csv_text), "upload")
     except CsvError as exc:
         raise HTTPException(422, str(exc)) from None
-    return ImportOut(imported=store.import_orders(order_rows(orders)), problems=problems)
+    return _imported(store, token, now, "api:csv", rows=order_rows(orders), problems=problems)
 
 
 @router.post("/orders/complete")
@@ -86,5 +97,16 @@ def complete(body: JobIn, *, token: AsOperator, store: Store, config: Config,
         raise HTTPException(404, str(exc)) from None
     except CompletionRefusedError as exc:
         raise HTTPException(409, str(exc)) from None
-    return CompletionOut(commands=[c for _, c in done.commands], status=done.status,
-                         changed=done.changed)
+    commands = [c for _, c in done.commands]
+    audit.record(store, token, "job.complete", f"order {body.job_key}", now_ns=now,
+                 details={"status": done.status, "job_commands": commands})
+    return CompletionOut(commands=commands, status=done.status, changed=done.changed)
+
+
+def _imported(store: ShadowStore, token: Token, now: int, source: str, *,
+              rows: list[dict[str, Any]], problems: list[str]) -> ImportOut:
+    """Imports the good rows and records in the audit log who imported which orders."""
+    imported = store.import_orders(rows)
+    audit.record(store, token, "orders.import", source, now_ns=now,
+                 details=orders_details(rows, problems))
+    return ImportOut(imported=imported, problems=problems)

@@ -7,14 +7,17 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, insert, select, update
 
+from shadow import audit
 from shadow import tables as t
 
 _TOKEN = re.compile(r"ombre_(\d{1,12})_([A-Za-z0-9_-]{20,100})")
@@ -41,13 +44,16 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(engine: Engine, name: str, role: Role) -> str:
-    """A new token; the returned text is the only time its secret exists in clear."""
+def create_token(engine: Engine, name: str, role: Role, actor: str | None = None) -> str:
+    """A new token; the returned text is the only time its secret exists in clear. The
+    audit log records who created it (`actor`, by default the console's user)."""
     secret = secrets.token_urlsafe(32)
     with engine.begin() as c:
         token_id = c.execute(insert(t.api_token).values(
             name=name, role=role.name.lower(), secret_sha256=_digest(secret),
             created_ns=time.time_ns()).returning(t.api_token.c.id)).scalar_one()
+        audit.record(c, actor or audit.cli_actor(), "token.create", f"token {token_id}",
+                     {"name": name, "role": role.name.lower()})
     return f"ombre_{token_id}_{secret}"
 
 
@@ -57,11 +63,14 @@ def list_tokens(engine: Engine) -> list[Token]:
     return [Token(r.id, r.name, Role[r.role.upper()], r.created_ns, r.revoked_ns) for r in rows]
 
 
-def revoke_token(engine: Engine, token_id: int) -> bool:
+def revoke_token(engine: Engine, token_id: int, actor: str | None = None) -> bool:
+    """Revokes an active token (False if there is none by that id), audited."""
     with engine.begin() as c:
         done = c.execute(update(t.api_token).where(t.api_token.c.id == token_id,
                                                    t.api_token.c.revoked_ns.is_(None))
                          .values(revoked_ns=time.time_ns()))
+        if done.rowcount == 1:
+            audit.record(c, actor or audit.cli_actor(), "token.revoke", f"token {token_id}")
         return done.rowcount == 1
 
 
@@ -79,8 +88,22 @@ def check_token(engine: Engine, text: str) -> Token | None:
     return Token(row.id, row.name, Role[row.role.upper()], row.created_ns, row.revoked_ns)
 
 
-def first_admin_token(engine: Engine) -> None:
-    """With no token in the database yet, creates an admin token and prints it once."""
-    if not list_tokens(engine):
-        token = create_token(engine, "first admin", Role.ADMIN)
-        print(f"first start: admin token (shown only this once): {token}", file=sys.stderr)
+FIRST_ADMIN_TOKEN = "first-admin-token"  # in the data directory
+
+
+def first_admin_token(engine: Engine, data_dir: Path) -> Path | None:
+    """With no token in the database yet, creates an admin token and writes it to
+    <data_dir>/first-admin-token, readable by this process's user only (the service's,
+    under systemd): never to stdout or a log, which a journal keeps and shows to others.
+    Says on stderr where it is. Returns that path, or None when tokens existed."""
+    if list_tokens(engine):
+        return None
+    path = data_dir / FIRST_ADMIN_TOKEN
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # an older file may have had another mode
+        f.write(create_token(engine, "first admin", Role.ADMIN) + "\n")
+    print(f"first start: an admin token was written to {path}, readable only by this "
+          "user; copy it, then delete the file", file=sys.stderr)
+    return path

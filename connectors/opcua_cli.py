@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from connectors.opcua_security import (
     trust_rejected,
 )
 from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, load_checked
-from gateway.config import OpcUaSourceConfig
+from gateway.config import OmbreConfig, OpcUaSourceConfig
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
@@ -43,7 +44,9 @@ def cmd_trust(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"ombre trust: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"trusted {describe(load_certificate(trusted))} for source {args.source}: {trusted}")
+    certificate = describe(load_certificate(trusted))
+    args.on_trusted(config, args.source, {"certificate": certificate, "file": str(trusted)})
+    print(f"trusted {certificate} for source {args.source}: {trusted}")
     return EXIT_OK
 
 
@@ -107,12 +110,17 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_opcua_commands(commands: argparse._SubParsersAction[Any]) -> None:
+OnTrusted = Callable[[OmbreConfig, str, dict[str, Any]], None]
+
+
+def add_opcua_commands(commands: argparse._SubParsersAction[Any], on_trusted: OnTrusted) -> None:
+    """Registers `trust` and `browse`; `on_trusted(config, source, details)` records a
+    certificate `trust` added (the composition root passes the audit log's writer)."""
     trust = commands.add_parser("trust", help="trust the OPC UA server certificate a source "
                                 "rejected (see <data_dir>/pki/rejected)")
     trust.add_argument("config", type=Path, metavar="CONFIG", help="the YAML config file")
     trust.add_argument("source", help="the opcua source's name")
-    trust.set_defaults(command=cmd_trust)
+    trust.set_defaults(command=cmd_trust, on_trusted=on_trusted)
 
     browse = commands.add_parser("browse", help="show an OPC UA server's address space, "
                                  "or with --emit-config a config fragment for it")

@@ -86,7 +86,8 @@ if [ "$systemd" = yes ]; then
     systemctl daemon-reload
     systemctl enable ombre.service ombre-api.service
     systemctl restart ombre.service ombre-api.service
-    say "running; status: systemctl status ombre ombre-api; first admin token: journalctl -u ombre-api"
+    say "running; status: systemctl status ombre ombre-api; first admin token (on the first start):"
+    say "  sudo cat /var/lib/ombre/first-admin-token   # then delete the file"
 else
     say "units installed, systemctl not called (--root or --no-systemd)"
 fi

@@ -68,6 +68,11 @@ inside sh /root/ombre-src/deploy/install.sh --source /root/ombre-src | grep -v '
 inside grep -q 'port: 9$' /etc/ombre/plant.yaml || fail "install.sh replaced an existing config"
 wait_active
 echo "test-systemd: installed, both units active, /healthz answers"
+[ "$(inside stat -c '%a %U' /var/lib/ombre/first-admin-token)" = "600 ombre" ] \
+    || fail "the first admin token is not a file of ombre's with mode 0600"
+if inside journalctl --no-pager -u ombre -u ombre-api | grep -q 'ombre_[0-9]'; then
+    fail "the journal shows a token"
+fi
 inside systemd-analyze security --no-pager ombre ombre-api | grep 'Overall exposure'
 
 inside sh -c 'echo kept > /var/lib/ombre/marker'

@@ -27,7 +27,7 @@ from gateway.cli_common import (
     utc_time,
 )
 from shadow.calendar import to_ns
-from shadow.cli import add_shadow_commands
+from shadow.cli import add_shadow_commands, audit_trusted
 from shadow.reasons_cli import add_reasons_commands
 from sim.cli import add_demo_command
 
@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine = open_engine(database_url(config.shadow.database, config.data_dir))
     try:
         upgrade(engine)
-        first_admin_token(engine)
+        first_admin_token(engine, config.data_dir)
     finally:
         engine.dispose()
     gateway, outbox = build_gateway(config)
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_shadow_commands(commands)
     add_reasons_commands(commands)
     add_api_commands(commands)
-    add_opcua_commands(commands)
+    add_opcua_commands(commands, on_trusted=audit_trusted)
     add_demo_command(commands)
 
     return parser

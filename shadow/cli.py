@@ -31,6 +31,7 @@ from gateway.cli_common import (
     utc_time,
 )
 from gateway.config import OmbreConfig
+from shadow import audit
 from shadow import tables as t
 from shadow.calendar import from_ns, to_ns
 from shadow.completion import CompletionRefusedError, UnknownOrderError, complete_order
@@ -61,6 +62,14 @@ def store_of(config: OmbreConfig) -> Iterator[ShadowStore]:
         yield ShadowStore(engine)
     finally:
         engine.dispose()
+
+
+def audit_trusted(config: OmbreConfig, source: str, details: dict[str, Any]) -> None:
+    """Records in the audit log that the person at the console trusted a certificate for
+    an OPC UA source (`ombre trust`, whose connector cannot reach the shadow's tables)."""
+    with store_of(config) as store:
+        audit.record(store.engine, audit.cli_actor(), "trust.add", f"OPC UA source {source}",
+                     details)
 
 
 def _window(args: argparse.Namespace) -> Window:
@@ -158,7 +167,10 @@ def cmd_orders_import(args: argparse.Namespace) -> int:
         print(f"ombre orders import: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with store_of(config) as store:
-        count = store.import_orders(order_rows(orders))
+        rows = order_rows(orders)
+        count = store.import_orders(rows)
+        audit.record(store.engine, audit.cli_actor(), "orders.import", str(args.file),
+                     audit.orders_details(rows, problems))
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"{count} orders imported from {args.file}"
@@ -237,6 +249,8 @@ def cmd_orders_complete(args: argparse.Namespace) -> int:
         except (UnknownOrderError, CompletionRefusedError) as exc:
             print(f"ombre orders complete: {exc.args[0]}", file=sys.stderr)
             return EXIT_USAGE
+        audit.record(store.engine, audit.cli_actor(), "job.complete", f"order {key}",
+                     {"status": done.status, "job_commands": [c for _, c in done.commands]})
     for machine, command in done.commands:
         print(f"{key}: job command {command} completes it on {machine} (the running "
               "gateway applies it)")

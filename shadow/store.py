@@ -412,6 +412,14 @@ class ShadowStore:
         with self.engine.connect() as c:
             return list(c.execute(query))
 
+    def alert_status(self, alert_id: int) -> str | None:
+        """The alert's status, or None when there is no such alert."""
+        da = t.drift_alert
+        with self.engine.connect() as c:
+            found: str | None = c.execute(select(da.c.status).where(da.c.id == alert_id)
+                                          ).scalar_one_or_none()
+        return found
+
     def acknowledge_alert(self, alert_id: int, by: str, now_ns: int) -> bool:
         da = t.drift_alert
         with self.engine.begin() as c:

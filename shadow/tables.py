@@ -209,6 +209,17 @@ api_token = Table(  # API tokens: only a hash of each secret is kept
     Column("revoked_ns", BigInteger, nullable=True),
 )
 
+audit_log = Table(  # every operator and admin action (shadow/audit.py); never updated
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts_ns", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),  # token:<id>:<name>, or cli:<user>
+    Column("action", String(32), nullable=False),  # one of shadow.audit.ACTIONS
+    Column("target", String(400), nullable=False),  # what it acted on
+    Column("details", Text, nullable=False),  # JSON object
+    Index("ix_audit_log_ts", "ts_ns"),
+)
+
 # The views the migrations create, for reading (not part of `metadata`).
 order_confirmation = table(
     "order_confirmation",

@@ -15,8 +15,16 @@ from fastapi import FastAPI
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from api.config import RateLimitConfig
 from bench.mosquitto import free_port
+from gateway.config import OmbreConfig
 from tests.conftest import require_binary
+
+
+def limited(config: OmbreConfig, **limits: float) -> OmbreConfig:
+    """`config` with api.rate_limit set to `limits`."""
+    api = config.api.model_copy(update={"rate_limit": RateLimitConfig(**limits)})  # type: ignore[arg-type]
+    return config.model_copy(update={"api": api})
 
 
 @contextmanager

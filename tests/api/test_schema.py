@@ -16,6 +16,7 @@ from api.tokens import Role, create_token
 from gateway.config_load import load_config
 from shadow.schema import open_engine
 from shadow.store import ShadowStore
+from tests.api.conftest import limited
 from tests.shadow.test_drift_alerts import RAMP_WATCH
 from tests.shadow.test_replay import WORKED_STOP, Shop, replay_worked_example
 
@@ -24,7 +25,10 @@ def test_no_request_gets_a_server_error(tmp_path: Path, database: str | None,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     shop = Shop(tmp_path, database, [WORKED_STOP], drift=[RAMP_WATCH])
     replay_worked_example(shop, capsys)
-    app = create_app(load_config(shop.config, {}))
+    # Hundreds of requests a second from one token: unlimited (test_rate_limit.py).
+    app = create_app(limited(load_config(shop.config, {}), per_token_per_s=1e9,
+                             per_token_burst=10**9, per_address_per_s=1e9,
+                             per_address_burst=10**9))
     engine = open_engine(shop.engine_url())
     app.state.store = ShadowStore(engine)  # what the lifespan would open
     headers = {"Authorization": f"Bearer {create_token(engine, 'schemathesis', Role.ADMIN)}"}

@@ -114,6 +114,22 @@ def test_starter_config_writes_where_the_unit_lets_it() -> None:
     assert config.api.host == "0.0.0.0"
 
 
+def test_the_first_admin_token_is_read_from_its_file_never_from_a_log() -> None:
+    """`ombre api` writes the first admin token to <data_dir>/first-admin-token (mode
+    0600, tests/api/test_audit.py): every deploy file and the README send the reader
+    there, none to the journal or the container's log."""
+    said = {path: path.read_text() for path in (
+        DEPLOY / "install.sh", DEPLOY / "compose.yaml", DEPLOY / "systemd" / "plant.yaml",
+        DEPLOY / "systemd" / "ombre-api.service", ROOT / "README.md")}
+    for path, text in said.items():
+        assert "/first-admin-token" in text, path
+        for line in text.splitlines():
+            if "token" in line and ("journalctl" in line or " logs " in line):
+                pytest.fail(f"{path}: {line.strip()}")
+    assert "sudo cat /var/lib/ombre/first-admin-token" in said[DEPLOY / "install.sh"]
+    assert "cat /var/lib/ombre/first-admin-token" in said[DEPLOY / "compose.yaml"]
+
+
 def dockerfile_instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of deploy/Dockerfile, continuation lines joined."""
     text = re.sub(r"\\\n\s*", " ", (DEPLOY / "Dockerfile").read_text())

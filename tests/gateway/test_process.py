@@ -158,7 +158,8 @@ def test_run_with_api_serves_connector_health_and_runtime_counters(
     try:
         ombre.wait_for_log("source broker is up")
         ombre.wait_for_log("Ombre API and dashboard on")
-        token = log.read_text().split("admin token (shown only this once): ")[1].split()[0]
+        token = (tmp_path / "data" / "first-admin-token").read_text().strip()
+        assert token not in log.read_text()  # a file of its own, never the output
 
         def get(route: str) -> tuple[int, bytes]:
             request = urllib.request.Request(f"http://127.0.0.1:{api_port}{route}",

@@ -1,0 +1,233 @@
+"""`python -m bench.api_flood`: does one client flooding the API move another client's
+latency? A real `ombre api` (uvicorn) on a free port serves an empty plant; a calm
+client (its own viewer token, from 127.0.0.2) asks GET /api/v1/machines 10 times a
+second. Each run measures its p99 for PHASE_S alone, then for PHASE_S while a flooder
+(a process of its own, another viewer token, from 127.0.0.3) sends 1,000 requests/s
+whatever the answers take, opening connections as it needs them (open loop, asyncio).
+RUNS (3) runs with the default api.rate_limit, then as many with the limits lifted, to
+show what the limit buys. It prints each run and the ratio p99 flooded / p99 alone
+(median and spread), and writes bench/results/api_flood.json. On a shared machine the
+flooder's own CPU counts too: it runs beside the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.mosquitto import free_port, wait_for_port
+
+RUNS = 3
+PHASE_S = 15.0
+CALM_PER_S = 10
+FLOOD_PER_S = 1000
+MAX_CONNECTIONS = 2000  # the flooder's, for answers slower than its rate
+PATH = "/api/v1/machines"
+OMBRE = [sys.executable, "-m", "gateway"]  # the `ombre` command of this interpreter
+RESULTS = Path(__file__).parent / "results" / "api_flood.json"
+UNLIMITED = {"per_token_per_s": 1e9, "per_token_burst": 10**9, "per_address_per_s": 1e9,
+             "per_address_burst": 10**9}
+
+
+def paced(port: int, token: str, *, per_s: float, seconds: float, latencies: list[float],
+          codes: Counter[int]) -> None:
+    """The calm client: GET PATH every 1/per_s seconds for `seconds` on one keep-alive
+    connection from 127.0.0.2 (a late answer does not move the schedule: the next
+    request goes as soon as it can)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120,
+                                      source_address=("127.0.0.2", 0))
+    start = time.monotonic()
+    due = start
+    while due - start < seconds and time.monotonic() - start < seconds:
+        time.sleep(max(0.0, due - time.monotonic()))
+        due += 1 / per_s
+        sent = time.monotonic()
+        try:
+            conn.request("GET", PATH, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            codes[0] += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120,
+                                              source_address=("127.0.0.2", 0))
+            continue
+        codes[response.status] += 1
+        latencies.append(time.monotonic() - sent)
+    conn.close()
+
+
+@dataclass
+class Flood:
+    """The flooder's connections: `due` holds the requests no connection has taken yet."""
+
+    request: bytes
+    due: asyncio.Queue[None] = field(default_factory=asyncio.Queue)
+    codes: Counter[int] = field(default_factory=Counter)
+    opened: int = 0
+    connected: int = 0
+
+    async def connection(self, port: int) -> None:
+        """One keep-alive connection from 127.0.0.3: sends a request whenever one is due
+        and it is idle, and reads the answer."""
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                           local_addr=("127.0.0.3", 0))
+        except OSError:
+            self.codes[0] += 1
+            return
+        self.connected += 1
+        try:
+            while True:
+                await self.due.get()
+                writer.write(self.request)
+                status = int((await reader.readline()).split()[1])
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                self.codes[status] += 1
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            self.codes[0] += 1  # the server closed or garbled it: this connection ends
+        finally:
+            writer.close()
+
+
+async def _flood(port: int, token: str, seconds: float) -> dict[str, Any]:
+    """FLOOD_PER_S requests a second whatever the answers take (open loop): requests that
+    find every connection busy open more, up to MAX_CONNECTIONS."""
+    flood = Flood((f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   f"Authorization: Bearer {token}\r\n\r\n").encode())
+    offered = 0
+    start = time.monotonic()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds), asyncio.TaskGroup() as tasks:
+            while True:
+                target = int((time.monotonic() - start) * FLOOD_PER_S)
+                for _ in range(target - offered):
+                    flood.due.put_nowait(None)
+                offered = target
+                connecting = flood.opened - flood.connected
+                for _ in range(min(flood.due.qsize() - connecting,
+                                   MAX_CONNECTIONS - flood.opened)):
+                    tasks.create_task(flood.connection(port), name=f"flood:{flood.opened}")
+                    flood.opened += 1
+                await asyncio.sleep(0.005)
+    elapsed = time.monotonic() - start
+    return {"offered_per_s": round(offered / elapsed),
+            "answered_per_s": round(sum(flood.codes.values()) / elapsed),
+            "connections": flood.opened,
+            "codes": {str(k): v for k, v in sorted(flood.codes.items())}}
+
+
+def flood(port: int, token: str, seconds: float) -> None:
+    """The flooder process: prints one JSON line."""
+    print(json.dumps(asyncio.run(_flood(port, token, seconds))))
+
+
+def p99_ms(latencies: list[float]) -> float:
+    """The 99th percentile; with fewer than two answers (a starved client), the longest
+    one, or the whole phase."""
+    if len(latencies) < 2:
+        return round(1000 * max(latencies, default=PHASE_S), 1)
+    return round(1000 * statistics.quantiles(latencies, n=100)[98], 1)
+
+
+def calm_phase(port: int, token: str) -> tuple[list[float], Counter[int]]:
+    latencies: list[float] = []
+    codes: Counter[int] = Counter()
+    paced(port, token, per_s=CALM_PER_S, seconds=PHASE_S, latencies=latencies, codes=codes)
+    return latencies, codes
+
+
+def run(port: int, calm: str, flooder: str) -> dict[str, Any]:
+    alone, alone_codes = calm_phase(port, calm)
+    process = subprocess.Popen([sys.executable, "-m", "bench.api_flood", "flood", str(port),
+                                flooder, str(PHASE_S + 1)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # the flood is running before the measure starts
+        flooded, flooded_codes = calm_phase(port, calm)
+        flood_report = json.loads(process.communicate(timeout=300)[0])
+    finally:
+        process.kill()
+        process.wait()
+    return {"p99_alone_ms": p99_ms(alone), "p99_flooded_ms": p99_ms(flooded),
+            "ratio": round(p99_ms(flooded) / p99_ms(alone), 2),
+            "calm_codes": {str(k): v for k, v in sorted((alone_codes + flooded_codes).items())},
+            "flood": flood_report, "load_average_1m": os.getloadavg()[0]}
+
+
+def ombre(*args: str | Path) -> str:
+    return subprocess.run([*OMBRE, *map(str, args)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def scenario(workdir: Path, limited: bool) -> dict[str, Any]:
+    """RUNS runs against a fresh `ombre api`, with the default limits or none."""
+    port = free_port()
+    config = workdir / ("limited.yaml" if limited else "unlimited.yaml")
+    config.write_text(json.dumps({
+        "data_dir": str(workdir / config.stem),
+        "sites": [{"id": "site", "lines": [{"id": "l1", "machines": [
+            {"id": f"m{i}", "signals": [{"name": "temp"}]} for i in range(3)]}]}],
+        "api": {"host": "127.0.0.1", "port": port,
+                **({} if limited else {"rate_limit": UNLIMITED})}}))
+    calm = ombre("token", "create", "--name", "calm", "-c", config)
+    flooder = ombre("token", "create", "--name", "flood", "-c", config)
+    log = (workdir / f"{config.stem}.log").open("w")
+    server = subprocess.Popen([*OMBRE, "api", "-c", str(config), "--log-level", "warning"],
+                              stdout=log, stderr=log)
+    try:
+        wait_for_port(port, 30)
+        runs = []
+        for _ in range(RUNS):
+            runs.append(run(port, calm, flooder))
+            print(f"rate limit {'default' if limited else 'off'}: {runs[-1]}", file=sys.stderr,
+                  flush=True)
+            if server.poll() is not None:
+                raise RuntimeError(f"ombre api exited: {Path(log.name).read_text()}")
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+    ratios = [r["ratio"] for r in runs]
+    return {"rate_limit": "default" if limited else "off", "runs": runs,
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios)}
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["flood"]:
+        flood(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
+        return
+    with tempfile.TemporaryDirectory(prefix="ombre-api-flood-") as tmp:
+        results = [scenario(Path(tmp), limited) for limited in (True, False)]
+    for result in results:
+        print(f"rate limit {result['rate_limit']}: p99 flooded / alone = "
+              f"{result['ratio_median']} (median of {RUNS}; {result['ratio_min']} to "
+              f"{result['ratio_max']})")
+        for r in result["runs"]:
+            print(f"  alone {r['p99_alone_ms']} ms, flooded {r['p99_flooded_ms']} ms, "
+                  f"calm answers {r['calm_codes']}, flood {r['flood']}, "
+                  f"load average {r['load_average_1m']:.1f}")
+    RESULTS.write_text(json.dumps({"calm_per_s": CALM_PER_S, "flood_per_s": FLOOD_PER_S,
+                                   "phase_s": PHASE_S, "path": PATH,
+                                   "scenarios": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

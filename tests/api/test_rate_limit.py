@@ -1,0 +1,128 @@
+"""Rate limits per token and per client address: the buckets alone (pure), then over
+real HTTP with clients on different loopback addresses, and the dashboard in Chromium
+within half the default limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from api.app import create_app
+from api.config import RateLimitConfig
+from api.ratelimit import Buckets
+from api.tokens import Role, create_token
+from gateway.config_load import load_config
+from shadow.schema import open_engine
+from tests.api.conftest import chromium, limited, serving
+from tests.shadow.test_replay import Shop, replay_worked_example
+
+
+def test_a_bucket_allows_its_burst_then_its_rate() -> None:
+    now = [100.0]
+    buckets = Buckets(per_s=2, burst=3, max_keys=16, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0, 0, 0]
+    assert buckets.take("a") == pytest.approx(0.5)  # the next token in half a second
+    assert buckets.take("b") == 0  # another key has its own bucket
+    now[0] += 0.5
+    assert buckets.take("a") == 0
+    assert buckets.take("a") > 0
+    now[0] += 60  # refills up to the burst, not beyond
+    assert [buckets.take("a") for _ in range(4)][-1] > 0
+    assert buckets.refused == 3
+
+
+def test_buckets_are_bounded_dropping_the_least_recently_used() -> None:
+    buckets = Buckets(per_s=1, burst=1, max_keys=16, clock=lambda: 0.0)
+    assert buckets.take("flood") == 0
+    for i in range(100):
+        buckets.take(f"k{i}")
+        assert buckets.take("flood") > 0  # used each round: never the one dropped
+    assert len(buckets._levels) == 16
+
+
+@contextmanager
+def client_from(url: str, address: str, token: str | None) -> Iterator[httpx.Client]:
+    """A client whose connections come from `address` (any 127.x.y.z is loopback)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=30,
+                      transport=httpx.HTTPTransport(local_address=address)) as client:
+        yield client
+
+
+def test_a_flooding_client_gets_429_and_others_do_not(tmp_path: Path,
+                                                      database: str | None) -> None:
+    shop = Shop(tmp_path, database, [])
+    # A request back every 20 s: the test's few seconds refill no bucket.
+    config = limited(load_config(shop.config, {}), per_token_per_s=0.05, per_token_burst=5,
+                     per_address_per_s=0.05, per_address_burst=12)
+    with serving(create_app(config)) as url:
+        engine = open_engine(shop.engine_url())
+        try:
+            flood, calm, third = (create_token(engine, n, Role.VIEWER)
+                                  for n in ("flood", "calm", "third"))
+        finally:
+            engine.dispose()
+        with client_from(url, "127.0.0.2", flood) as flooder, \
+                client_from(url, "127.0.0.3", calm) as other:
+            codes = [flooder.get("/api/v1/machines").status_code for _ in range(6)]
+            assert codes == [200] * 5 + [429]
+            refused = flooder.get("/api/v1/machines")
+            assert 1 <= int(refused.headers["Retry-After"]) <= 20
+            assert refused.json()["detail"].startswith("too many requests from this token")
+            assert flooder.get("/healthz").status_code == 200  # never limited
+            assert other.get("/api/v1/machines").status_code == 200
+            # The same address with another token: the token's bucket is full, the
+            # address's is nearly spent (7 requests so far), then spent.
+            with client_from(url, "127.0.0.2", third) as same_address:
+                codes = [same_address.get("/api/v1/machines").status_code for _ in range(6)]
+                assert codes == [200] * 5 + [429]
+                assert same_address.get("/api/v1/machines").json()["detail"].startswith(
+                    "too many requests from this address")
+            metrics = other.get("/metrics").text
+            assert 'ombre_http_rate_limited_total{by="token"} 2' in metrics
+            assert 'ombre_http_rate_limited_total{by="address"} 2' in metrics
+
+
+def test_the_dashboard_stays_within_half_the_default_limits(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every page of the dashboard loaded in turn with one token from one address, the
+    overview's stream left running: not one request refused with half the default
+    rates and bursts."""
+    shop = Shop(tmp_path, None, [])
+    replay_worked_example(shop, capsys)
+    default = RateLimitConfig()
+    config = limited(load_config(shop.config, {}),
+                     per_token_per_s=default.per_token_per_s / 2,
+                     per_token_burst=default.per_token_burst // 2,
+                     per_address_per_s=default.per_address_per_s / 2,
+                     per_address_burst=default.per_address_burst // 2)
+    engine = open_engine(shop.engine_url())
+    try:
+        token = create_token(engine, "screen", Role.OPERATOR)
+    finally:
+        engine.dispose()
+    app = create_app(config)
+    browser = chromium(1600, 1000)
+    with serving(app) as url:
+        try:
+            browser.get(f"{url}/#token={token}")
+            for page in ("/machine?id=press-1", "/alerts", "/orders", "/"):
+                time.sleep(3)  # the page's requests, and the stream's first rounds
+                browser.get(f"{url}{page}")
+            WebDriverWait(browser, 20).until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, "#machine-press-1"))
+            time.sleep(3)
+        finally:
+            browser.quit()
+    limits = app.state.rate_limits
+    assert (limits.by_token.refused, limits.by_address.refused) == (0, 0)
+    answered = sum(int(h[-2]) for (_, handler, status), h in
+                   app.state.request_stats.histograms.items() if status == 200)
+    assert answered >= 15  # the pages did ask: files, API calls, streams
