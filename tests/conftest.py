@@ -81,6 +81,11 @@ class Publisher:
                                   protocol=mqtt.MQTTv311, clean_session=False)
         self.client.max_inflight_messages_set(100)
         self.client.reconnect_delay_set(0.05, 0.5)
+        # The mids the broker acknowledged. A message published after paho saw the link
+        # drop has rc NO_CONN, so its info's is_published() raises, yet paho keeps it
+        # and sends it once reconnected: its PUBACK lands here.
+        self.acked: set[int] = set()
+        self.client.on_publish = lambda _c, _u, mid, _rc, _p: self.acked.add(mid)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 

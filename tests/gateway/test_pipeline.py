@@ -175,7 +175,7 @@ async def test_broker_restart_during_a_qos1_flow_loses_nothing_and_keeps_order(
                     # paho resends what it held once the broker's CONNACK arrives, and a
                     # message published meanwhile could overtake them: the publisher (not
                     # Ombre) must keep order, so it waits for its backlog first.
-                    await wait_until(lambda: all(m.is_published() for m in held),
+                    await wait_until(lambda: all(m.mid in publisher.acked for m in held),
                                      timeout_s=60, what="the publisher's backlog")
                 info = publisher.publish(f"plant/l1/m{1 + i % 3}/temp",
                                          orjson.dumps({"value": i, "ts": base + i}))
