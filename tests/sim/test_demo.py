@@ -131,7 +131,7 @@ def test_machines_are_visible_with_plausible_states(run: Run) -> None:
     # Every machine was seen producing at some point, and nothing else than the ISO
     # 22400 categories (or unknown while silent) appeared.
     for machine in last:
-        assert (machine, "APT") in seen, sorted(seen)
+        assert (machine, "APT") in seen, sorted(seen, key=str)
     assert {c for _, c in seen} <= {"APT", "ASUT", "ADET", "ADOT", "PDOT", None}
     assert all(m["job"] for m in last.values() if m["category"] in ("APT", "ASUT"))
     # The press's states are its rules' names, and idle depends on its job.
