@@ -125,8 +125,7 @@ def cmd_kpi(args: argparse.Namespace) -> int:
         machines = select_machines(config, args.machine, args.line)
         window = _window(args)
         with store_of(config) as store:
-            found = reports(store, config, window, machines, args.by,
-                            now_ns=time.time_ns())
+            found = reports(store, config, window, machines, args.by)
     except (KeyError, argparse.ArgumentTypeError) as exc:
         print(f"ombre kpi: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE

@@ -115,8 +115,8 @@ WORKED_KPIS = {
     "allocation_efficiency": 0.966667, "technical_efficiency": 0.939759,
     "production_process_ratio": 0.896552, "mttr": 12.5, "mtbf": 410 / 3,
 }
-WORKED_TIMES_MIN = {"POT": 480, "PDOT": 30, "PBT": 450, "APT": 390, "ASUT": 20, "ADET": 25,
-                    "ADOT": 15, "UNCL": 0, "AUPT": 410, "AUBT": 435, "AOET": 435}
+WORKED_TIMES_MIN = {"POT": 480, "PDOT": 30, "NODATA": 0, "PBT": 450, "APT": 390, "ASUT": 20,
+                    "ADET": 25, "ADOT": 15, "UNCL": 0, "AUPT": 410, "AUBT": 435, "AOET": 435}
 
 
 # Scenario B, the next day: a job A100 whose breakdown runs into a planned stop

@@ -81,11 +81,15 @@ class Shop:
         return database_url(config.shadow.database, config.data_dir)
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every shadow table, sorted, to compare two states."""
+        """Every row of every shadow table, sorted, to compare two states; of the
+        gateway's runs, the data time they covered (not the wall clock they began at)."""
         engine = open_engine(self.engine_url())
+        runs = t.gateway_run
         try:
             with engine.connect() as c:
-                return {name: sorted(tuple(r) for r in c.execute(select(table)))
+                return {name: sorted(tuple(r) for r in c.execute(
+                            select(runs.c.start_ns, runs.c.end_ns) if table is runs
+                            else select(table)))
                         for name, table in t.metadata.tables.items()}
         finally:
             engine.dispose()
@@ -139,8 +143,8 @@ def test_a_shift_change_a_counter_reset_a_stop_over_a_breakdown_two_prus_and_sil
     minutes = {k: v / 60 for k, v in early["time_s"].items()}
     # 06:00-10:00 idle; A100 runs 10:00-11:50 and 12:40-13:30; its breakdown 11:50-12:40
     # is cut by the planned stop 12:00-12:30; B200 sets up 13:30-13:45, then runs.
-    assert minutes == pytest.approx({"POT": 480, "PDOT": 30, "PBT": 450, "APT": 175,
-                                     "ASUT": 15, "ADET": 20, "ADOT": 240, "UNCL": 0,
+    assert minutes == pytest.approx({"POT": 480, "PDOT": 30, "NODATA": 0, "PBT": 450,
+                                     "APT": 175, "ASUT": 15, "ADET": 20, "ADOT": 240, "UNCL": 0,
                                      "AUPT": 190, "AUBT": 210, "AOET": 240}, abs=1e-9)
     quantities = early["quantities"]
     # The counter reset at 13:00:30 loses and doubles nothing: 160 A100 parts, 15 B200.
@@ -154,14 +158,19 @@ def test_a_shift_change_a_counter_reset_a_stop_over_a_breakdown_two_prus_and_sil
     assert kpis["mttr"] == pytest.approx(20, abs=1e-9)
     assert kpis["mtbf"] == pytest.approx(190 / 2, abs=1e-9)
     # Late shift: B200 runs until the last reading at 15:00 and the 2 min of tolerated
-    # silence, then the machine is unknown until 15:30, idle until 16:00 (+2 min), and
-    # nothing is known after that: unclassified, not running and not down.
+    # silence, then the machine is unknown until 15:30 while the gateway runs, idle until
+    # the last reading of the file (16:00), and there is no data after that: neither
+    # unknown nor a loss, out of PBT.
     minutes = {k: v / 60 for k, v in late["time_s"].items()}
-    assert minutes == pytest.approx({"POT": 480, "PDOT": 0, "PBT": 480, "APT": 62, "ASUT": 0,
-                                     "ADET": 0, "ADOT": 32, "UNCL": 386, "AUPT": 62,
-                                     "AUBT": 62, "AOET": 90}, abs=1e-9)
+    no_data = 6 * 60
+    assert minutes == pytest.approx({"POT": 480, "PDOT": 0, "NODATA": no_data,
+                                     "PBT": 480 - no_data, "APT": 62, "ASUT": 0, "ADET": 0,
+                                     "ADOT": 30, "UNCL": 28, "AUPT": 62, "AUBT": 62,
+                                     "AOET": 90}, abs=1e-9)
     assert late["quantities"]["PQ"] == 60
-    assert late["unclassified_share"]["value"] == pytest.approx(386 / 480, abs=1e-9)
+    assert late["unclassified_share"]["value"] == pytest.approx(28 / (480 - no_data), abs=1e-9)
+    assert late["coverage"]["value"] == pytest.approx((480 - no_data) / 480, abs=1e-9)
+    assert late["coverage"]["no_data_s"] == pytest.approx(no_data * 60, abs=1e-9)
     assert late["kpis"]["mttr"] == {"value": None, "reason": "FE is 0", "unit": "min",
                                     "formula": late["kpis"]["mttr"]["formula"]}
     # The ERP's view of the two orders.
@@ -294,8 +303,8 @@ def test_a_line_read_through_machinery_and_packml_sums_its_machines(
     # cnc-1: setup 20, processing 60 + 30, out of service 10 (a failure: a job is loaded).
     # pack-1: idle 30 + suspended 15 (no job: ADOT), execute 30 + 40, held 5 (a failure).
     minutes = {k: v / 60 for k, v in line["time_s"].items()}
-    assert minutes == pytest.approx({"POT": 240, "PDOT": 0, "PBT": 240, "APT": 160,
-                                     "ASUT": 20, "ADET": 15, "ADOT": 45, "UNCL": 0,
+    assert minutes == pytest.approx({"POT": 240, "PDOT": 0, "NODATA": 0, "PBT": 240,
+                                     "APT": 160, "ASUT": 20, "ADET": 15, "ADOT": 45, "UNCL": 0,
                                      "AUPT": 180, "AUBT": 195, "AOET": 120}, abs=1e-9)
     assert line["quantities"]["FE"] == 2
     assert line["kpis"]["mttr"]["value"] == pytest.approx(7.5, abs=1e-9)
@@ -344,7 +353,11 @@ def test_an_upgrade_keeps_the_data(tmp_path: Path, database: str | None,
     finally:
         engine.dispose()
     after = shop.dump()
-    assert {k: v for k, v in after.items() if k != "shadow_state"} == \
-        {k: v for k, v in first.items() if k != "shadow_state"}
+    rebuilt = ("shadow_state", "gateway_run")
+    assert {k: v for k, v in after.items() if k not in rebuilt} == \
+        {k: v for k, v in first.items() if k not in rebuilt}
+    # The runs before 0005 recorded them: one, over the state intervals written then.
+    intervals = first["state_interval"]
+    assert after["gateway_run"] == [(min(r[2] for r in intervals), max(r[3] for r in intervals))]
     [after_kpis] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
     assert after_kpis["kpis"] == before_kpis["kpis"]
