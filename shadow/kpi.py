@@ -77,7 +77,7 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("utilisation_efficiency", "APT", "AUBT"),
     Kpi("allocation_efficiency", "AUBT", "PBT"),
     Kpi("technical_efficiency", "APT", "APT + ADET"),
-    Kpi("production_process_ratio", "APT", "AOET"),
+    Kpi("production_process_ratio", "APT of jobs", "AOET"),
     Kpi("mttr", "sum(TTR)", "FE", unit="min"),
     Kpi("mtbf", "sum(TBF)", "FE + 1", unit="min"),  # sum(TBF) = AUPT
 )
@@ -102,11 +102,15 @@ class Quantities:
     rq: int
     psq: float  # sum over jobs of planned_scrap_qty * PQ_j / planned_qty
     pq_without_pru: int  # parts of jobs with no order plan, or with no job
-    pru_pq_s: float  # sum of PRU_j * PQ_j laid inside PBT, plus the overrun
+    pru_pq_ns: int  # sum of PRU_j * PQ_j laid inside PBT, plus the overrun
     pru_gq_s: float  # the good parts' share of it: sum of pru_pq_j * GQ_j / PQ_j
     overrun_s: float  # PRU * PQ that found no running time before it was counted
     ttr_ns: tuple[int, ...]  # time to restore of each failure event (inside PBT)
     tbf_sum_ns: int  # = AUPT
+
+    @property
+    def pru_pq_s(self) -> float:
+        return self.pru_pq_ns / NS_PER_S
 
     @property
     def ip(self) -> int:
@@ -202,9 +206,11 @@ class KpiResult:
         }
 
 
-def _kpis(t: TimeElements, q: Quantities) -> dict[str, Ratio]:
+def _kpis(t: TimeElements, q: Quantities, jobs: Sequence[JobKpi]) -> dict[str, Ratio]:
     mins = {name: ns / NS_PER_MIN for name, ns in t.named().items()}
-    basis = mins | {"APT + ADET": mins["APT"] + mins["ADET"], "sum(PRU_j*PQ_j)": q.pru_pq_s / 60}
+    basis = mins | {"APT + ADET": mins["APT"] + mins["ADET"],
+                    "sum(PRU_j*PQ_j)": q.pru_pq_ns / NS_PER_MIN,
+                    "APT of jobs": sum(j.apt_ns for j in jobs if j.job is not None) / NS_PER_MIN}
     basis |= q.named() | {"FE + 1": q.fe + 1, "sum(TTR)": q.ttr_sum_ns / NS_PER_MIN}
     basis |= {"sum(TBF)": q.tbf_sum_ns / NS_PER_MIN}
     out: dict[str, Ratio] = {}
@@ -284,7 +290,7 @@ def _quantities(
         rq=sum(j.rq for j in jobs),
         psq=sum(p.planned_scrap_qty * j.pq / p.planned_qty for j, _, p in plans if p.planned_qty),
         pq_without_pru=sum(j.pq for j in jobs if j.pru_s is None),
-        pru_pq_s=sum(by_job.get(key, 0) for _, key, _ in plans) / NS_PER_S,
+        pru_pq_ns=sum(by_job.get(key, 0) for _, key, _ in plans),
         pru_gq_s=sum(by_job.get(key, 0) * j.gq / j.pq for j, key, _ in plans if j.pq) / NS_PER_S,
         overrun_s=overrun / NS_PER_S,
         ttr_ns=ttr_ns,
@@ -362,7 +368,7 @@ def compute(
         time=t,
         quantities=q,
         jobs=jobs,
-        kpis=_kpis(t, q),
+        kpis=_kpis(t, q, jobs),
         losses=losses,
         unclassified_share=ratio(t.uncl_ns, t.pbt_ns, "PBT"),
         coverage=ratio(t.pbt_ns, t.pbt_ns + t.nodata_ns, "POT - PDOT"),
