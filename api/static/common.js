@@ -22,7 +22,9 @@ const TEXT = {
         "needs-admin": "importing orders needs an admin token",
         "needs-operator-job": "starting or completing a job needs an operator token",
         requested: "requested; the shadow applies it in a moment", "no-orders": "no orders",
-        demo: "Demo", "sim-time": "simulated time", scenario: "scenario", starts: "starts at" },
+        demo: "Demo", "sim-time": "simulated time", scenario: "scenario", starts: "starts at",
+        coverage: "data", "no-data": "no data", unknown: "unknown",
+        "coverage-line": "time with data: {c} of the planned time; no data (not counted as a loss): {n}; unknown (gateway running, machine silent): {u}" },
   fr: { title: "Atelier", connecting: "connexion…", live: "en direct", lost: "reconnexion…",
         token: "Jeton d'API", open: "Ouvrir", alerts: "Alertes de dérive ouvertes",
         "no-alerts": "aucune", job: "OF", "no-job": "pas d'OF", parts: "pièces",
@@ -44,7 +46,9 @@ const TEXT = {
         "needs-admin": "importer des ordres demande un jeton administrateur",
         "needs-operator-job": "démarrer ou terminer un OF demande un jeton opérateur",
         requested: "demandé ; le jumeau l'applique dans un instant", "no-orders": "aucun ordre",
-        demo: "Démo", "sim-time": "heure simulée", scenario: "scénario", starts: "commence à" },
+        demo: "Démo", "sim-time": "heure simulée", scenario: "scénario", starts: "commence à",
+        coverage: "données", "no-data": "sans données", unknown: "inconnu",
+        "coverage-line": "temps avec données : {c} du temps planifié ; sans données (pas compté comme perte) : {n} ; inconnu (passerelle en marche, machine muette) : {u}" },
 };
 
 const Ombre = {
@@ -53,6 +57,7 @@ const Ombre = {
   onLanguage: () => {},
   t(key) { return TEXT[Ombre.lang][key] || key; },
   pct(v) { return v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`; },
+  minutes(s) { return s === null || s === undefined ? "–" : `${Math.round(s / 60)} min`; },
   translate() {
     document.documentElement.lang = Ombre.lang;
     document.getElementById("lang").textContent = Ombre.lang === "en" ? "FR" : "EN";

@@ -171,6 +171,11 @@ def test_a_shift_change_a_counter_reset_a_stop_over_a_breakdown_two_prus_and_sil
     assert late["unclassified_share"]["value"] == pytest.approx(28 / (480 - no_data), abs=1e-9)
     assert late["coverage"]["value"] == pytest.approx((480 - no_data) / 480, abs=1e-9)
     assert late["coverage"]["no_data_s"] == pytest.approx(no_data * 60, abs=1e-9)
+    code, out, _ = shop.ombre(capsys, "kpi", "--from", stamp(at("14:00", B_DAY)), "--to",
+                              stamp(at("22:00", B_DAY)))
+    assert code == 0
+    assert "(unknown 28.00 min)" in out
+    assert "coverage                       0.250000  (no data 360.00 min, out of PBT)" in out
     assert late["kpis"]["mttr"] == {"value": None, "reason": "FE is 0", "unit": "min",
                                     "formula": late["kpis"]["mttr"]["formula"]}
     # The ERP's view of the two orders.
@@ -202,6 +207,7 @@ def test_the_shift_kpis_view_and_the_export_print_what_ombre_kpi_prints(
     assert (row["shift"], row["machine"], row["PBT_min"]) == ("2026-03-02 early", "press-1",
                                                               "450.0")
     assert float(row["oee"]) == pytest.approx(WORKED_KPIS["oee"], abs=1e-6)
+    assert float(row["coverage"]) == 1
 
 
 def test_assigning_a_reason_code_reclassifies_the_downtime(
