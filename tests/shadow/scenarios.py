@@ -1,5 +1,5 @@
-"""Recorded shop-floor scenarios as replay files: the worked example of
-shared/reference/iso22400.md, and the plant config they replay against."""
+"""Recorded shop-floor scenarios as replay files: the worked example of docs/kpi.md,
+and the plant config they replay against."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def worked_example_lines(day: datetime = DAY) -> Iterator[str]:
 WORKED_ORDERS_CSV = "order_no,material,planned_qty,pru_min,planned_scrap_qty,machine\n" \
                     "4711,BRKT-20,480,0.75,10,press-1\n"
 
-# The KPI table of iso22400.md.
+# The KPI table of docs/kpi.md.
 WORKED_KPIS = {
     "availability": 0.866667, "effectiveness": 0.923077, "quality_ratio": 0.958333,
     "oee": 0.766667, "nee": 0.805983, "throughput_rate": 1.103448, "setup_rate": 0.048780,

@@ -1,4 +1,4 @@
-"""shadow.kpi against the worked example of shared/reference/iso22400.md, edge cases at
+"""shadow.kpi against the worked example of docs/kpi.md, edge cases at
 window and planned-stop edges, and properties of the time model over random timelines."""
 
 from __future__ import annotations
