@@ -367,3 +367,31 @@ def test_an_upgrade_keeps_the_data(tmp_path: Path, database: str | None,
     assert after["gateway_run"] == [(min(r[2] for r in intervals), max(r[3] for r in intervals))]
     [after_kpis] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
     assert after_kpis["kpis"] == before_kpis["kpis"]
+
+
+def test_time_when_the_gateway_was_not_running_is_no_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The worked example in two runs of the gateway, with an hour between them where it
+    did not run: that hour is no data, out of PBT, not unknown and not lost
+    availability."""
+    shop = Shop(tmp_path, None, [WORKED_STOP])
+    assert shop.ombre(capsys, "orders import", str(shop.write("o.csv", WORKED_ORDERS_CSV)))[0] == 0
+    lines = list(worked_example_lines())
+    before = [line for line in lines if json.loads(line)["ts"] < "2026-03-02T09:00:00Z"]
+    after = [line for line in lines if json.loads(line)["ts"] >= "2026-03-02T10:00:00Z"]
+    for name, part in (("a.jsonl", before), ("b.jsonl", after)):
+        assert shop.ombre(capsys, "replay", str(shop.write(name, part)))[0] == 0
+    stopped = datetime.fromisoformat(json.loads(before[-1])["ts"])
+    restarted = datetime.fromisoformat(json.loads(after[0])["ts"])
+    gap = (restarted - stopped).total_seconds()
+    assert 3600 < gap < 3610
+    [result] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
+    times = result["time_s"]
+    assert times["NODATA"] == gap
+    assert times["PBT"] == 450 * 60 - gap
+    assert times["APT"] == 390 * 60 - gap  # the press ran all through the gap
+    assert times["UNCL"] == 0
+    assert result["kpis"]["availability"]["value"] == pytest.approx(
+        (390 * 60 - gap) / (450 * 60 - gap), abs=1e-12)
+    assert result["coverage"]["value"] == pytest.approx((450 * 60 - gap) / (450 * 60),
+                                                        abs=1e-12)
