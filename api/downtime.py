@@ -1,4 +1,5 @@
-"""Downtime intervals without a reason, and an operator assigning one."""
+"""Downtime intervals without a reason, and an operator assigning one (which overrides
+a reason the machine gave)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class DowntimeOut(BaseModel):
     end_ns: int
     state: str
     category: Category | None
+    reason_raw: str | None  # what the machine gave as its stop reason, no declared code
 
 
 class ReasonIn(BaseModel):
@@ -32,8 +34,9 @@ class ReasonIn(BaseModel):
 def list_downtime(_: AsViewer, store: Store, window: Range, machine: MachineFilter = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DowntimeOut]:
     """Closed ADET, ADOT and unclassified intervals in the range that have no reason."""
-    return [DowntimeOut(id=i, machine=m, start_ns=s, end_ns=e, state=raw, category=cat)
-            for i, m, s, e, raw, cat in store.unexplained_downtime(window, machine, limit)]
+    return [DowntimeOut(id=i, machine=m, start_ns=s, end_ns=e, state=raw, category=cat,
+                        reason_raw=why)
+            for i, m, s, e, raw, cat, why in store.unexplained_downtime(window, machine, limit)]
 
 
 @router.post("/downtime/{interval_id}/reason")
@@ -45,7 +48,7 @@ def assign_reason(interval_id: RowId, body: ReasonIn, _: AsOperator,
         raise HTTPException(422, f"no reason code {body.code!r}") from None
     if not done:
         raise HTTPException(404, f"no downtime interval {interval_id}")
-    return {"reason": body.code}
+    return {"reason": body.code, "reason_source": "operator"}
 
 
 class ReasonCodeOut(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
@@ -98,6 +98,10 @@ def get_machine(machine_id: str, _: AsViewer, store: Store, config: Config,
 
 
 class IntervalOut(BaseModel):
+    """One state interval. `reason` is its reason code, given by the machine or an
+    operator (`reason_source`); `reason_raw` is what the machine gave as its stop
+    reason, kept even when it is no declared code."""
+
     id: int
     start_ns: int
     end_ns: int
@@ -105,6 +109,8 @@ class IntervalOut(BaseModel):
     category: Category | None
     job: str | None
     reason: str | None
+    reason_source: Literal["machine", "operator"] | None
+    reason_raw: str | None
 
 
 @router.get("/machines/{machine_id}/timeline")

@@ -1,5 +1,6 @@
 """`/metrics` in the Prometheus text format: request counts and latencies per route,
-what the shadow knows (machines online, per category, open drift alerts) and, in the
+what the shadow knows (machines online, per category, open drift alerts, stops with a
+raw reason no code stands for) and, in the
 gateway's process, the runtime's counters."""
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: No
     open_alerts = len(store.alerts(status="open", machine=None, limit=100_000))
     lines += ["# HELP ombre_drift_alerts_open drift alerts not yet acknowledged or closed",
               "# TYPE ombre_drift_alerts_open gauge", f"ombre_drift_alerts_open {open_alerts}"]
+    unknown: dict[str, int] = {}
+    for machine, _raw, stops, _ns, _first in store.unknown_reasons():
+        unknown[machine] = unknown.get(machine, 0) + stops
+    lines += ["# HELP ombre_unknown_stop_reasons stops whose raw reason from the machine is "
+              "no reason code, not explained by a person since (ombre reasons unknown)",
+              "# TYPE ombre_unknown_stop_reasons gauge"]
+    lines += [f'ombre_unknown_stop_reasons{{machine="{label(m)}"}} {n}'
+              for m, n in sorted(unknown.items())]
     counters: Counters | None = request.app.state.counters
     if counters is not None:
         lines += counters.prometheus([(i.machine, i.signal) for i in config.registry()])

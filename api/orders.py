@@ -10,7 +10,8 @@ from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel
 
 from api.deps import AsAdmin, AsViewer, Store
-from shadow.orders import OrderError, OrderIn, parse_orders
+from shadow.csv_rows import CsvError
+from shadow.orders import OrderIn, order_rows, parse_orders
 
 router = APIRouter(tags=["orders"])
 
@@ -53,7 +54,7 @@ def import_orders(csv_text: Annotated[str, Body(media_type="text/csv")], _: AsAd
                   store: Store) -> ImportOut:
     """A CSV upload; the good rows are imported and each bad row is reported by line."""
     try:
-        rows, problems = parse_orders(io.StringIO(csv_text), "upload")
-    except OrderError as exc:
+        orders, problems = parse_orders(io.StringIO(csv_text), "upload")
+    except CsvError as exc:
         raise HTTPException(422, str(exc)) from None
-    return ImportOut(imported=store.import_orders(rows), problems=problems)
+    return ImportOut(imported=store.import_orders(order_rows(orders)), problems=problems)

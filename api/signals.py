@@ -4,7 +4,7 @@ with the baseline its drift detector watches against."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -23,9 +23,21 @@ MAX_READINGS = 5_000_000  # read at most this many for one chart: ~120 MB of col
 
 
 class Baseline(BaseModel):
+    """A drift detector's baseline and what its window showed: `phi` is the lag-1
+    autocorrelation of the baseline window (null until a window was checked), `points`
+    the window's size; `mode` says what the detector watches (`readings`, or
+    `ar1_residuals` when the readings are autocorrelated); `status` says it in words."""
+
     detector: str
     mean: float
     sigma: float  # of what the detector watches: readings, or means over aggregate_s
+    points: int
+    phi: float | None
+    phi_se: float
+    autocorrelated: bool
+    mode: Literal["readings", "ar1_residuals"]
+    residual_sigma: float | None
+    status: str
 
 
 class SeriesOut(BaseModel):
@@ -50,10 +62,13 @@ def _baselines(config: OmbreConfig, store: ShadowStore, machine: str,
         monitor.restore(saved)
     found = []
     for i, watch in enumerate(monitor.watches):
-        known = monitor.bank.baseline(i)
-        if (watch.machine, watch.signal) == (machine, signal) and known is not None:
-            found.append(Baseline(detector=watch.config.detector, mean=known[0],
-                                  sigma=known[1]))
+        s = monitor.bank.status(i)
+        if ((watch.machine, watch.signal) == (machine, signal) and s.mean is not None
+                and s.sigma is not None and s.mode != "learning"):
+            found.append(Baseline(detector=watch.config.detector, mean=s.mean, sigma=s.sigma,
+                                  points=s.points, phi=s.phi, phi_se=s.phi_se,
+                                  autocorrelated=s.autocorrelated, mode=s.mode,
+                                  residual_sigma=s.residual_sigma, status=s.describe()))
     return found
 
 

@@ -26,6 +26,7 @@ from gateway.cli_common import (
 )
 from shadow.calendar import to_ns
 from shadow.cli import add_shadow_commands
+from shadow.reasons_cli import add_reasons_commands
 from sim.cli import add_demo_command
 
 
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.set_defaults(command=cmd_query)
 
     add_shadow_commands(commands)
+    add_reasons_commands(commands)
     add_api_commands(commands)
     add_opcua_commands(commands)
     add_demo_command(commands)

@@ -29,6 +29,7 @@ from shadow.config import (
     SHADOW_SINK,
     CountersConfig,
     DriftConfig,
+    ReasonConfig,
     ShadowConfig,
     StateConfig,
     signal_references,
@@ -86,8 +87,8 @@ class SignalConfig(ConfigModel):
 
 
 class MachineConfig(ConfigModel):
-    """A machine and its signals; `state`, `counters`, `job_signal`, `silence_s` and
-    `exclude_idle` tell the shadow how to read it (shadow/config.py)."""
+    """A machine and its signals; `state`, `counters`, `job_signal`, `reason`,
+    `silence_s` and `exclude_idle` tell the shadow how to read it (shadow/config.py)."""
 
     id: Name
     name: str | None = None
@@ -96,6 +97,7 @@ class MachineConfig(ConfigModel):
     state: StateConfig | None = None
     counters: CountersConfig | None = None
     job_signal: Name | None = None
+    reason: ReasonConfig | None = None  # where the machine says why it stopped
     silence_s: float = Field(default=120, gt=0)  # no reading this long: state unknown
     exclude_idle: bool = False  # leave ADOT (no job loaded) out of planned busy time
     drift: list[DriftConfig] = Field(default_factory=list)
@@ -106,7 +108,8 @@ class MachineConfig(ConfigModel):
                        "signal name")
         types = {s.name: s.type for s in self.signals}
         for loc, name, expected in signal_references(self.state, self.counters,
-                                                     self.job_signal, self.drift):
+                                                     self.job_signal, self.drift,
+                                                     self.reason):
             if name not in types:
                 raise InvalidKeyError(loc, f"expected one of this machine's signals "
                                       f"({', '.join(types) or 'none declared'}), found {name!r}")
@@ -506,6 +509,10 @@ class OmbreConfig(ConfigModel):
 
     def machines(self) -> list[MachineConfig]:
         return [machine for machine, _ in self._located_machines()]
+
+    def machine_key(self, machine_id: str) -> Loc:
+        """The key path of a machine in the file: `sites[0].lines[1].machines[2]`."""
+        return next(loc for m, loc in self._located_machines() if m.id == machine_id)
 
     def registry(self) -> SignalRegistry:
         return SignalRegistry(

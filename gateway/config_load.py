@@ -55,11 +55,24 @@ class ConfigError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return "\n".join(
-            (f"{self.file}:{p.line}: " if p.line else f"{self.file}: ")
-            + (f"{p.path}: " if p.path else "") + p.message
-            for p in self.problems
-        )
+        return "\n".join(format_problem(self.file, p) for p in self.problems)
+
+
+def format_problem(file: str, problem: ConfigProblem) -> str:
+    """`file:line: key.path: message`, as `ombre check` prints problems and warnings."""
+    return ((f"{file}:{problem.line}: " if problem.line else f"{file}: ")
+            + (f"{problem.path}: " if problem.path else "") + problem.message)
+
+
+def located(path: Path, loc: Loc, message: str) -> ConfigProblem:
+    """A problem (or warning) about the key `loc` of the config file `path` that
+    load_config accepted, with the line of that key (or of its deepest parent the file
+    has)."""
+    reader = _Reader(path.absolute().parent, {}, yaml.SafeLoader(_read_text(path)))
+    node = reader.loader.get_single_node()
+    if node is not None:
+        reader.read(node, ())
+    return ConfigProblem(format_loc(loc), reader.line(loc) if reader.lines else None, message)
 
 
 def load_config(path: Path, environ: Mapping[str, str]) -> OmbreConfig:

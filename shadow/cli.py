@@ -32,7 +32,8 @@ from gateway.cli_common import (
 from gateway.config import OmbreConfig
 from shadow import tables as t
 from shadow.calendar import from_ns, to_ns
-from shadow.orders import OrderError, read_orders
+from shadow.csv_rows import CsvError, read_csv
+from shadow.orders import order_rows, parse_orders
 from shadow.report import Report, reports, select_machines
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
@@ -41,8 +42,13 @@ from shadow.timeline import Window
 REPLAY_DRAIN_S = 24 * 3600.0  # a replay waits for every sink to catch up
 
 
+def config_path(args: argparse.Namespace) -> Path:
+    path: Path = args.config or Path(os.environ.get("OMBRE_CONFIG", "ombre.yaml"))
+    return path
+
+
 def config_of(args: argparse.Namespace) -> OmbreConfig | None:
-    return load_checked(args.config or Path(os.environ.get("OMBRE_CONFIG", "ombre.yaml")))
+    return load_checked(config_path(args))
 
 
 @contextmanager
@@ -148,12 +154,12 @@ def cmd_orders_import(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     try:
-        rows, problems = read_orders(args.file)
-    except OrderError as exc:
+        orders, problems = read_csv(args.file, parse_orders)
+    except CsvError as exc:
         print(f"ombre orders import: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with store_of(config) as store:
-        count = store.import_orders(rows)
+        count = store.import_orders(order_rows(orders))
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"{count} orders imported from {args.file}"
@@ -246,10 +252,11 @@ def cmd_downtime(args: argparse.Namespace) -> int:
             return EXIT_OK
         rows = store.unexplained_downtime(None, None, args.limit)
     writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
-    writer.writerow(["id", "machine", "start", "end", "minutes", "state", "category"])
-    for iid, machine, start, end, raw, category in rows:
+    writer.writerow(["id", "machine", "start", "end", "minutes", "state", "category",
+                     "machine_reason"])
+    for iid, machine, start, end, raw, category, why in rows:
         writer.writerow([iid, machine, _iso(start), _iso(end), f"{(end - start) / 6e10:.1f}",
-                         raw, category or "unclassified"])
+                         raw, category or "unclassified", why or ""])
     return EXIT_OK
 
 

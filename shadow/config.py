@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config_base import ConfigModel, InvalidKeyError, Name, require_unique
+from shadow.drift import DEFAULT_BASELINE_POINTS, MIN_BASELINE_POINTS
 from shadow.timeline import Category
 
 SHADOW_SINK = "shadow"  # the shadow's outbox cursor; no configured sink may use the name
@@ -32,13 +33,47 @@ def _outcome(value: object) -> object:
     return {"category": value} if isinstance(value, str) else value
 
 
+class TableEntry(ConfigModel):
+    """What one value of a table state means: a category (and whether a stop in it is a
+    failure), or, when that depends on whether a job is loaded, an outcome for `job` and
+    one for `no_job`: `IDLE: {job: ADET, no_job: ADOT}`."""
+
+    category: Category | None = None
+    failure: bool = False
+    job: StateOutcome | None = None
+    no_job: StateOutcome | None = None
+
+    @field_validator("job", "no_job", mode="before")
+    @classmethod
+    def _short(cls, value: object) -> object:
+        return _outcome(value)
+
+    @model_validator(mode="after")
+    def _category_or_job(self) -> TableEntry:
+        by_job = self.job is not None or self.no_job is not None
+        if by_job and (self.job is None or self.no_job is None):
+            raise InvalidKeyError(("job" if self.job is None else "no_job",),
+                                  "expected both `job` and `no_job`, found only one")
+        if by_job == (self.category is not None):
+            raise InvalidKeyError(("category",), "expected either `category` or `job` and "
+                                  f"`no_job`, found {'both' if by_job else 'neither'}")
+        return self
+
+    def pick(self, job: bool) -> tuple[Category | None, bool]:
+        """The category and failure flag with or without a job loaded."""
+        outcome = self.job if job else self.no_job
+        if outcome is None:
+            return self.category, self.failure
+        return outcome.category, outcome.failure
+
+
 class TableState(ConfigModel):
     """A state signal whose values map to categories through a table. Values that are
     numbers in the signal are looked up by their text (`3`, not `3.0`)."""
 
     type: Literal["table"]
     signal: Name
-    map: dict[str, StateOutcome] = Field(min_length=1)
+    map: dict[str, TableEntry] = Field(min_length=1)
 
     @field_validator("map", mode="before")
     @classmethod
@@ -49,15 +84,27 @@ class TableState(ConfigModel):
 
 
 class Condition(ConfigModel):
+    """`signal op value`: a number compares as a number; a text (`value: IDLE`) compares
+    with the signal's value as text, with `==` or `!=` only."""
+
     signal: Name
     op: Literal[">", ">=", "<", "<=", "==", "!="]
-    value: float
+    value: float | str
+
+    @model_validator(mode="after")
+    def _text_equality(self) -> Condition:
+        if isinstance(self.value, str) and self.op not in ("==", "!="):
+            raise InvalidKeyError(("op",), f"expected == or != to compare with the text "
+                                  f"{self.value!r}, found {self.op!r}")
+        return self
 
 
 class StateRule(ConfigModel):
     """Matches when every condition holds on the signals' last good values and, if
-    `job` is set, a job is (true) or is not (false) loaded."""
+    `job` is set, a job is (true) or is not (false) loaded. `name` is the state it
+    gives (what the dashboard shows); without one, `rule N` after its position."""
 
+    name: str | None = Field(default=None, min_length=1, max_length=200)
     when: list[Condition] = Field(default_factory=list)
     job: bool | None = None
     category: Category
@@ -65,8 +112,8 @@ class StateRule(ConfigModel):
 
 
 class RulesState(ConfigModel):
-    """Rules tried in order; the first that matches gives the state, named after its
-    position (`rule 1`). No match gives `default`, or unclassified."""
+    """Rules tried in order; the first that matches gives the state: its `name`, or
+    `rule N` after its position. No match gives `default`, or unclassified."""
 
     type: Literal["rules"]
     rules: list[StateRule] = Field(min_length=1)
@@ -128,7 +175,8 @@ class DriftConfig(ConfigModel):
     """A drift detector on one number signal of the machine, or on its `cycle_time`
     (seconds per part, derived from counter increments while it runs). Parameters are
     in units of the baseline sigma; `mean` and `sigma` are given together, or learned
-    from the first `baseline_points` readings."""
+    from the first `baseline_points` readings, which are also checked for autocorrelation
+    (shadow/drift.py)."""
 
     signal: Name
     detector: Literal["cusum", "ewma", "shewhart"] = "cusum"
@@ -141,7 +189,9 @@ class DriftConfig(ConfigModel):
                                 min_length=1)  # Western Electric rules used
     mean: float | None = None
     sigma: float | None = Field(default=None, gt=0)
-    baseline_points: int = Field(default=100, ge=100)
+    baseline_points: int = Field(default=DEFAULT_BASELINE_POINTS, ge=MIN_BASELINE_POINTS)
+    # autocorrelated baseline: watch AR(1) residuals, or the readings anyway
+    autocorrelation: Literal["residuals", "ignore"] = "residuals"
     aggregate_s: float | None = Field(default=None, gt=0)  # watch means over such windows
     in_control_s: float = Field(default=300, gt=0)  # no alarm this long: the alert closes
 
@@ -218,9 +268,29 @@ class CalendarConfig(ConfigModel):
         return self
 
 
+class ReasonConfig(ConfigModel):
+    """Where a machine says why it stopped. The value of `signal` is a reason code
+    (declared in shadow.reason_codes or imported with `ombre reasons import`), or a raw
+    value (a PLC's fault number) that `map` turns into one; a raw value mapped to null
+    (`0: null`) or an empty text is no reason. The code in force when a stop (ADET,
+    ADOT) opens, or the one that arrives within `grace_s` after, is the stop's reason."""
+
+    signal: Name
+    map: dict[str, Name | None] = Field(default_factory=dict)
+    grace_s: float = Field(default=5.0, ge=0)
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _text_keys(cls, value: object) -> object:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
 class ReasonCodeConfig(ConfigModel):
+    """A reason a stop may have: declared here, or imported from a CSV file with the
+    same columns (`ombre reasons import`)."""
+
     code: Name
-    text: str
+    text: str = Field(max_length=400, pattern=r"^[^\x00]*$")  # as the table holds it
     category: Category
     failure: bool = False
 
@@ -251,8 +321,8 @@ SignalReference = tuple[tuple[str | int, ...], str, SignalType | None]
 
 
 def signal_references(state: StateConfig | None, counters: CountersConfig | None,
-                      job_signal: str | None,
-                      drift: Sequence[DriftConfig] = ()) -> list[SignalReference]:
+                      job_signal: str | None, drift: Sequence[DriftConfig] = (),
+                      reason: ReasonConfig | None = None) -> list[SignalReference]:
     """Every signal the shadow settings of one machine name: (key path relative to the
     machine, signal name, the signal type it must have, or None for either). A drift
     detector on `cycle_time` needs no such signal when the machine has counters."""
@@ -260,7 +330,8 @@ def signal_references(state: StateConfig | None, counters: CountersConfig | None
     if isinstance(state, TableState):
         refs.append((("state", "signal"), state.signal, None))
     elif isinstance(state, RulesState):
-        refs += [(("state", "rules", i, "when", j, "signal"), c.signal, "number")
+        refs += [(("state", "rules", i, "when", j, "signal"), c.signal,
+                  None if isinstance(c.value, str) else "number")
                  for i, rule in enumerate(state.rules) for j, c in enumerate(rule.when)]
     elif isinstance(state, MachineryState):
         refs += [(("state", "item_state"), state.item_state, None),
@@ -272,6 +343,8 @@ def signal_references(state: StateConfig | None, counters: CountersConfig | None
                  for kind, name in counters.signals().items()]
     if job_signal is not None:
         refs.append((("job_signal",), job_signal, "string"))
+    if reason is not None:
+        refs.append((("reason", "signal"), reason.signal, None))
     for i, detector in enumerate(drift):
         if detector.signal != CYCLE_TIME or counters is None:
             refs.append((("drift", i, "signal"), detector.signal, "number"))

@@ -9,9 +9,22 @@ Python loop runs once per reading *per detector*, never once per reading.
 
 Baseline: a spec without mean/sigma first collects `baseline_points` readings (they raise
 nothing) into running sums; then mu0 = their mean and sigma0 = average moving range / 1.128.
-A window whose moving ranges are all 0 (a constant signal) gives no sigma0: it is discarded,
+A window whose readings are all equal (a constant signal) gives no sigma0: it is discarded,
 counted (`degenerate_windows`), and a fresh window starts; `degenerate` says so while no
-baseline is known. The detector never runs on an invented sigma0.
+baseline is known. The detector never runs on an invented sigma0. A spec with mean/sigma
+runs from its first reading, and its first `baseline_points` readings are checked the same
+way.
+
+Autocorrelation: the CUSUM, EWMA and Shewhart limits assume independent readings. Real
+temperatures and pressures are not: with lag-1 autocorrelation 0.5 a CUSUM on the raw
+readings alarms falsely every few dozen readings. So each baseline window also gives the
+lag-1 autocorrelation r1 (standard error 1/sqrt(n) for independent readings). When it is
+material (|r1| >= 0.2 and more than 2 standard errors from 0) the detector fits an AR(1),
+phi = r1, and watches its residuals e_t = x_t - mu0 - phi (x_{t-1} - mu0) in units of
+their own sigma (from the window's residual sum of squares; a configured detector keeps its
+mean and restarts its statistic in the new mode). A mean shift of d then shows in the
+residuals as about d (1 - phi): alarms report the shift converted back to the readings'
+mean and sigma (the window's standard deviation, or the configured sigma).
 
 After an alarm a detector resets (CUSUM C+ = C- = 0; EWMA w = 0, t = 0; the Shewhart window
 is cleared); its baseline stays. Memory is O(n_detectors): no reading is kept, except the
@@ -31,15 +44,21 @@ import numpy as np
 import numpy.typing as npt
 
 DetectorKind = Literal["cusum", "ewma", "shewhart"]
+Mode = Literal["learning", "readings", "ar1_residuals"]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 
 D2 = 1.128  # d2 for moving ranges of 2 consecutive readings
 MIN_BASELINE_POINTS = 100
+# The learned baseline's default size: measured (python -m bench.drift_arl) so that the
+# average in-control ARL over learned baselines stays within 10 % of the nominal one.
+DEFAULT_BASELINE_POINTS = 500
+PHI_MATERIAL = 0.2  # |lag-1 autocorrelation| from which readings count as dependent
+PHI_SIGNIFICANT = 2.0  # ... when also this many standard errors (1/sqrt(n)) from 0
 WINDOW = 8  # Shewhart: the last 8 z, enough for rule 4
 RULE_SPAN = (1, 3, 5, 8)  # readings looked at by Western Electric rules 1..4
-STATE_VERSION = 2
+STATE_VERSION = 3
 _KINDS: tuple[DetectorKind, ...] = ("cusum", "ewma", "shewhart")
 
 
@@ -54,7 +73,10 @@ class DetectorSpec:
     rules: tuple[int, ...] = (1, 2, 3, 4)  # Shewhart: Western Electric rules used
     mean: float | None = None  # mu0; None (with sigma None): learn from a baseline window
     sigma: float | None = None
-    baseline_points: int = MIN_BASELINE_POINTS  # readings used to learn mu0 / sigma0
+    baseline_points: int = DEFAULT_BASELINE_POINTS  # readings to learn mu0, sigma0 and phi
+    # "residuals": watch AR(1) residuals when the baseline is autocorrelated; "ignore": the
+    # readings anyway (phi is still measured and reported)
+    autocorrelation: Literal["residuals", "ignore"] = "residuals"
 
     def __post_init__(self) -> None:
         problems = []
@@ -80,6 +102,9 @@ class DetectorSpec:
             problems.append(f"sigma: expected > 0, found {self.sigma}")
         if self.mean is not None and not np.isfinite(self.mean):
             problems.append(f"mean: expected a finite number, found {self.mean}")
+        if self.autocorrelation not in ("residuals", "ignore"):
+            problems.append("autocorrelation: expected 'residuals' or 'ignore', found "
+                            f"{self.autocorrelation!r}")
         if self.baseline_points < MIN_BASELINE_POINTS:
             problems.append(
                 f"baseline_points: expected >= {MIN_BASELINE_POINTS}, found {self.baseline_points}"
@@ -101,6 +126,43 @@ class Alarm:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectorStatus:
+    """What a detector watches against, for people: its baseline (None while learning),
+    the baseline window's size and how far the current one is, the window's lag-1
+    autocorrelation (None until a window was checked) and its standard error, and the mode."""
+
+    mean: float | None
+    sigma: float | None  # of the readings (not of the residuals)
+    residual_sigma: float | None  # of the AR(1) residuals, in mode ar1_residuals
+    points: int
+    seen: int  # readings in the window being collected; 0 once checked
+    phi: float | None
+    phi_se: float
+    autocorrelated: bool  # phi is material (see the module's docstring)
+    mode: Mode
+
+    def describe(self) -> str:
+        """One line for a log or a screen."""
+        if self.mode == "learning":
+            return f"learning its baseline ({self.seen}/{self.points} readings)"
+        if self.phi is None:
+            return (f"watching readings, checking autocorrelation ({self.seen}/{self.points} "
+                    "readings)")
+        measured = f"phi={self.phi:.2f} +-{self.phi_se:.2f} over {self.points} readings"
+        if self.mode == "ar1_residuals":
+            return f"autocorrelated ({measured}), watching AR(1) residuals"
+        if self.autocorrelated:
+            return (f"autocorrelated ({measured}), watching readings anyway: expect more "
+                    "false alarms")
+        return f"independent readings ({measured})"
+
+
+def material(r1: F64, n: F64) -> Bool:
+    """Whether lag-1 autocorrelations r1 of windows of n readings are material."""
+    return (np.abs(r1) >= PHI_MATERIAL) & (np.abs(r1) > PHI_SIGNIFICANT / np.sqrt(n))
+
+
+@dataclass(frozen=True, slots=True)
 class _Step:
     """What one round did for the detectors `d` it advanced (all arrays aligned with d)."""
 
@@ -113,7 +175,10 @@ class _Step:
 # Mutable per-detector state: name -> (dtype, trailing shape). state() / restore() use it.
 _STATE: dict[str, tuple[type[np.generic], tuple[int, ...]]] = {
     "known": (np.bool_, ()), "mu": (np.float64, ()), "sd": (np.float64, ()),
-    "b_n": (np.int64, ()), "b_sum": (np.float64, ()), "b_mr": (np.float64, ()),
+    "checked": (np.bool_, ()), "sx": (np.float64, ()), "phi": (np.float64, ()),
+    "r1": (np.float64, ()), "prev": (np.float64, ()),
+    "b_n": (np.int64, ()), "b_first": (np.float64, ()), "b_sum": (np.float64, ()),
+    "b_sq": (np.float64, ()), "b_lag": (np.float64, ()), "b_mr": (np.float64, ()),
     "b_last": (np.float64, ()), "b_degenerate": (np.int64, ()),
     "cp": (np.float64, ()), "cm": (np.float64, ()), "cp_n": (np.int64, ()),
     "cm_n": (np.int64, ()), "cp_start": (np.int64, ()), "cm_start": (np.int64, ()),
@@ -148,22 +213,32 @@ class DetectorBank:
             [[r in s.rules for r in (1, 2, 3, 4)] for s in self.specs], dtype=np.bool_
         ).reshape(n, 4)
         self._b_points = np.array([s.baseline_points for s in self.specs], dtype=np.int64)
+        self._ar1 = np.array([s.autocorrelation == "residuals" for s in self.specs],
+                             dtype=np.bool_)
         for name, (dtype, shape) in _STATE.items():
             setattr(self, name, np.zeros((n, *shape), dtype=dtype))
         self.w_q[:] = 1.0  # (1 - lam)^(2t) with t = 0
         for i, s in enumerate(self.specs):
             if s.mean is not None and s.sigma is not None:
-                self.known[i], self.mu[i], self.sd[i] = True, s.mean, s.sigma
+                self.known[i], self.mu[i], self.sd[i], self.sx[i] = True, s.mean, s.sigma, s.sigma
         self._steps: tuple[tuple[int, Callable[[I64, I64, F64], _Step]], ...] = (
             (0, self._cusum), (1, self._ewma), (2, self._shewhart),
         )
 
     # State arrays, declared for the type checker; created from _STATE in __init__.
-    known: Bool
+    known: Bool  # mu, sd known: the detector runs
     mu: F64
-    sd: F64
+    sd: F64  # what z is in units of: sigma of the readings, or of the AR(1) residuals
+    checked: Bool  # a baseline window was checked for autocorrelation
+    sx: F64  # sigma of the readings
+    phi: F64  # the AR(1) coefficient watched; 0: the readings themselves
+    r1: F64  # the checked window's lag-1 autocorrelation
+    prev: F64  # the last reading (for the residual)
     b_n: I64
+    b_first: F64  # sums are of x - b_first, for precision
     b_sum: F64
+    b_sq: F64
+    b_lag: F64  # sum of products of consecutive readings
     b_mr: F64
     b_last: F64
     b_degenerate: I64
@@ -182,8 +257,24 @@ class DetectorBank:
     win_n: I64
 
     def baseline(self, i: int) -> tuple[float, float] | None:
-        """(mu0, sigma0) once known: configured, or learned from the baseline window."""
-        return (float(self.mu[i]), float(self.sd[i])) if self.known[i] else None
+        """(mu0, sigma0 of the readings) once known: configured, or learned from the
+        baseline window."""
+        return (float(self.mu[i]), float(self.sx[i])) if self.known[i] else None
+
+    def status(self, i: int) -> DetectorStatus:
+        known, checked, points = bool(self.known[i]), bool(self.checked[i]), int(self._b_points[i])
+        residuals = bool(self.phi[i] != 0)
+        n = np.array([points], dtype=np.float64)
+        phi_material = checked and bool(material(self.r1[i:i + 1], n)[0])
+        return DetectorStatus(
+            mean=float(self.mu[i]) if known else None,
+            sigma=float(self.sx[i]) if known else None,
+            residual_sigma=float(self.sd[i]) if residuals else None,
+            points=points, seen=0 if checked else int(self.b_n[i]),
+            phi=float(self.r1[i]) if checked else None, phi_se=1.0 / float(np.sqrt(points)),
+            autocorrelated=phi_material,
+            mode="ar1_residuals" if residuals else "readings" if known else "learning",
+        )
 
     def degenerate(self, i: int) -> bool:
         """True while detector i has no baseline because its last window was constant."""
@@ -235,7 +326,7 @@ class DetectorBank:
             Alarm(
                 detector=int(det[row]), row=int(row), ts_ns=int(ts[row]), start_ns=int(start),
                 direction=int(direction), shift_sigma=float(shift),
-                mean=float(self.mu[det[row]]), sigma=float(self.sd[det[row]]),
+                mean=float(self.mu[det[row]]), sigma=float(self.sx[det[row]]),
             )
             for alarm_rows, step in found
             for row, start, direction, shift in zip(
@@ -250,13 +341,16 @@ class DetectorBank:
         """One reading for each of the distinct detectors d. Returns which of them ran a
         detector (the others were learning their baseline) and what it did."""
         fed = self.known[d]
-        if not fed.all():
-            learning = ~fed
+        learning = ~self.checked[d]
+        if learning.any():
             self._learn(d[learning], x[learning])
+        if not fed.all():
             d, ts, x = d[fed], ts[fed], x[fed]
         if d.size == 0:
             return fed, None
-        z = (x - self.mu[d]) / self.sd[d]
+        mu, phi = self.mu[d], self.phi[d]
+        z = (x - mu - phi * (self.prev[d] - mu)) / self.sd[d]  # phi 0: (x - mu) / sd
+        self.prev[d] = x
         kinds = self._kind[d]
         alarm = np.zeros(d.size, dtype=np.bool_)
         direction = np.zeros(d.size, dtype=np.int64)
@@ -269,27 +363,60 @@ class DetectorBank:
                 alarm[sel], direction[sel], start[sel], shift[sel] = (
                     s.alarm, s.direction, s.start_ns, s.shift,
                 )
+        # A residual shift s (in residual sigma) is a mean shift of s sd / (1 - phi).
+        shift = np.where(phi == 0, shift, shift * self.sd[d] / ((1.0 - phi) * self.sx[d]))
         return fed, _Step(alarm, direction, start, shift)
 
     def _learn(self, d: I64, x: F64) -> None:
         n = self.b_n[d]
-        self.b_mr[d] += np.where(n > 0, np.abs(x - self.b_last[d]), 0.0)
-        self.b_sum[d] += x
+        started = n > 0
+        first = np.where(started, self.b_first[d], x)
+        y, y_last = x - first, self.b_last[d] - first
+        self.b_mr[d] += np.where(started, np.abs(x - self.b_last[d]), 0.0)
+        self.b_lag[d] += np.where(started, y * y_last, 0.0)
+        self.b_sum[d] += y
+        self.b_sq[d] += y * y
+        self.b_first[d] = first
         self.b_n[d] = n + 1
         self.b_last[d] = x
         full = d[n + 1 >= self._b_points[d]]
-        if full.size == 0:
-            return
-        count = self.b_n[full]
-        mu = self.b_sum[full] / count
-        sd = self.b_mr[full] / (count - 1) / D2
-        ok = sd > 0
-        self.known[full[ok]] = True
-        self.mu[full[ok]] = mu[ok]
-        self.sd[full[ok]] = sd[ok]
-        self.b_degenerate[full[~ok]] += 1
-        for arr in (self.b_n, self.b_sum, self.b_mr, self.b_last):
-            arr[full] = 0
+        if full.size:
+            self._check(full)
+
+    def _check(self, d: I64) -> None:
+        """Detectors d have a full window: their baseline and autocorrelation from it."""
+        n = self.b_n[d].astype(np.float64)
+        mean = self.b_sum[d] / n  # of y = x - first; y_1 = 0
+        last = self.b_last[d] - self.b_first[d]  # y_n
+        ss = self.b_sq[d] - n * mean * mean  # sums of centred c = y - mean
+        lag = self.b_lag[d] - mean * (2.0 * self.b_sum[d] - last) + (n - 1.0) * mean * mean
+        c_1, c_n = -mean, last - mean
+        ok = (ss > 0) & (self.b_mr[d] > 0)
+        r1 = np.where(ok, lag / np.where(ok, ss, 1.0), 0.0)
+        phi = np.where(ok & self._ar1[d] & material(r1, n), r1, 0.0)
+        residual_ss = (ss - c_1 * c_1) - 2.0 * phi * lag + phi * phi * (ss - c_n * c_n)
+        residual_sd = np.sqrt(np.maximum(residual_ss, 0.0) / (n - 2.0))
+        residuals = (phi != 0) & (residual_sd > 0)
+        phi = np.where(residuals, phi, 0.0)
+        known = self.known[d]
+        mr_sd = self.b_mr[d] / (n - 1.0) / D2
+        sd_window = np.sqrt(np.maximum(ss, 0.0) / (n - 1.0))
+        sx = np.where(known, self.sx[d], np.where(residuals, sd_window, mr_sd))
+        good, switch = d[ok], d[residuals & known]
+        self.mu[good] = np.where(known, self.mu[d], self.b_first[d] + mean)[ok]
+        self.sd[good] = np.where(residuals, residual_sd, sx)[ok]
+        self.sx[good], self.phi[good], self.r1[good] = sx[ok], phi[ok], r1[ok]
+        self.prev[d[ok & ~known]] = self.b_last[d[ok & ~known]]
+        self.known[good] = self.checked[good] = True
+        # A running detector that now watches residuals starts its statistic afresh.
+        self.cp[switch] = self.cm[switch] = self.w[switch] = 0.0
+        self.w_t[switch] = self.win_n[switch] = 0
+        self.w_q[switch] = 1.0
+        self.win[switch] = 0.0
+        self.b_degenerate[d[~ok]] += 1
+        for arr in (self.b_n, self.b_first, self.b_sum, self.b_sq, self.b_lag, self.b_mr,
+                    self.b_last):
+            arr[d] = 0
 
     def _cusum(self, d: I64, ts: I64, z: F64) -> _Step:
         k, h = self._k[d], self._h[d]

@@ -19,7 +19,7 @@ from gateway.config import MachineConfig
 from gateway.types import Batch, Event, Int64Array, Quality, SignalRegistry
 from shadow.config import CYCLE_TIME, signal_references
 from shadow.counting import CounterTrack
-from shadow.states import NO_STATE, UNKNOWN, SignalValue, State, evaluate
+from shadow.states import NO_STATE, UNKNOWN, SignalValue, State, as_text, evaluate
 from shadow.timeline import BUCKET_NS, NS_PER_S, Category, Interval
 
 BAD = int(Quality.BAD)  # an int: testing an IntFlag member costs an enum call per reading
@@ -91,6 +91,8 @@ class Machine:
     job_counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # pq, gq, sq, rq
     values: dict[str, tuple[int, SignalValue, int]] = field(default_factory=dict)
     inputs: dict[str, SignalValue] = field(default_factory=dict)  # last good state inputs
+    reason: str | None = None  # the raw stop reason the machine gives now
+    interval_reason: str | None = None  # the raw stop reason of the open interval
 
     @property
     def category(self) -> Category | None:
@@ -113,6 +115,8 @@ class Machine:
             "silence_ns": int(self.config.silence_s * NS_PER_S),  # read by shadow.store
             "counters": {k: [c.last, c.pending] for k, c in self.counters.items()},
             "values": {k: list(v) for k, v in self.values.items()}, "inputs": self.inputs,
+            "reason": self.reason, "interval_reason": self.interval_reason,
+            "interval_reason_code": self.reason_code(self.interval_reason),  # read by the store
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -128,6 +132,35 @@ class Machine:
                          for k, (last, pending) in snap["counters"].items()}
         self.values = {k: (ts, v, q) for k, (ts, v, q) in snap["values"].items()}
         self.inputs = dict(snap["inputs"])
+        self.reason = snap.get("reason")  # absent from snapshots before machine reasons
+        self.interval_reason = snap.get("interval_reason")
+
+    def reason_code(self, raw: str | None) -> str | None:
+        """The reason code a raw stop reason stands for: its map's, or the raw text."""
+        config = self.config.reason
+        if raw is None or config is None:
+            return None
+        return config.map.get(raw, raw)
+
+    @property
+    def stopped(self) -> bool:
+        """In a stop a reason may explain: ADET or ADOT."""
+        return self.category in (Category.ADET, Category.ADOT)
+
+    def take_reason(self, value: SignalValue, t: int) -> None:
+        """The machine's reason signal changed at t: it is the reason in force, and the
+        open stop's if it arrived within grace_s of the stop's start. An empty text or
+        a raw value mapped to null is no reason."""
+        assert self.config.reason is not None  # a reason role exists only with its config
+        mapping = self.config.reason.map
+        raw = None if value is None or value == "" else as_text(value)
+        if raw in mapping and mapping[raw] is None:
+            raw = None
+        self.reason = raw
+        grace_ns = int(self.config.reason.grace_s * NS_PER_S)
+        if (raw is not None and self.since_ns is not None and self.stopped
+                and t - self.since_ns <= grace_ns):
+            self.interval_reason = raw
 
 
 class ShadowModel:
@@ -296,6 +329,8 @@ class ShadowModel:
             if role == "state":
                 dirty = dirty or signal not in m.inputs or m.inputs[signal] != value
                 m.inputs[signal] = value
+            elif role == "reason":
+                m.take_reason(value, t)
             elif role == "job":
                 job = None if value in (None, "") else str(value)
                 dirty = dirty or job != m.job
@@ -371,16 +406,19 @@ class ShadowModel:
             return
         if m.since_ns is not None and t > m.since_ns:
             interval = Interval(m.config.id, m.since_ns, t, m.category, m.state.failure,
-                                m.interval_job)
+                                m.interval_job, m.reason_code(m.interval_reason),
+                                m.interval_reason)
             changes.intervals.append((interval, m.state.raw))
         if m.since_ns is None or t > m.since_ns:
             m.since_ns = t
         m.state, m.planned, m.interval_job = state, planned, m.job
+        m.interval_reason = m.reason if m.stopped else None
         m.cycle_from_ns = None  # a cycle never spans a change of state
 
 
 def _roles(machine: MachineConfig) -> dict[str, tuple[str, ...]]:
-    """Signal name -> its roles for the shadow: "state", "job", "counter:<kind>"."""
+    """Signal name -> its roles for the shadow: "state", "job", "reason",
+    "counter:<kind>"."""
     roles: dict[str, list[str]] = {}
     for _, name, _ in signal_references(machine.state, None, None):
         roles.setdefault(name, []).append("state")
@@ -389,4 +427,6 @@ def _roles(machine: MachineConfig) -> dict[str, tuple[str, ...]]:
             roles.setdefault(name, []).append(f"counter:{kind}")
     if machine.job_signal is not None:
         roles.setdefault(machine.job_signal, []).append("job")
+    if machine.reason is not None:
+        roles.setdefault(machine.reason.signal, []).append("reason")
     return {name: tuple(found) for name, found in roles.items()}

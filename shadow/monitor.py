@@ -5,12 +5,15 @@ DetectorBank (shadow/drift.py) advances over each batch with numpy.
 Only good, live, in-order readings feed a detector: a reading flagged BAD or
 HISTORICAL, or not newer than the last one its detector took, is left out. A detector
 with `aggregate_s` takes the mean of each window of that many seconds, when the next
-window starts."""
+window starts. When a detector's baseline window has been checked (learned, or the first
+readings of a configured one) it logs what it found: a warning if the readings are
+autocorrelated."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +27,7 @@ from shadow.drift import Alarm, DetectorBank, DetectorSpec
 from shadow.model import Derived
 from shadow.timeline import NS_PER_S
 
+log = logging.getLogger(__name__)
 EXCLUDED = int(Quality.BAD | Quality.HISTORICAL)
 NO_TS = np.iinfo(np.int64).min
 
@@ -42,7 +46,8 @@ def _spec(config: DriftConfig) -> DetectorSpec:
     return DetectorSpec(kind=config.detector, k=config.k, h=config.h, lam=config.lam,
                         L=config.width, limits=config.limits, rules=tuple(config.rules),
                         mean=config.mean, sigma=config.sigma,
-                        baseline_points=config.baseline_points)
+                        baseline_points=config.baseline_points,
+                        autocorrelation=config.autocorrelation)
 
 
 class DriftMonitor:
@@ -93,7 +98,18 @@ class DriftMonitor:
             return []
         np.maximum.at(self._last_ts, det, ts)
         det, ts, value = self._aggregate(det, ts, value)
-        return [(self.watches[a.detector], a) for a in self.bank.update(det, ts, value)]
+        checked = self.bank.checked.copy()
+        alarms = self.bank.update(det, ts, value)
+        for i in np.flatnonzero(self.bank.checked & ~checked).tolist():
+            self._log_baseline(i)
+        return [(self.watches[a.detector], a) for a in alarms]
+
+    def _log_baseline(self, i: int) -> None:
+        watch, status = self.watches[i], self.bank.status(i)
+        log.log(logging.WARNING if status.autocorrelated else logging.INFO,
+                "shadow: drift detector %s on %s/%s: baseline mean %g, sigma %g%s: %s",
+                watch.config.detector, watch.machine, watch.signal, status.mean, status.sigma,
+                f" {watch.unit}" if watch.unit else "", status.describe())
 
     def _rows(self, batch: Batch, derived: Sequence[Derived]
               ) -> tuple[Int64Array, Int64Array, Float64Array]:
@@ -159,12 +175,15 @@ class DriftMonitor:
                 "watches": self._fingerprint}
 
     def restore(self, state: dict[str, Any]) -> bool:
-        """Continues from `state` if it was saved for the same detectors; False (and
-        fresh detectors) if the config changed them."""
+        """Continues from `state` if it was saved for the same detectors by this version;
+        False (and fresh detectors) if the config changed them, or the state's format."""
         same = state.get("watches") == self._fingerprint
         if same:
-            self.bank = DetectorBank.restore([_spec(w.config) for w in self.watches],
-                                             state["bank"])
+            try:
+                self.bank = DetectorBank.restore([_spec(w.config) for w in self.watches],
+                                                 state["bank"])
+            except ValueError:
+                return False
             self._last_ts = np.array(state["last_ts"], np.int64)
             window, total, count = state["agg"]
             self._agg_window = np.array(window, np.int64)

@@ -10,16 +10,14 @@ reports is `order_no`, or `order_no/operation` when the order has an operation."
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shadow.csv_rows import parse_rows
 from shadow.tables import TEXT
 
-MAX_ROWS = 100_000
 MAX_QTY = 10**9
 MAX_PRU_S = 10**7  # planned run time per unit: at most about 4 months
 
@@ -27,10 +25,6 @@ MAX_PRU_S = 10**7  # planned run time per unit: at most about 4 months
 def job_key(order_no: str, operation: str) -> str:
     """The job key a machine reports for an order's operation."""
     return f"{order_no}/{operation}" if operation else order_no
-
-
-class OrderError(Exception):
-    """The file cannot be read as an order CSV at all."""
 
 
 class OrderIn(BaseModel):
@@ -65,43 +59,12 @@ class OrderIn(BaseModel):
                 "planned_scrap_qty": self.planned_scrap_qty, "machine_id": self.machine}
 
 
-def read_orders(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The valid rows of the CSV file `path`; see parse_orders."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            return parse_orders(f, str(path))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OrderError(f"{path}: {exc}") from None
+def parse_orders(lines: Iterable[str], source: str) -> tuple[list[OrderIn], list[str]]:
+    """The valid orders of a CSV text and one message per bad row (shadow.csv_rows)."""
+    return parse_rows(lines, source, OrderIn, "order_no",
+                      "order_no, planned_qty and pru_s or pru_min")
 
 
-def parse_orders(lines: Iterable[str], source: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """The valid rows of a CSV text as production_order rows (the last row wins for a
-    repeated job key), and one `source:line: column: problem` message per bad row."""
-    try:
-        reader = csv.DictReader(lines)
-        if not reader.fieldnames or "order_no" not in reader.fieldnames:
-            raise OrderError(f"{source}: expected a header row with order_no, planned_qty "
-                             f"and pru_s or pru_min, found {reader.fieldnames}")
-        rows: dict[str, dict[str, Any]] = {}
-        problems: list[str] = []
-        for record in reader:
-            line = reader.line_num
-            if len(rows) + len(problems) >= MAX_ROWS:
-                problems.append(f"{source}:{line}: more than {MAX_ROWS} rows; the rest "
-                                "was not read")
-                break
-            data = {k: v for k, v in record.items() if k is not None and v not in ("", None)}
-            if None in record:
-                problems.append(f"{source}:{line}: more fields than the header has")
-                continue
-            try:
-                order = OrderIn.model_validate(data)
-            except ValidationError as exc:
-                problems += [f"{source}:{line}: {'.'.join(map(str, e['loc'])) or 'row'}: "
-                             f"{e['msg']}, found {e.get('input')!r}"[:300]
-                             for e in exc.errors()]
-                continue
-            rows[order.job_key] = order.row()
-    except csv.Error as exc:
-        raise OrderError(f"{source}: {exc}") from None
-    return list(rows.values()), problems
+def order_rows(orders: Iterable[OrderIn]) -> list[dict[str, Any]]:
+    """Production_order rows; the last order wins for a repeated job key."""
+    return list({order.job_key: order.row() for order in orders}.values())

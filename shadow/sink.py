@@ -86,8 +86,9 @@ class ShadowSink:
                 monitor = DriftMonitor(self._config.machines(), self._registry)
                 saved = store.drift_state()
                 if saved is not None and not monitor.restore(saved):
-                    log.warning("shadow: the drift detectors changed in the config; they "
-                                "start again (learning their baselines where not given)")
+                    log.warning("shadow: the drift detectors changed in the config (or their "
+                                "saved state's format); they start again (learning their "
+                                "baselines where not given)")
             except BaseException:
                 engine.dispose()
                 raise

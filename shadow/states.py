@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from shadow.config import (
+    Condition,
     MachineryState,
     PackmlState,
     RulesState,
@@ -23,7 +24,7 @@ SignalValue = float | str | bool | None
 
 @dataclass(frozen=True, slots=True)
 class State:
-    raw: str  # what the machine said, as text: "RUNNING", "Executing/Processing", "rule 2"
+    raw: str  # what the machine said, as text: "RUNNING", "Executing/Processing", a rule's name
     category: Category | None  # None: unclassified
     failure: bool = False
     mapped: bool = True  # False when the raw state is not in the declared table
@@ -83,6 +84,17 @@ PACKML_TABLE: tuple[tuple[str, str, bool | None, StateOutcome | None], ...] = (
 )
 
 
+def _holds(condition: Condition, value: SignalValue) -> bool:
+    """A rule's condition on a signal's last good value: numbers compare as numbers,
+    a text with the value as text; a missing value never matches."""
+    if value is None:
+        return False
+    if isinstance(condition.value, str):
+        return (as_text(value) == condition.value) == (condition.op == "==")
+    return (isinstance(value, float | int) and not isinstance(value, bool)
+            and _OPS[condition.op](float(value), condition.value))
+
+
 def _enum_name(value: SignalValue, names: tuple[str, ...]) -> str | None:
     """The enumeration name for a number or a (case-insensitive) name; None if neither."""
     if isinstance(value, float) and value.is_integer() and 0 <= value < len(names):
@@ -134,17 +146,15 @@ def evaluate(config: StateConfig | None, values: Mapping[str, SignalValue], job:
         if config.signal not in values:
             return NO_STATE
         raw = as_text(values[config.signal])
-        outcome = config.map.get(raw)
-        if outcome is None:
+        entry = config.map.get(raw)
+        if entry is None:
             return State(raw, None, mapped=False)
-        return State(raw, outcome.category, outcome.failure)
+        return State(raw, *entry.pick(job))
     if isinstance(config, RulesState):
         for i, rule in enumerate(config.rules, 1):
-            if (rule.job in (None, job)
-                    and all(isinstance(v := values.get(c.signal), float | int)
-                            and not isinstance(v, bool) and _OPS[c.op](float(v), c.value)
-                            for c in rule.when)):
-                return State(f"rule {i}", rule.category, rule.failure)
+            if rule.job in (None, job) and all(_holds(c, values.get(c.signal))
+                                                for c in rule.when):
+                return State(rule.name or f"rule {i}", rule.category, rule.failure)
         return State("no rule", config.default)
     if isinstance(config, MachineryState):
         return MACHINERY.evaluate(values, job, config.item_state, config.operation_mode)

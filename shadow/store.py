@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Engine, Table, and_, case, func, select, update
@@ -77,12 +77,7 @@ class ShadowStore:
                 index_elements=["id"], set_={k: stmt.excluded[k] for k in
                                              ("parent_id", "level", "name", "type", "connection")}),
                 rows)
-            if config.shadow.reason_codes:
-                stmt = self._insert(t.reason_code)
-                c.execute(stmt.on_conflict_do_update(
-                    index_elements=["code"], set_={k: stmt.excluded[k] for k in
-                                                   ("text", "category", "failure")}),
-                    [r.model_dump() for r in config.shadow.reason_codes])
+            self._upsert_codes(c, [r.model_dump() for r in config.shadow.reason_codes])
 
     def ensure_calendar(self, calendar: CalendarConfig, window: Window) -> None:
         """Writes the shift instances and planned stops of the calendar that overlap
@@ -208,12 +203,22 @@ class ShadowStore:
         return None if value is None else dict(json.loads(value))
 
     def _write_intervals(self, c: Connection, intervals: Sequence[tuple[Interval, str]]) -> None:
-        if intervals:
-            c.execute(self._insert(t.state_interval).on_conflict_do_nothing(
-                index_elements=["machine_id", "start_ns"]),
-                [{"machine_id": i.machine, "start_ns": i.start_ns, "end_ns": i.end_ns,
-                  "raw_state": raw[:200], "category": i.category, "failure": i.failure,
-                  "job_key": i.job} for i, raw in intervals])
+        """The closed intervals; a machine's stop reason becomes the interval's reason
+        code when it is a declared code, and is kept as raw text either way."""
+        if not intervals:
+            return
+        wanted = {i.reason for i, _ in intervals if i.reason is not None}
+        rc = t.reason_code
+        known = set(c.execute(select(rc.c.code).where(rc.c.code.in_(wanted))).scalars()
+                    ) if wanted else set()
+        c.execute(self._insert(t.state_interval).on_conflict_do_nothing(
+            index_elements=["machine_id", "start_ns"]),
+            [{"machine_id": i.machine, "start_ns": i.start_ns, "end_ns": i.end_ns,
+              "raw_state": raw[:200], "category": i.category, "failure": i.failure,
+              "job_key": i.job, "reason_code": i.reason if i.reason in known else None,
+              "reason_raw": None if i.reason_raw is None else i.reason_raw[:200],
+              "reason_source": "machine" if i.reason in known else None}
+             for i, raw in intervals])
 
     def _write_jobs(self, c: Connection, changes: Changes) -> None:
         for record in changes.jobs:
@@ -275,7 +280,7 @@ class ShadowStore:
                                         si.c.end_ns > window.start_ns)
             snaps = {m: json.loads(text) for m, text in c.execute(select(t.machine_state))}
             clock = max((int(snap["clock_ns"]) for snap in snaps.values()), default=0)
-            intervals += _open_intervals(snaps, machines, clock)
+            intervals += self._with_codes(c, _open_intervals(snaps, machines, clock))
             pc = t.production_count
             counts = [Count(m, b, job or None, pq, gq, sq, rq) for m, b, job, pq, gq, sq, rq in
                       c.execute(select(pc).where(pc.c.machine_id.in_(machines),
@@ -357,6 +362,17 @@ class ShadowStore:
             first[m] = min(start, first.get(m, start))
         return Coverage(runs, first)
 
+    def _with_codes(self, c: Connection, found: list[Interval]) -> list[Interval]:
+        """The reason code the machine gives an open stop sets its category and failure,
+        as it will once the stop is closed and written."""
+        rc = t.reason_code
+        codes = {code: (category, failure) for code, category, failure in c.execute(
+            select(rc.c.code, rc.c.category, rc.c.failure)
+            .where(rc.c.code.in_({i.reason for i in found if i.reason})))}
+        return [replace(i, category=Category(codes[i.reason][0]),
+                        failure=bool(codes[i.reason][1]))
+                if i.reason in codes else i for i in found]
+
     def upsert_shift_kpis(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             with self.engine.begin() as c:
@@ -434,7 +450,8 @@ class ShadowStore:
         si, rc = t.state_interval, t.reason_code
         query = (select(si.c.id, si.c.start_ns, si.c.end_ns, si.c.raw_state,
                         func.coalesce(rc.c.category, si.c.category).label("category"),
-                        si.c.job_key.label("job"), si.c.reason_code.label("reason"))
+                        si.c.job_key.label("job"), si.c.reason_code.label("reason"),
+                        si.c.reason_source, si.c.reason_raw)
                  .outerjoin(rc, rc.c.code == si.c.reason_code)
                  .where(si.c.machine_id == machine, si.c.start_ns < window.end_ns,
                         si.c.end_ns > window.start_ns)
@@ -448,12 +465,14 @@ class ShadowStore:
                     c.execute(select(t.reason_code).order_by(t.reason_code.c.code))]
 
     def unexplained_downtime(self, window: Window | None, machine: str | None,
-                             limit: int) -> list[tuple[int, str, int, int, str, Category | None]]:
+                             limit: int) -> list[tuple[int, str, int, int, str, Category | None,
+                                                       str | None]]:
         """Closed downtime intervals (ADET, ADOT or unclassified) with no reason code,
-        oldest first: (id, machine, start_ns, end_ns, raw state, category)."""
+        oldest first: (id, machine, start_ns, end_ns, raw state, category, the raw reason
+        the machine gave if any)."""
         si = t.state_interval
         query = (select(si.c.id, si.c.machine_id, si.c.start_ns, si.c.end_ns, si.c.raw_state,
-                        si.c.category)
+                        si.c.category, si.c.reason_raw)
                  .where(si.c.reason_code.is_(None),
                         si.c.category.in_([Category.ADET, Category.ADOT])
                         | si.c.category.is_(None))
@@ -463,7 +482,8 @@ class ShadowStore:
         if machine is not None:
             query = query.where(si.c.machine_id == machine)
         with self.engine.connect() as c:
-            return [(i, m, s, e, raw, _category(cat)) for i, m, s, e, raw, cat in c.execute(query)]
+            return [(i, m, s, e, raw, _category(cat), why)
+                    for i, m, s, e, raw, cat, why in c.execute(query)]
 
     def assign_reason(self, interval_id: int, code: str) -> bool:
         """Gives a downtime interval (ADET, ADOT or unclassified) a reason code; False if
@@ -472,8 +492,36 @@ class ShadowStore:
         downtime = (si.c.category.in_([Category.ADET, Category.ADOT]) | si.c.category.is_(None))
         with self.engine.begin() as c:
             done = c.execute(update(si).where(and_(si.c.id == interval_id, downtime))
-                             .values(reason_code=code))
+                             .values(reason_code=code, reason_source="operator"))
             return done.rowcount == 1
+
+    def unknown_reasons(self) -> list[tuple[str, str, int, int, int]]:
+        """Raw stop reasons machines gave that are no reason code, on stops no person
+        explained since: (machine, raw reason, stops, total ns, first start_ns)."""
+        si = t.state_interval
+        query = (select(si.c.machine_id, si.c.reason_raw, func.count(),
+                        func.sum(si.c.end_ns - si.c.start_ns), func.min(si.c.start_ns))
+                 .where(si.c.reason_raw.is_not(None), si.c.reason_code.is_(None))
+                 .group_by(si.c.machine_id, si.c.reason_raw)
+                 .order_by(si.c.machine_id, si.c.reason_raw))
+        with self.engine.connect() as c:
+            return [(m, raw, n, int(total), int(first)) for m, raw, n, total, first
+                    in c.execute(query)]
+
+    def import_reason_codes(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Creates or updates reason codes (code, text, category, failure); returns how
+        many."""
+        with self.engine.begin() as c:
+            self._upsert_codes(c, rows)
+        return len(rows)
+
+    def _upsert_codes(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            stmt = self._insert(t.reason_code)
+            c.execute(stmt.on_conflict_do_update(
+                index_elements=["code"],
+                set_={k: stmt.excluded[k] for k in ("text", "category", "failure")}),
+                list(rows))
 
 
 def _open_intervals(snaps: Mapping[str, dict[str, Any]], machines: Sequence[str],
@@ -491,7 +539,8 @@ def _open_intervals(snaps: Mapping[str, dict[str, Any]], machines: Sequence[str]
         if end > since:
             _, category, failure, _ = snap["state"]
             found.append(Interval(m, since, end, Category.PDOT if snap["planned"]
-                                  else _category(category), failure, snap["interval_job"]))
+                                  else _category(category), failure, snap["interval_job"],
+                                  snap.get("interval_reason_code")))
     return found
 
 

@@ -115,6 +115,8 @@ state_interval = Table(
     Column("failure", Boolean, nullable=False),
     Column("job_key", String(300), nullable=True),
     Column("reason_code", String(128), ForeignKey("reason_code.code"), nullable=True),
+    Column("reason_raw", String(200), nullable=True),  # the stop reason the machine gave
+    Column("reason_source", String(16), nullable=True),  # of reason_code: machine, operator
     UniqueConstraint("machine_id", "start_ns", name="uq_state_interval_machine_start"),
     Index("ix_state_interval_machine_end", "machine_id", "end_ns"),
 )

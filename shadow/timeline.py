@@ -25,7 +25,9 @@ class Category(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Interval:
     """[start_ns, end_ns) of one machine in one state. `failure` marks a downtime whose
-    reason counts as a failure (MTBF/MTTR); `job` is the job's order key, or None."""
+    reason counts as a failure (MTBF/MTTR); `job` is the job's order key, or None;
+    `reason_raw` is what the machine gave as the reason of a stop, and `reason` the
+    code that stands for it (its map's, or the raw text itself)."""
 
     machine: str
     start_ns: int
@@ -33,6 +35,8 @@ class Interval:
     category: Category | None
     failure: bool = False
     job: str | None = None
+    reason: str | None = None
+    reason_raw: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,11 @@ function tile(m) {
   link.href = `/machine?id=${encodeURIComponent(m.id)}`;
   link.textContent = m.name || m.id;
   add("h3", "name", "").append(link);
-  add("div", "state", `${m.state}${m.category ? ` · ${m.category}` : ""}${m.online ? "" : ` · ${t("offline")}`}`);
+  add("div", "state", `${Ombre.state(m.state)} · ${Ombre.category(m.category)}`
+      + `${m.online ? "" : ` · ${t("offline")}`}`).title = Ombre.explain(m.category);
   add("div", "job", m.job ? `${t("job")} ${m.job}: ${m.counts.produced} ${t("parts")}, `
       + `${m.counts.good} ${t("good")}, ${m.counts.scrap} ${t("scrap")}` : t("no-job"));
-  add("div", "oee", `OEE ${pct(k.oee)}`).dataset.value = k.oee ?? "";
+  add("div", "oee", `${t("oee")} ${pct(k.oee)}`).dataset.value = k.oee ?? "";
   add("div", "factors", `${t("A")} ${pct(k.availability)} · ${t("P")} ${pct(k.effectiveness)}`
       + ` · ${t("Q")} ${pct(k.quality_ratio)}`);
   // Time with no data is not counted as a loss: say how much of the shift has data.

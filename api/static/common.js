@@ -24,7 +24,13 @@ const TEXT = {
         requested: "requested; the shadow applies it in a moment", "no-orders": "no orders",
         demo: "Demo", "sim-time": "simulated time", scenario: "scenario", starts: "starts at",
         coverage: "data", "no-data": "no data", unknown: "unknown",
-        "coverage-line": "time with data: {c} of the planned time; no data (not counted as a loss): {n}; unknown (gateway running, machine silent): {u}" },
+        "coverage-line": "time with data: {c} of the planned time; no data (not counted as a loss): {n}; unknown (gateway running, machine silent): {u}",
+        autocorrelated: "readings autocorrelated", "watching-residuals": "the detector watches the AR(1) residuals (a slow drift shows later)",
+        "watching-anyway": "the detector watches the readings anyway: expect more false alarms",
+        oee: "OEE", colon: ": ", legend: "Time categories (ISO 22400)", unclassified: "unclassified",
+        "unclassified-text": "no state known (the machine is silent, or its state is not mapped)",
+        "source-machine": "from the machine", "source-operator": "from an operator",
+        "machine-said": "the machine said" },
   fr: { title: "Atelier", connecting: "connexion…", live: "en direct", lost: "reconnexion…",
         token: "Jeton d'API", open: "Ouvrir", alerts: "Alertes de dérive ouvertes",
         "no-alerts": "aucune", job: "OF", "no-job": "pas d'OF", parts: "pièces",
@@ -48,7 +54,41 @@ const TEXT = {
         requested: "demandé ; le jumeau l'applique dans un instant", "no-orders": "aucun ordre",
         demo: "Démo", "sim-time": "heure simulée", scenario: "scénario", starts: "commence à",
         coverage: "données", "no-data": "sans données", unknown: "inconnu",
-        "coverage-line": "temps avec données : {c} du temps planifié ; sans données (pas compté comme perte) : {n} ; inconnu (passerelle en marche, machine muette) : {u}" },
+        "coverage-line": "temps avec données : {c} du temps planifié ; sans données (pas compté comme perte) : {n} ; inconnu (passerelle en marche, machine muette) : {u}",
+        autocorrelated: "mesures autocorrélées", "watching-residuals": "le détecteur surveille les résidus AR(1) (une dérive lente se voit plus tard)",
+        "watching-anyway": "le détecteur surveille quand même les mesures : fausses alertes plus fréquentes",
+        oee: "TRS", colon: " : ", legend: "Catégories de temps (ISO 22400)", unclassified: "non classé",
+        "unclassified-text": "état inconnu (la machine se tait, ou son état n'est pas associé)",
+        "source-machine": "donné par la machine", "source-operator": "donné par un opérateur",
+        "machine-said": "la machine a dit" },
+};
+
+// The ISO 22400 time categories: a short name and what counts in each, per language.
+const CATEGORIES = {
+  en: { APT: ["production", "actual production time: running and producing for a job"],
+        ASUT: ["setup", "actual setup time: setup or changeover for a job"],
+        ADET: ["unplanned stop", "actual unit delay time: an unplanned stop while a job is on the machine (breakdown, minor stop, waiting)"],
+        ADOT: ["idle, no job", "actual unit down time: available but idle, no job loaded"],
+        PDOT: ["planned stop", "planned down time: maintenance, breaks, meetings in the calendar"] },
+  fr: { APT: ["production", "temps de production effectif : la machine produit pour un OF"],
+        ASUT: ["réglage", "temps de réglage effectif : réglage ou changement de série pour un OF"],
+        ADET: ["arrêt non planifié", "temps d'arrêt non planifié avec un OF chargé (panne, micro-arrêt, attente)"],
+        ADOT: ["arrêt sans OF", "temps d'arrêt machine : disponible mais sans OF chargé"],
+        PDOT: ["arrêt planifié", "temps d'arrêt planifié : maintenance, pauses, réunions du calendrier"] },
+};
+
+// OPC 40001 Machinery and PackML (OPC 30050) state and mode names in French; a state a
+// table or a rule names is shown as the config names it.
+const STATE_NAMES_FR = {
+  NotAvailable: "indisponible", OutOfService: "hors service", Executing: "en exécution",
+  NotExecuting: "à l'arrêt", None: "aucun", Maintenance: "maintenance", Setup: "réglage",
+  Processing: "production", Undefined: "indéfini", Clearing: "acquittement",
+  Stopped: "arrêté", Starting: "démarrage", Idle: "au repos", Suspended: "suspendu",
+  Execute: "exécution", Stopping: "arrêt en cours", Aborting: "abandon en cours",
+  Aborted: "abandonné", Holding: "mise en attente", Held: "en attente",
+  Unholding: "reprise", Suspending: "suspension en cours", Unsuspending: "fin de suspension",
+  Resetting: "réinitialisation", Completing: "achèvement en cours", Complete: "achevé",
+  Production: "production", Manual: "manuel",
 };
 
 const Ombre = {
@@ -56,12 +96,38 @@ const Ombre = {
   token: null,
   onLanguage: () => {},
   t(key) { return TEXT[Ombre.lang][key] || key; },
+  // "production (APT)"; the explanation goes in a tooltip and the legend.
+  category(c) { return c ? `${CATEGORIES[Ombre.lang][c][0]} (${c})` : Ombre.t("unclassified"); },
+  explain(c) { return c ? `${c}: ${CATEGORIES[Ombre.lang][c][1]}` : Ombre.t("unclassified-text"); },
+  // A companion specification's state ("Executing/Processing") in the page's language.
+  state(raw) {
+    const parts = raw.split("/");
+    if (Ombre.lang !== "fr" || !parts.every((p) => p in STATE_NAMES_FR)) return raw;
+    return parts.map((p) => STATE_NAMES_FR[p]).join(" / ");
+  },
+  // Fills the #legend element: each category's colour, name and what counts in it.
+  legend() {
+    const el = document.getElementById("legend");
+    if (!el) return;
+    el.replaceChildren(...Object.keys(CATEGORIES.en).map((c) => {
+      const item = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.dataset.category = c;
+      const text = document.createElement("span");
+      text.textContent = `${Ombre.category(c)}${Ombre.t("colon")}${CATEGORIES[Ombre.lang][c][1]}`;
+      item.dataset.category = c;
+      item.append(swatch, text);
+      return item;
+    }));
+  },
   pct(v) { return v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`; },
   minutes(s) { return s === null || s === undefined ? "–" : `${Math.round(s / 60)} min`; },
   translate() {
     document.documentElement.lang = Ombre.lang;
     document.getElementById("lang").textContent = Ombre.lang === "en" ? "FR" : "EN";
     for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = Ombre.t(el.dataset.i18n);
+    Ombre.legend();
     Ombre.onLanguage();
   },
   async api(path, options = {}) {

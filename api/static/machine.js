@@ -25,7 +25,9 @@ function band(intervals) {
     part.dataset.category = i.category || "none";
     part.dataset.id = i.id;
     part.style.width = `${(100 * (Math.min(i.end_ns, to) - Math.max(i.start_ns, from))) / (to - from)}%`;
-    part.title = `${clock(i.start_ns)}–${clock(i.end_ns)} ${i.raw_state} ${i.category || ""}${i.reason ? ` (${i.reason})` : ""}`;
+    const reason = i.reason ? ` · ${i.reason} (${t(`source-${i.reason_source}`)})`
+      : i.reason_raw ? ` · ${t("machine-said")} ${i.reason_raw}` : "";
+    part.title = `${clock(i.start_ns)}–${clock(i.end_ns)} ${Ombre.state(i.raw_state)}${reason}\n${Ombre.explain(i.category)}`;
     el.append(part);
   }
 }
@@ -66,7 +68,9 @@ async function downtime(codes) {
     const tr = document.createElement("tr");
     tr.id = `downtime-${row.id}`;
     const minutes = ((row.end_ns - row.start_ns) / 6e10).toFixed(1);
-    for (const text of [`${clock(row.start_ns)}–${clock(row.end_ns)}`, `${minutes} min`, row.state, row.category || "?"]) {
+    const said = row.reason_raw ? ` (${t("machine-said")} ${row.reason_raw})` : "";
+    for (const text of [`${clock(row.start_ns)}–${clock(row.end_ns)}`, `${minutes} min`,
+                        `${Ombre.state(row.state)}${said}`, Ombre.category(row.category)]) {
       const td = document.createElement("td");
       td.textContent = text;
       tr.append(td);
@@ -114,16 +118,34 @@ async function chart(signal) {
     box.className = "chart";
     document.getElementById("charts").append(box);
   }
+  notes(signal, s.baselines, box);
   charts.get(signal)?.destroy();
   const title = `${signal}${s.unit ? ` (${s.unit})` : ""}`;
   charts.set(signal, new uPlot({ title, width: Math.min(1200, window.innerWidth - 60), height: 220,
                                  series, axes: [{ stroke: "#ddd" }, { stroke: "#ddd" }] }, data, box));
 }
 
+// A detector whose baseline readings are autocorrelated says so above its chart.
+function notes(signal, baselines, box) {
+  const id = `drift-note-${signal}`;
+  document.getElementById(id)?.remove();
+  const found = baselines.filter((b) => b.autocorrelated);
+  if (!found.length) return;
+  const note = document.createElement("p");
+  note.id = id;
+  note.className = "warning";
+  note.textContent = found.map((b) => `⚠ ${signal} · ${b.detector}: ${t("autocorrelated")} `
+    + `(φ = ${b.phi.toFixed(2)} ± ${b.phi_se.toFixed(2)}, n = ${b.points}): `
+    + t(b.mode === "ar1_residuals" ? "watching-residuals" : "watching-anyway")).join("\n");
+  box.before(note);
+}
+
 async function load() {
   const machine = await json(`/api/v1/machines/${encodeURIComponent(machineId)}`);
   document.getElementById("machine-name").textContent = machine.name || machine.id;
-  document.getElementById("state").textContent = `${machine.state} · ${machine.category || "?"}`;
+  const state = document.getElementById("state");
+  state.textContent = `${Ombre.state(machine.state)} · ${Ombre.category(machine.category)}`;
+  state.title = Ombre.explain(machine.category);
   const reports = await json(`/api/v1/kpis?machine=${encodeURIComponent(machineId)}&by=shift`);
   if (!reports.length) return;
   shift = reports[reports.length - 1];
@@ -135,7 +157,7 @@ async function load() {
   await downtime(await json("/api/v1/reason-codes"));
 }
 
-Ombre.onLanguage = () => { if (shift) losses(); };
+Ombre.onLanguage = () => { if (shift) refresh(); };
 // A failed refresh (the server away for a moment) waits for the next one.
 const refresh = () => load().catch((error) => console.warn("machine page", error));
 Ombre.init(() => { refresh(); setInterval(refresh, 30000); });

@@ -233,8 +233,16 @@ def test_signal_history_is_downsampled_with_its_drift_baseline(api: Api) -> None
     assert series["ts_ns"][0] == to_ns(start)
     for low, mean, high in zip(series["min"], series["mean"], series["max"], strict=True):
         assert low <= mean <= high
-    assert series["baselines"] == [{"detector": "cusum", "mean": 60.0,
-                                    "sigma": pytest.approx(0.5 / 6**0.5)}]
+    # The configured baseline's first 500 one-minute means were checked: not autocorrelated.
+    [baseline] = series["baselines"]
+    phi = baseline["phi"]
+    assert isinstance(phi, float)
+    assert abs(phi) < 0.2
+    assert baseline == {"detector": "cusum", "mean": 60.0, "sigma": pytest.approx(0.5 / 6**0.5),
+                        "points": 500, "phi": phi, "phi_se": pytest.approx(500**-0.5),
+                        "autocorrelated": False, "mode": "readings", "residual_sigma": None,
+                        "status": f"independent readings (phi={phi:.2f} +-0.04 over 500 "
+                                  "readings)"}
     missing = api.client.get("/api/v1/machines/press-1/signals/nope",
                              headers=api.headers(Role.VIEWER))
     assert missing.status_code == 404

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
@@ -201,6 +202,43 @@ def test_the_overview_and_machine_page_fit_a_tablet(served: Served,
         assert (scroll_width, out) == (width, [])
     finally:
         driver.quit()
+
+
+def test_the_machine_page_warns_of_autocorrelated_readings(
+        tmp_path: Path, browser: webdriver.Chrome, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CUSUM learning its baseline from AR(1) temperatures (phi 0.6): the page says,
+    above the chart, that the readings are autocorrelated and the detector watches the
+    AR(1) residuals."""
+    shop = Shop(tmp_path, None, [WORKED_STOP], drift=[{"signal": "temp", "detector": "cusum"}])
+    rng = np.random.default_rng(9)
+    temp = np.empty(500)
+    temp[0] = 0.0
+    for i in range(1, temp.size):
+        temp[i] = 0.6 * temp[i - 1] + 0.4 * rng.standard_normal()
+    # the day before the worked example, whose temperatures the detector then watches
+    lines = [reading(at("06:00") - timedelta(days=1, seconds=-10 * i), "temp", 60.0 + v)
+             for i, v in enumerate(temp.round(3).tolist())]
+    assert shop.ombre(capsys, "replay", str(shop.write("ar1.jsonl", lines)))[0] == 0
+    replay_worked_example(shop, capsys)
+    engine = open_engine(shop.engine_url())
+    try:
+        token = create_token(engine, "screen", Role.VIEWER)
+    finally:
+        engine.dispose()
+    with serving(create_app(load_config(shop.config, {}), clock=lambda: to_ns(NOW))) as url:
+        browser.get(f"{url}/machine?id=press-1#token={token}")
+        wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+        note = wait.until(lambda d: d.find_elements(By.ID, "drift-note-temp"))[0].text
+        phi = float(note.split("φ = ")[1].split(" ")[0])
+        assert note.startswith("⚠ temp · cusum: readings autocorrelated (φ = ")
+        assert abs(phi - 0.6) < 3 * 0.036  # 3 standard errors of phi over 500 readings
+        assert note.endswith("n = 500): the detector watches the AR(1) residuals (a slow "
+                             "drift shows later)")
+        # The note stands above the temperature chart.
+        chart = browser.find_element(By.ID, "chart-temp")
+        assert browser.execute_script("return arguments[0].nextElementSibling.id",
+                                      browser.find_element(By.ID, "drift-note-temp")) \
+            == chart.get_attribute("id")
 
 
 def test_the_tile_and_the_machine_page_show_coverage_not_a_false_loss(

@@ -87,13 +87,13 @@ def test_the_dashboard_works_in_firefox(served: Served,  # noqa: F811 (the fixtu
     config = load_config(served.shop.config, {})
     assert overview["tiles"] == [f"machine-{m.id}" for m in config.machines()]
     assert (overview["category"], overview["background"]) == ("ADOT", colour("ADOT"))
-    assert "IDLE · ADOT" in overview["text"]
+    assert "IDLE · idle, no job (ADOT)" in overview["text"]
     assert float(overview["oee"]) == pytest.approx(expected_oee, abs=1e-12)
     assert f"OEE {100 * expected_oee:.1f} %" in overview["text"]
     assert overview["url"] == f"{served.url}/"  # the token left the address
     # Live, without a reload: the tile turned to the breakdown's category and colour.
     assert (live["category"], live["background"]) == ("ADET", colour("ADET"))
-    assert "BREAKDOWN · ADET" in live["text"]
+    assert "BREAKDOWN · unplanned stop (ADET)" in live["text"]
     assert (live["notReloaded"], live["url"]) == (True, overview["url"])
     # In French.
     assert (french["heading"], french["button"]) == ("Atelier", "EN")

@@ -67,17 +67,18 @@ WORKED_RUNNING = [("06:35", "08:35"), ("08:50", "11:20"), ("11:30", "13:30")]  #
 WORKED_PQ, WORKED_SQ, WORKED_RQ = 480, 12, 8
 
 
-def worked_example_lines(day: datetime = DAY) -> Iterator[str]:
+def worked_example_lines(day: datetime = DAY, states: list[tuple[str, str, str]] = WORKED_STATES,
+                         running: list[tuple[str, str]] = WORKED_RUNNING) -> Iterator[str]:
     """The shift of the worked example as readings in time order: the state and order
     on each change, the temperature every minute, and the counters every running
     minute, adding up to PQ 480, SQ 12 and RQ 8 over 390 running minutes."""
-    minutes = [at(a, day) + timedelta(minutes=i) for a, b in WORKED_RUNNING
+    minutes = [at(a, day) + timedelta(minutes=i) for a, b in running
                for i in range(int((at(b, day) - at(a, day)).total_seconds() // 60))]
     produced = {m: WORKED_PQ * (i + 1) // len(minutes) - WORKED_PQ * i // len(minutes)
                 for i, m in enumerate(minutes)}
     scrapped = {minutes[i * 30 + 5]: 1 for i in range(WORKED_SQ)}
     reworked = {minutes[i * 40 + 7]: 1 for i in range(WORKED_RQ)}
-    changes = {at(t, day): (s, o) for t, s, o in WORKED_STATES}
+    changes = {at(t, day): (s, o) for t, s, o in states}
     total, scrap, rework = 1000, 7, 3  # counters do not start at 0: the first is a baseline
     minute = at("06:00", day)
     while minute <= at("14:00", day):
@@ -101,6 +102,45 @@ def worked_example_lines(day: datetime = DAY) -> Iterator[str]:
                 rework += 1
                 yield reading(end, "rework", rework)
         minute += timedelta(minutes=1)
+
+
+# The worked example's shift on a press whose PLC says only STOPPED (ADET, no failure)
+# and gives the reason in a `stop_reason` signal: SPINDLE_FAULT two seconds after the
+# stop at 08:35 (a failure: TTR 15 min), and E917, which is no reason code, just before
+# the 7-minute stop at 11:20. So FE = 1, MTTR = 15 min, and MTBF = sum(TBF) / (FE + 1)
+# = AUPT / 2 = (20 + 120 + 150 + 123) / 2 = 206.5 min; without the reasons FE = 0, MTTR
+# is null and MTBF is 413 min.
+REASON_STATES = [
+    ("06:00", "IDLE", ""), ("06:15", "SETUP", "4711"), ("06:35", "RUNNING", "4711"),
+    ("08:35", "STOPPED", "4711"), ("08:50", "RUNNING", "4711"),
+    ("11:20", "STOPPED", "4711"), ("11:27", "RUNNING", "4711"), ("13:30", "IDLE", ""),
+    ("14:00", "IDLE", ""),
+]
+REASON_RUNNING = [("06:35", "08:35"), ("08:50", "11:20"), ("11:27", "13:30")]  # 393 min
+REASON_READINGS = [("08:35:02", "SPINDLE_FAULT"), ("08:50:00", ""), ("11:19:58", "E917"),
+                   ("11:27:00", "")]
+REASON_CODES_CSV = "code,text,category,failure\n" \
+                   "SPINDLE_FAULT,spindle drive fault,ADET,true\n" \
+                   "MATERIAL,waiting for material,ADET,false\n"
+
+
+def reason_machine() -> dict[str, Any]:
+    """The press of `plant` with a STOPPED state and its `stop_reason` signal."""
+    signals = [{"name": "state", "type": "string"}, {"name": "order", "type": "string"},
+               {"name": "stop_reason", "type": "string"},
+               *({"name": n} for n in ("total", "scrap", "rework", "temp"))]
+    return {"signals": signals,
+            "state": {"type": "table", "signal": "state",
+                      "map": {"IDLE": "ADOT", "SETUP": "ASUT", "RUNNING": "APT",
+                              "STOPPED": "ADET"}}}
+
+
+def reason_example_lines(day: datetime = DAY) -> list[str]:
+    """The readings of the shift above, in time order."""
+    lines = list(worked_example_lines(day, REASON_STATES, REASON_RUNNING))
+    lines += [reading(datetime.fromisoformat(f"{day.date()}T{hms}+00:00"), "stop_reason", value)
+              for hms, value in REASON_READINGS]
+    return sorted(lines, key=lambda line: str(json.loads(line)["ts"]))  # stable
 
 
 WORKED_ORDERS_CSV = "order_no,material,planned_qty,pru_min,planned_scrap_qty,machine\n" \

@@ -134,6 +134,43 @@ def test_a_changed_detector_starts_again() -> None:
     assert not other.restore(json.loads(json.dumps(monitor.state())))
 
 
+def test_autocorrelated_readings_are_logged_once_when_the_baseline_is_learned(
+        caplog: pytest.LogCaptureFixture) -> None:
+    monitor, sid = monitor_for(CUSUM)
+    rng = np.random.default_rng(8)
+    x = np.empty(1200)
+    x[0] = 0.0
+    for t in range(1, x.size):  # AR(1), phi 0.6
+        x[t] = 0.6 * x[t - 1] + rng.standard_normal()
+    with caplog.at_level("INFO", logger="shadow.monitor"):
+        for lo in range(0, x.size, 100):
+            n = 100
+            monitor.apply(Batch(np.arange(lo, lo + n, dtype=np.int64) * 10**9 + 1,
+                                np.full(n, sid, np.int32), 60.0 + x[lo:lo + n],
+                                np.zeros(n, np.uint8)), [])
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith("shadow: drift detector cusum on press-1/temp: "
+                                          "baseline mean 6")
+    assert "autocorrelated (phi=0.6" in record.getMessage()
+    assert record.getMessage().endswith("watching AR(1) residuals")
+
+
+def test_the_config_chooses_how_autocorrelation_is_handled() -> None:
+    assert monitor_for(CUSUM)[0].bank.specs[0].autocorrelation == "residuals"
+    monitor, _ = monitor_for({**CUSUM, "autocorrelation": "ignore", "baseline_points": 200})
+    assert (monitor.bank.specs[0].autocorrelation, monitor.bank.specs[0].baseline_points) == (
+        "ignore", 200)
+
+
+def test_a_state_saved_by_an_older_version_starts_again() -> None:
+    monitor, _ = monitor_for(CUSUM)
+    state = json.loads(json.dumps(monitor.state()))
+    state["bank"]["version"] = 2  # before the autocorrelation check
+    again, _ = monitor_for(CUSUM)
+    assert not again.restore(state)
+
+
 def test_cycle_time_is_watched_from_counter_increments(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A running machine making a part every 30 s, then every 36 s (+20%): the derived

@@ -729,3 +729,49 @@ def test_restore_keeps_silence_and_planned_state() -> None:
     assert result_of(feed(config, restored, readings)) == result_of(result)
     assert view(result)[:3] == [(1, 60, None, "unknown", "A"), (60, 90, "PDOT", "unknown", "A"),
                                 (90, 100, None, "unknown", "A")]
+
+
+# --- stop reasons from the machine ----------------------------------------------------
+
+
+def reason_press() -> tuple[OmbreConfig, ShadowModel]:
+    fields = machine_config(P1, reason={"signal": "fault", "grace_s": 5,
+                                        "map": {12: "SPINDLE", 0: None}})
+    fields["signals"].append({"name": "fault"})
+    fields["state"]["map"] = {**STATE_MAP, "STOPPED": "ADET"}
+    config = plant(fields)
+    return config, model_of(config)
+
+
+def reasons(changes: Changes) -> list[tuple[float, str, str | None, str | None]]:
+    return [((i.start_ns - T0) / MIN, raw, i.reason, i.reason_raw) for i, raw in changes.intervals]
+
+
+def test_the_reason_in_force_when_a_stop_opens_or_within_grace_is_the_stops() -> None:
+    config, model = reason_press()
+    changes = feed(config, model, [
+        r(0, "order", "J1"), r(0, "state", "RUNNING"), r(0, "fault", 0.0),
+        r(10, "state", "STOPPED"), r(10 + 4 / 60, "fault", 12.0),  # 4 s late: within grace
+        r(20, "state", "RUNNING"), r(20.5, "fault", 0.0),
+        r(29, "fault", 7.0), r(30, "state", "STOPPED"),  # in force when the stop opens
+        r(40, "state", "RUNNING"), r(41, "fault", 0.0),
+        r(50, "state", "STOPPED"), r(50 + 6 / 60, "fault", 12.0),  # 6 s late: not this stop's
+        r(60, "state", "RUNNING"), r(70, "state", "IDLE"),
+    ])
+    assert reasons(changes) == [
+        (0, "RUNNING", None, None), (10, "STOPPED", "SPINDLE", "12"),
+        (20, "RUNNING", None, None), (30, "STOPPED", "7", "7"),  # unmapped: its own text
+        (40, "RUNNING", None, None), (50, "STOPPED", None, None),
+        (60, "RUNNING", None, None),  # a reason never explains production
+    ]
+
+
+def test_the_reason_of_an_open_stop_survives_a_restart() -> None:
+    config, model = reason_press()
+    feed(config, model, [r(0, "order", "J1"), r(0, "state", "STOPPED"), r(0, "fault", 12.0)])
+    snap = json.loads(json.dumps(model.machines[P1].snapshot()))
+    assert snap["interval_reason_code"] == "SPINDLE"
+    restored = model_of(config)
+    restored.machines[P1].restore(snap)
+    changes = feed(config, restored, [r(5, "state", "RUNNING")])
+    assert reasons(changes) == [(0, "STOPPED", "SPINDLE", "12")]

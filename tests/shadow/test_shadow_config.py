@@ -347,3 +347,28 @@ def test_plant_settings_problem(tmp_path: Path, keys: str, path: str, needle: st
                                 message: str) -> None:
     text = BASE + keys + "\n"
     assert only_problem(tmp_path, text) == ConfigProblem(path, line_of(text, needle), message)
+
+
+def test_a_reason_signal_must_be_one_of_the_machines(tmp_path: Path) -> None:
+    text = machine("""\
+            reason:
+              signal: fault_code
+              map: {12: SPINDLE_FAULT, 0: null}
+""")
+    problem = only_problem(tmp_path, text)
+    assert (problem.path, problem.line) == (f"{MACHINE}.reason.signal",
+                                            line_of(text, "signal: fault_code"))
+    assert problem.message == ("expected one of this machine's signals (state, order, total, "
+                               "scrap), found 'fault_code'")
+
+
+def test_a_reason_map_takes_numbers_and_texts_to_codes_or_to_no_reason(tmp_path: Path) -> None:
+    config = load(tmp_path, machine("""\
+            reason:
+              signal: state
+              map: {12: SPINDLE_FAULT, E917: COOLANT, 0: null}
+"""))
+    reason = config.machines()[0].reason
+    assert reason is not None
+    assert (reason.map, reason.grace_s) == ({"12": "SPINDLE_FAULT", "E917": "COOLANT",
+                                             "0": None}, 5.0)

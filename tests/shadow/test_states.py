@@ -235,3 +235,66 @@ def test_packml_without_its_state_has_no_state_yet() -> None:
 
 def test_no_state_config_has_no_state() -> None:
     assert evaluate(None, {"status": "RUNNING"}, job=True) is NO_STATE
+
+
+# Idle with a job loaded is ADET, idle without a job is ADOT (the README's example).
+JOB_TABLE = TableState.model_validate({
+    "type": "table", "signal": "status",
+    "map": {"RUNNING": "APT", "IDLE": {"job": "ADET", "no_job": "ADOT"},
+            "FAULT": {"job": {"category": "ADET", "failure": True}, "no_job": "ADOT"}}})
+
+
+@pytest.mark.parametrize(("value", "job", "expected"), [
+    ("IDLE", True, State("IDLE", Category.ADET)),
+    ("IDLE", False, State("IDLE", Category.ADOT)),
+    ("FAULT", True, State("FAULT", Category.ADET, failure=True)),
+    ("FAULT", False, State("FAULT", Category.ADOT)),
+    ("RUNNING", False, State("RUNNING", Category.APT)),
+])
+def test_a_table_entry_may_depend_on_whether_a_job_is_loaded(
+        value: str, job: bool, expected: State) -> None:
+    assert evaluate(JOB_TABLE, {"status": value}, job) == expected
+
+
+NAMED = RulesState.model_validate({"type": "rules", "rules": [
+    {"name": "mould change", "when": [{"signal": "mould_change", "op": "==", "value": 1}],
+     "category": "ASUT"},
+    {"name": "producing", "when": [{"signal": "light", "op": "==", "value": "GREEN"}],
+     "category": "APT"},
+    {"name": "idle, job loaded", "when": [{"signal": "light", "op": "==", "value": "YELLOW"}],
+     "job": True, "category": "ADET"},
+    {"name": "idle, no job", "when": [{"signal": "light", "op": "!=", "value": "RED"}],
+     "job": False, "category": "ADOT"},
+    {"when": [{"signal": "light", "op": "==", "value": 3}], "category": "ADET"},
+]})
+
+
+@pytest.mark.parametrize(("values", "job", "expected"), [
+    ({"mould_change": 1.0, "light": "GREEN"}, True, State("mould change", Category.ASUT)),
+    ({"mould_change": 0.0, "light": "GREEN"}, True, State("producing", Category.APT)),
+    ({"light": "YELLOW"}, True, State("idle, job loaded", Category.ADET)),
+    ({"light": "YELLOW"}, False, State("idle, no job", Category.ADOT)),
+    ({"light": "RED"}, False, State("no rule", None)),
+    ({"light": 3.0}, True, State("rule 5", Category.ADET)),  # unnamed: its position
+    ({"light": "3"}, True, State("no rule", None)),  # a number compares only with numbers
+])
+def test_rules_have_names_and_compare_text(values: dict[str, SignalValue], job: bool,
+                                           expected: State) -> None:
+    assert evaluate(NAMED, values, job) == expected
+
+
+def test_a_text_compares_only_for_equality() -> None:
+    with pytest.raises(ValueError, match="expected == or != to compare with the text 'RED'"):
+        RulesState.model_validate({"type": "rules", "rules": [
+            {"when": [{"signal": "light", "op": ">", "value": "RED"}], "category": "APT"}]})
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"job": "ADET"}, "expected both `job` and `no_job`, found only one"),
+    ({"category": "ADOT", "job": "ADET", "no_job": "ADOT"},
+     "expected either `category` or `job` and `no_job`, found both"),
+    ({"failure": True}, "expected either `category` or `job` and `no_job`, found neither"),
+])
+def test_a_job_dependent_entry_needs_both_outcomes(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TableState.model_validate({"type": "table", "signal": "s", "map": {"IDLE": entry}})

@@ -134,6 +134,14 @@ def test_machines_are_visible_with_plausible_states(run: Run) -> None:
         assert (machine, "APT") in seen, sorted(seen)
     assert {c for _, c in seen} <= {"APT", "ASUT", "ADET", "ADOT", "PDOT", None}
     assert all(m["job"] for m in last.values() if m["category"] in ("APT", "ASUT"))
+    # The press's states are its rules' names, and idle depends on its job.
+    press = {(m["state"], m["category"]) for poll in run.machines for m in poll
+             if m["id"] == "press-1" and m["state"] not in ("no data yet", "unknown")}
+    assert ("producing", "APT") in press, sorted(press)
+    assert press <= {("mould change", "ASUT"), ("producing", "APT"), ("fault", "ADET"),
+                     ("idle, job loaded", "ADET"), ("idle, no job", "ADOT"),
+                     ("mould change", "PDOT"), ("producing", "PDOT"), ("fault", "PDOT"),
+                     ("idle, job loaded", "PDOT"), ("idle, no job", "PDOT")}, sorted(press)
 
 
 def test_the_dashboard_says_what_runs_and_what_to_look_for(run: Run) -> None:

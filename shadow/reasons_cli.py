@@ -1,0 +1,96 @@
+"""`ombre reasons`: import a long table of reason codes (a controller's fault codes)
+from CSV, and list the raw stop reasons machines gave that are no reason code, as
+`ombre check` lists problems."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
+from gateway.config import OmbreConfig
+from gateway.config_base import Loc
+from gateway.config_load import format_problem, located
+from shadow.calendar import from_ns
+from shadow.cli import config_of, config_path, store_of, with_config
+from shadow.config import ReasonCodeConfig
+from shadow.csv_rows import CsvError, parse_rows, read_csv
+
+
+def parse_reason_codes(lines: Iterable[str],
+                       source: str) -> tuple[list[ReasonCodeConfig], list[str]]:
+    """Reason codes from CSV (`code,text,category,failure`; failure true/false, default
+    false) and one message per bad row."""
+    return parse_rows(lines, source, ReasonCodeConfig, "code",
+                      "code, text, category and (optionally) failure")
+
+
+def cmd_reasons_import(args: argparse.Namespace) -> int:
+    """Creates or updates reason codes from a CSV file; bad rows are reported by line,
+    the good ones imported."""
+    config = config_of(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        codes, problems = read_csv(args.file, parse_reason_codes)
+    except CsvError as exc:
+        print(f"ombre reasons import: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with store_of(config) as store:
+        count = store.import_reason_codes(
+            list({c.code: c.model_dump() for c in codes}.values()))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{count} reason codes imported from {args.file}"
+          + (f"; {len(problems)} rows rejected" if problems else ""))
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def unknown_reason_warnings(config: OmbreConfig, file: Path,
+                            found: Iterable[tuple[str, str, int, int, int]]) -> list[str]:
+    """One `file:line: key: warning: ...` line per (machine, raw reason) that is no
+    reason code, pointing at the machine's `reason` key."""
+    machines = {m.id: m for m in config.machines()}
+    lines = []
+    for machine, raw, stops, total_ns, first_ns in found:
+        loc: Loc = (*config.machine_key(machine), "reason") if machine in machines else ()
+        since = from_ns(first_ns).isoformat().replace("+00:00", "Z")
+        message = (f"warning: machine {machine} gave the stop reason {raw!r}, which is no "
+                   f"reason code: {stops} stop{'s' if stops != 1 else ''} "
+                   f"({total_ns / 6e10:.1f} min) since {since}; map it under reason.map or "
+                   "declare it (shadow.reason_codes, ombre reasons import)")
+        lines.append(format_problem(str(file), located(file, loc, message)))
+    return lines
+
+
+def cmd_reasons_unknown(args: argparse.Namespace) -> int:
+    """Prints a warning per raw stop reason that no reason code stands for."""
+    config = config_of(args)
+    if config is None:
+        return EXIT_CONFIG
+    with store_of(config) as store:
+        found = store.unknown_reasons()
+    for line in unknown_reason_warnings(config, config_path(args), found):
+        print(line)
+    if not found:
+        print("every stop reason the machines gave is a reason code")
+    return EXIT_OK
+
+
+def add_reasons_commands(commands: Any) -> None:
+    """Registers `ombre reasons import|unknown` on `ombre`'s subparsers."""
+    reasons = commands.add_parser("reasons", help="reason codes: import a CSV table, list "
+                                                  "the stop reasons machines gave that are "
+                                                  "no code")
+    actions = reasons.add_subparsers(metavar="ACTION", required=True)
+    imp = with_config(actions.add_parser(
+        "import", help="create or update reason codes from a CSV file "
+                       "(code,text,category,failure)"))
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.set_defaults(command=cmd_reasons_import)
+    unknown = with_config(actions.add_parser(
+        "unknown", help="warnings for the raw stop reasons no code stands for"))
+    unknown.set_defaults(command=cmd_reasons_unknown)
