@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -142,8 +143,11 @@ def test_cli_and_api_agree_field_by_field_while_a_replay_runs(tmp_path: Path) ->
         # (the last reading) has no data yet: neither is lost availability.
         times = window["time_s"]
         assert times["NODATA"] >= 50 * 60
-        assert times["PBT"] == times["APT"] + times["ADET"] == times["POT"] - times["NODATA"]
-        assert window["coverage"]["value"] == times["PBT"] / times["POT"]
-        assert window["kpis"]["availability"]["value"] == times["APT"] / times["PBT"]
+        assert times["PBT"] == pytest.approx(times["APT"] + times["ADET"], abs=1e-9)
+        assert times["PBT"] == pytest.approx(times["POT"] - times["NODATA"], abs=1e-9)
+        assert window["coverage"]["value"] == pytest.approx(times["PBT"] / times["POT"],
+                                                           abs=1e-12)
+        assert window["kpis"]["availability"]["value"] == pytest.approx(
+            times["APT"] / times["PBT"], abs=1e-12)
         effectiveness = window["kpis"]["effectiveness"]["value"]
         assert effectiveness is None or 0 <= effectiveness <= 1
