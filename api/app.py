@@ -6,18 +6,26 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
-from api import alerts, docs, downtime, jobs, kpis, machines, metrics, orders, signals, stream
+from api import (
+    alerts,
+    docs,
+    downtime,
+    health,
+    jobs,
+    kpis,
+    machines,
+    metrics,
+    orders,
+    signals,
+    stream,
+)
 from api.deps import AsViewer, Store
 from gateway.config import OmbreConfig
 from gateway.counters import Counters, Health
@@ -32,7 +40,8 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
                counters: Counters | None = None) -> FastAPI:
     """The API over the shadow's tables of `config`; `clock` gives now in ns (tests
     pass a fixed one). `counters` are the gateway's when the API runs in its process
-    (`ombre demo`): /readyz then reports every source and sink, /metrics the runtime."""
+    (`ombre demo`): /readyz then reports every source, sink and the outbox too, /metrics
+    the runtime."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,6 +60,7 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
     app.state.config = config
     app.state.clock = clock
     app.state.counters = counters
+    app.state.database = health.database_part()
     if config.api.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.api.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["Authorization"])
@@ -71,23 +81,15 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
-    def readyz(_: AsViewer, store: Store) -> JSONResponse:
-        """Ready when the shadow's database answers and, in the gateway's process, every
-        source and sink is up; 503 otherwise. `connectors` has each one's health."""
-        body: dict[str, Any] = {"storage": "ok"}
-        try:
-            with store.engine.connect() as c:
-                c.execute(text("SELECT 1"))
-        except SQLAlchemyError as exc:
-            body["storage"] = str(exc)[:300]
-        if counters is not None:
-            body["connectors"] = {
-                c.name: {"kind": c.kind, "health": c.health, "last_error": c.last_error,
-                         "since": datetime.fromtimestamp(c.since_ts, UTC).isoformat()}
-                for c in counters.connectors.values() if c.kind in ("source", "sink")}
-        ready = body["storage"] == "ok" and all(
-            c["health"] == Health.UP for c in body.get("connectors", {}).values())
-        return JSONResponse({"status": "ready" if ready else "not ready", **body},
+    def readyz(request: Request, _: AsViewer, store: Store) -> JSONResponse:
+        """Ready when every part of the data path is up: the shadow's database and, in
+        the gateway's process, every source, every sink and the outbox; 503 otherwise.
+        `parts` has each one's health, last error and since when."""
+        health.check_database(request, store)
+        found = health.parts(request)
+        ready = all(part.health is Health.UP for part in found)
+        return JSONResponse({"status": "ready" if ready else "not ready",
+                             "parts": {p.name: health.describe_part(p) for p in found}},
                             200 if ready else 503)
 
     @app.get("/", include_in_schema=False)

@@ -1,7 +1,7 @@
 """`/metrics` in the Prometheus text format: request counts and latencies per route,
-what the shadow knows (machines online, per category, open drift alerts, stops with a
-raw reason no code stands for) and, in the
-gateway's process, the runtime's counters."""
+the health of each part of the data path (as in /readyz), what the shadow knows
+(machines online, per category, open drift alerts, stops with a raw reason no code
+stands for) and, in the gateway's process, the runtime's counters."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from api import health
 from api.deps import AsViewer, Config, Now, Store
 from api.machines import MachineOut, machine_view
-from gateway.counters import Counters, label
+from gateway.config import OmbreConfig
+from gateway.counters import Counters, Health, label, up_gauge
+from shadow.store import ShadowStore
 
 router = APIRouter(tags=["operations"])
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -63,6 +66,19 @@ async def measure(request: Request,
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: Now) -> str:
+    health.check_database(request, store)
+    lines = list(up_gauge(health.parts(request)))
+    if request.app.state.database.health is Health.UP:  # else only the gauge says why
+        lines += _shadow_lines(store, config, now)
+    counters: Counters | None = request.app.state.counters
+    if counters is not None:
+        lines += counters.prometheus([(i.machine, i.signal) for i in config.registry()])
+    stats: RequestStats = request.app.state.request_stats
+    return "\n".join([*lines, *stats.lines()]) + "\n"
+
+
+def _shadow_lines(store: ShadowStore, config: OmbreConfig, now: int) -> list[str]:
+    """What the shadow knows: machines online and by category, open drift alerts."""
     snaps = store.snapshots()
     views = [MachineOut(**machine_view(config, m, snaps.get(m.id), now))
              for m in config.machines()]
@@ -84,8 +100,4 @@ def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: No
               "# TYPE ombre_unknown_stop_reasons gauge"]
     lines += [f'ombre_unknown_stop_reasons{{machine="{label(m)}"}} {n}'
               for m, n in sorted(unknown.items())]
-    counters: Counters | None = request.app.state.counters
-    if counters is not None:
-        lines += counters.prometheus([(i.machine, i.signal) for i in config.registry()])
-    stats: RequestStats = request.app.state.request_stats
-    return "\n".join([*lines, *stats.lines()]) + "\n"
+    return lines

@@ -9,7 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel
 
-from api.deps import AsAdmin, AsViewer, Store
+from api.deps import AsAdmin, AsOperator, AsViewer, Config, Now, Store
+from api.jobs import JobIn
+from shadow.completion import CompletionRefusedError, UnknownOrderError, complete_order
 from shadow.csv_rows import CsvError
 from shadow.orders import OrderIn, order_rows, parse_orders
 
@@ -25,11 +27,23 @@ class OrderOut(BaseModel):
     pru_s: float
     planned_scrap_qty: int
     machine: str | None
-    status: str
+    status: str  # planned, running, completed, closed
+    end_ns: int | None  # when it was completed or closed
+    ended_by: str | None  # signal, command, quantity, restart
+    end_reason: str | None
     produced: int
     good: int
     scrap: int
     rework: int
+
+
+class CompletionOut(BaseModel):
+    """The job commands recorded (the shadow applies them; see /job-commands/{id}),
+    or none and the order's status now."""
+
+    commands: list[int]
+    status: str
+    changed: bool
 
 
 class ImportOut(BaseModel):
@@ -58,3 +72,19 @@ def import_orders(csv_text: Annotated[str, Body(media_type="text/csv")], _: AsAd
     except CsvError as exc:
         raise HTTPException(422, str(exc)) from None
     return ImportOut(imported=store.import_orders(order_rows(orders)), problems=problems)
+
+
+@router.post("/orders/complete")
+def complete(body: JobIn, *, token: AsOperator, store: Store, config: Config,
+             now: Now) -> CompletionOut:
+    """Completes an order: its jobs on machines without a job signal end through the
+    shadow (job commands), one no machine runs is completed at once; one a machine's job
+    signal runs is refused (409)."""
+    try:
+        done = complete_order(store, config.machines(), body.job_key, token.name, now)
+    except UnknownOrderError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except CompletionRefusedError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return CompletionOut(commands=[c for _, c in done.commands], status=done.status,
+                         changed=done.changed)

@@ -57,6 +57,7 @@ class MqttSource:
         self._acks: list[tuple[int, int]] = []
         self._bytes = 0
         self._full_signalled = False
+        self._closing = False  # set by aclose: the paho thread stops waiting for room
         self._client = self._new_client()  # one client for the source's life: it keeps
         self._generation = 0  # QoS 2 state across links; bumped at every disconnect
         self._connected: asyncio.Future[None] | None = None
@@ -110,6 +111,9 @@ class MqttSource:
                 raise ConnectionError(self._lost)
 
     async def aclose(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
         await self._stop_client()
 
     async def _stop_client(self) -> None:
@@ -221,6 +225,8 @@ class MqttSource:
         with self._lock:
             generation = self._generation
             while self._over(BUFFER_CHUNKS) and generation == self._generation:
+                if self._closing:
+                    return  # not taken, not acked: the broker sends it again
                 self._lock.wait(1.0)  # block the source: the broker keeps the rest
             self._topics.append(message.topic)
             self._payloads.append(payload)

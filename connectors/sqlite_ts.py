@@ -247,13 +247,16 @@ class TimeSeriesStore:
         """How many readings `read` would return."""
         return len(self.read(machine, signal, from_ns, to_ns)[0])
 
-    def read_events(self, machine: str, from_ns: int, to_ns: int) -> list[Event]:
-        """Events of a machine with from_ns <= ts < to_ns, by ts then name."""
-        return [Event(ts, machine, name, orjson.loads(v), q) for ts, name, v, q in
+    def read_events(self, machine: str, from_ns: int, to_ns: int,
+                    name: str | None = None) -> list[Event]:
+        """Events of a machine (of one `name`, if given) with from_ns <= ts < to_ns, by
+        ts then name."""
+        named = "" if name is None else " AND name = ?"
+        return [Event(ts, machine, found, orjson.loads(v), q) for ts, found, v, q in
                 self._db.execute(
                     "SELECT ts_ns, name, value_json, quality FROM events WHERE machine = ? "
-                    "AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns, name",
-                    (machine, from_ns, to_ns))]
+                    f"AND ts_ns >= ? AND ts_ns < ?{named} ORDER BY ts_ns, name",
+                    (machine, from_ns, to_ns, *(() if name is None else (name,))))]
 
     def compact(self, older_than_ns: int, *, budget_s: float = MAINTENANCE_BUDGET_S) -> bool:
         """Compaction step of about budget_s, in one transaction, oldest first: drop the

@@ -1,13 +1,15 @@
 """Builds a gateway from a validated config and runs it until SIGTERM/SIGINT.
 
-The first signal starts the ordered shutdown; a second one forces the exit."""
+The first signal starts the ordered shutdown; a second one exits at once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from connectors.mqtt import MqttSource
@@ -17,15 +19,19 @@ from gateway.config import (
     MqttSourceConfig,
     OmbreConfig,
     OpcUaSourceConfig,
+    RuntimeConfig,
     SinkConfig,
     SourceConfig,
 )
 from gateway.counters import Counters
 from gateway.outbox import Outbox
-from gateway.runtime import Gateway
+from gateway.runtime import CLOSE_TIMEOUT_S, Gateway
 from gateway.types import SignalRegistry, Sink, Source
 
 log = logging.getLogger(__name__)
+
+EXIT_FORCED = 3  # a second signal ended the process without waiting for the drain
+EXIT_STOP_TIMEOUT = 4  # the stop outlasted its deadline (a thread stuck in a call)
 
 
 def build_source(config: SourceConfig, plant: OmbreConfig, registry: SignalRegistry) -> Source:
@@ -73,22 +79,40 @@ def build_gateway(config: OmbreConfig, sinks: Sequence[Sink] | None = None,
     outbox = Outbox(config.data_dir / outbox_name, [s.name for s in sinks],
                     [(info.machine, info.signal) for info in registry],
                     config.runtime.outbox_max_bytes, config.runtime.quarantine_max_rows)
-    counters = Counters(len(registry))
+    counters = Counters(registry)
     return Gateway(config.runtime, sources, sinks, outbox, counters), outbox
 
 
+def stop_timeout_s(config: RuntimeConfig) -> float:
+    """The longest a stop may take: the drain, then closing the sources and the sinks."""
+    return config.drain_timeout_s + 2 * CLOSE_TIMEOUT_S
+
+
+def _exit_now(code: int, message: str, *args: object) -> None:
+    """End the process without waiting for any thread. What the outbox committed is
+    safe (SQLite in WAL mode, like a kill -9); deliveries not yet committed were not
+    acked, so their sources send them again."""
+    log.warning(message, *args)
+    logging.shutdown()  # flush the log
+    os._exit(code)
+
+
 @contextlib.contextmanager
-def stop_on_signals(stop: asyncio.Event, force: asyncio.Event) -> Iterator[None]:
-    """While inside, the first SIGTERM or SIGINT sets `stop`, a second one `force`."""
+def stop_on_signals(stop: asyncio.Event, timeout_s: float) -> Iterator[None]:
+    """While inside, the first SIGTERM or SIGINT sets `stop`; the process then exits
+    by itself if it is still running `timeout_s` later. A second signal exits at once."""
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
         if stop.is_set():
-            log.warning("second %s: forcing exit", signal.Signals(signum).name)
-            force.set()
-        else:
-            log.info("%s: shutting down", signal.Signals(signum).name)
-            stop.set()
+            _exit_now(EXIT_FORCED, "second %s: exiting at once, without draining", name)
+        log.info("%s: shutting down", name)
+        stop.set()
+        watchdog = threading.Timer(timeout_s, _exit_now, (
+            EXIT_STOP_TIMEOUT, "the stop did not end within %.0f s: exiting", timeout_s))
+        watchdog.daemon = True
+        watchdog.start()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
@@ -110,9 +134,10 @@ async def serve(config: OmbreConfig, gateway: Gateway | None = None,
     runs the API beside it)."""
     if gateway is None or outbox is None:
         gateway, outbox = build_gateway(config)
+    # `force` stays unset: here a second signal ends the process (stop_on_signals).
     stop, force = stop or asyncio.Event(), asyncio.Event()
     try:
-        with stop_on_signals(stop, force):
+        with stop_on_signals(stop, stop_timeout_s(config.runtime)):
             await run(gateway, stop, force)
     finally:
         outbox.close()

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
+
 from api.cli import add_api_commands
 from connectors.opcua_cli import add_opcua_commands
 from connectors.sqlite_ts import StoreError, open_store
@@ -80,7 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    """Prints one signal's stored samples over a time range, as text or CSV."""
+    """Prints one signal's stored samples over a time range, as text or CSV: the
+    readings of a number signal, the events of a string signal (a state, an order)."""
     config = load_checked(args.config)
     if config is None:
         return EXIT_CONFIG
@@ -90,18 +93,27 @@ def cmd_query(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     to_ts = args.to or datetime.now(UTC)
     from_ts = args.from_ or to_ts - timedelta(hours=1)
+    window = to_ns(from_ts), to_ns(to_ts)
+    string = any(m.id == args.machine and s.name == args.signal and s.type == "string"
+                 for m in config.machines() for s in m.signals)
     try:
         with open_store(sink.path or config.data_dir / "timeseries.sqlite") as store:
-            ts, value, quality = store.read(args.machine, args.signal,
-                                            to_ns(from_ts), to_ns(to_ts))
+            if string:
+                rows = [(e.ts_ns, e.value if isinstance(e.value, str) else
+                         orjson.dumps(e.value).decode(), e.quality)
+                        for e in store.read_events(args.machine, *window, name=args.signal)]
+            else:
+                ts, value, quality = store.read(args.machine, args.signal, *window)
+                rows = list(zip(ts.tolist(), map(repr, value.tolist()), quality.tolist(),
+                                strict=True))
     except (KeyError, StoreError) as exc:
         print(f"ombre query: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     writer = csv.writer(sys.stdout, delimiter="," if args.csv else "\t", lineterminator="\n")
     writer.writerow(["ts", "value", "quality"])
-    for t, v, q in zip(ts.tolist(), value.tolist(), quality.tolist(), strict=True):
+    for t, v, q in rows:
         stamp = datetime.fromtimestamp(t // 10**9, UTC).replace(microsecond=t % 10**9 // 1000)
-        writer.writerow([stamp.isoformat().replace("+00:00", "Z"), repr(v), q])
+        writer.writerow([stamp.isoformat().replace("+00:00", "Z"), v, q])
     return EXIT_OK
 
 

@@ -88,7 +88,8 @@ class SignalConfig(ConfigModel):
 
 class MachineConfig(ConfigModel):
     """A machine and its signals; `state`, `counters`, `job_signal`, `reason`,
-    `silence_s` and `exclude_idle` tell the shadow how to read it (shadow/config.py)."""
+    `silence_s`, `exclude_idle` and `complete_at_planned_qty` tell the shadow how to read
+    it (shadow/config.py)."""
 
     id: Name
     name: str | None = None
@@ -100,6 +101,7 @@ class MachineConfig(ConfigModel):
     reason: ReasonConfig | None = None  # where the machine says why it stopped
     silence_s: float = Field(default=120, gt=0)  # no reading this long: state unknown
     exclude_idle: bool = False  # leave ADOT (no job loaded) out of planned busy time
+    complete_at_planned_qty: bool = False  # a job ends once its order's planned_qty is made
     drift: list[DriftConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

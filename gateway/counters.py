@@ -6,16 +6,27 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway.types import Batch
+from gateway.types import Batch, Event, SignalRegistry
 
 log = logging.getLogger(__name__)
+
+# The kinds of the parts of the data path: each has a health, in /readyz and in the
+# ombre_connector_up gauge ("store": the outbox, the shadow's database).
+PART_KINDS = ("source", "sink", "store")
+
+
+def describe(exc: BaseException) -> str:
+    """One line for health and the log: a database driver's message goes on with the
+    statement, its parameters and a link (SQLAlchemy), which say nothing to an operator."""
+    first = str(exc).strip().split("\n", 1)[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class Health(enum.StrEnum):
@@ -27,7 +38,8 @@ class Health(enum.StrEnum):
 
 @dataclass(slots=True)
 class ConnectorCounters:
-    """Counters of one source or sink. `readings` and `events` count what was received
+    """Counters of one source, sink or store (or of the runtime's queue, kind "runtime",
+    which has no health). `readings` and `events` count what was received
     (source) or written (sink); `quarantined` what was refused: payloads a source could
     not decode, lines a sink's upstream rejected for good; `dropped` telemetry lost to
     an overflow policy; `retries` failed connects and sink writes, each retried after a
@@ -35,7 +47,7 @@ class ConnectorCounters:
     infinity)."""
 
     name: str
-    kind: str  # "source" or "sink"
+    kind: str  # one of PART_KINDS, or "runtime"
     health: Health = Health.CONNECTING
     last_error: str | None = None
     since_ts: float = field(default_factory=time.time)
@@ -63,9 +75,12 @@ class ConnectorCounters:
 
 
 class Counters:
-    """Per-connector and per-signal counters of one gateway process."""
+    """Per-connector and per-signal counters of one gateway process. A signal's events
+    (a string signal's values: states, orders) count like its readings."""
 
-    def __init__(self, n_signals: int) -> None:
+    def __init__(self, registry: SignalRegistry) -> None:
+        n_signals = len(registry)
+        self._id_of = registry.id_of
         self.connectors: dict[str, ConnectorCounters] = {}
         self.signal_received = np.zeros(n_signals, np.int64)
         self.signal_written = np.zeros(n_signals, np.int64)
@@ -81,16 +96,37 @@ class Counters:
             self.connectors[name] = ConnectorCounters(name, kind)
         return self.connectors[name]
 
-    def count_received(self, batch: Batch) -> None:
-        if not len(batch):
-            return
-        self.signal_received += np.bincount(batch.signal_id, minlength=len(self.signal_received))
-        np.maximum.at(self.signal_last_seen_ns, batch.signal_id, batch.ts_ns)
+    def parts(self) -> list[ConnectorCounters]:
+        """The sources, the sinks and the outbox."""
+        return [c for c in self.connectors.values() if c.kind in PART_KINDS]
 
-    def count_written(self, batch: Batch) -> None:
+    def count_received(self, batch: Batch, events: Sequence[Event] = ()) -> None:
+        if len(batch):
+            self.signal_received += np.bincount(batch.signal_id,
+                                                minlength=len(self.signal_received))
+            np.maximum.at(self.signal_last_seen_ns, batch.signal_id, batch.ts_ns)
+        if events:
+            ids, ts = self._event_signals(events)
+            self.count_signals(self.signal_received, ids)
+            np.maximum.at(self.signal_last_seen_ns, ids, ts)
+
+    def count_written(self, batch: Batch, events: Sequence[Event] = ()) -> None:
         if len(batch):
             self.signal_written += np.bincount(batch.signal_id,
                                                minlength=len(self.signal_written))
+        if events:
+            self.count_signals(self.signal_written, self._event_signals(events)[0])
+
+    def _event_signals(self, events: Sequence[Event]) -> tuple[npt.NDArray[np.intp],
+                                                                npt.NDArray[np.int64]]:
+        """The signal ids and times of the events of configured signals (not the
+        gateway's own, such as an outbox overflow)."""
+        found = [(sid, e.ts_ns) for e in events
+                 if (sid := self._id_of(e.machine, e.name)) is not None]
+        if not found:
+            return np.empty(0, np.intp), np.empty(0, np.int64)
+        ids, ts = zip(*found, strict=True)
+        return np.array(ids, np.intp), np.array(ts, np.int64)
 
     def count_refused(self, signal_ids: npt.NDArray[np.integer[Any]]) -> None:
         """Readings a sink was handed but its upstream refused: quarantined, not written."""
@@ -106,8 +142,7 @@ class Counters:
     def prometheus(self, signal_labels: list[tuple[str, str]]) -> Iterator[str]:
         """Lines in the Prometheus text format, one group per metric; signal_labels[i]
         is (machine, signal)."""
-        connectors = [(f'connector="{label(c.name)}",kind="{c.kind}"', c)
-                      for c in self.connectors.values()]
+        connectors = [(_labels(c), c) for c in self.connectors.values()]
         families: list[tuple[str, str, Callable[[ConnectorCounters], int]]] = [
             ("connector_readings_total", "counter", lambda c: c.readings),
             ("connector_events_total", "counter", lambda c: c.events),
@@ -115,7 +150,6 @@ class Counters:
             ("connector_dropped_total", "counter", lambda c: c.dropped),
             ("connector_retries_total", "counter", lambda c: c.retries),
             ("connector_valueless_total", "counter", lambda c: c.valueless),
-            ("connector_up", "gauge", lambda c: int(c.health is Health.UP)),
         ]
         for name, kind, value in families:
             yield f"# TYPE ombre_{name} {kind}"
@@ -133,6 +167,18 @@ class Counters:
             yield f"# TYPE ombre_signal_{name}_total counter"
             yield from (f"ombre_signal_{name}_total{{{labels}}} {n}"
                         for labels, n in zip(signals, column.tolist(), strict=True))
+
+
+def up_gauge(parts: Iterable[ConnectorCounters]) -> Iterator[str]:
+    """`ombre_connector_up`: 1 for each part that is up, 0 for one that is not."""
+    yield "# HELP ombre_connector_up 1 when the part of the data path is up (as in /readyz)"
+    yield "# TYPE ombre_connector_up gauge"
+    yield from (f"ombre_connector_up{{{_labels(c)}}} {int(c.health is Health.UP)}"
+                for c in parts)
+
+
+def _labels(c: ConnectorCounters) -> str:
+    return f'connector="{label(c.name)}",kind="{c.kind}"'
 
 
 def label(value: str) -> str:

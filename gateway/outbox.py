@@ -13,7 +13,8 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,8 +108,9 @@ class Outbox:
         self.max_bytes = max_bytes
         self._quarantine_max = quarantine_max_rows
         self._sinks = list(sinks)
-        self.bytes = self._scalar("SELECT COALESCE(SUM(nbytes), 0) FROM outbox")
-        self.rows = self._scalar("SELECT COUNT(*) FROM outbox")
+        self.bytes = self.rows = self._quarantine_rows = 0
+        self._count()
+        self.writable = True  # False from a failed write (disk full) until one commits
         with self._tx():
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('id', ?)", (str(uuid.uuid4()),))
             # Names this file for sinks that record how far they got (Resumable): seq
@@ -124,7 +126,6 @@ class Outbox:
             self._collect()
             self._renumber(list(signals))
         self._in_flight: dict[str, tuple[int, int]] = {}  # sink -> (cursor, last) of `pending`
-        self._quarantine_rows = self._scalar("SELECT COUNT(*) FROM quarantine")
 
     def append(self, batch: Batch, events: Sequence[Event],
                quarantined: Sequence[QuarantineRecord]) -> Dropped | None:
@@ -223,9 +224,27 @@ class Outbox:
 
     # -- internals; the caller holds the lock and a transaction -----------------------
 
-    def _tx(self) -> sqlite3.Connection:
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction. When it fails (disk full, I/O error) it is rolled
+        back, the counts are read again from the file (they were moved for rows that
+        were not committed) and the outbox is not `writable` until a write commits."""
         self._db.execute("BEGIN IMMEDIATE")
-        return self._db
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self.writable = False
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._count()
+            raise
+        self.writable = True
+
+    def _count(self) -> None:
+        self.bytes, self.rows = self._db.execute(
+            "SELECT COALESCE(SUM(nbytes), 0), COUNT(*) FROM outbox").fetchone()
+        self._quarantine_rows = self._scalar("SELECT COUNT(*) FROM quarantine")
 
     def _insert(self, kind: int, n: int, payload: bytes) -> None:
         self._db.execute(

@@ -20,7 +20,7 @@ from typing import ParamSpec, TypeVar
 import numpy as np
 
 from gateway.config import RuntimeConfig
-from gateway.counters import ConnectorCounters, Counters, Health
+from gateway.counters import ConnectorCounters, Counters, Health, describe
 from gateway.outbox import GATEWAY_MACHINE, OVERFLOW_EVENT, Dropped, Outbox
 from gateway.queue import DeliveryQueue
 from gateway.types import (
@@ -41,6 +41,10 @@ T = TypeVar("T")
 WRITER_MAX_READINGS = 100_000  # readings merged into one outbox commit
 SINK_MAX_READINGS = 100_000  # readings merged into one sink write
 QUARANTINE_LOG_INTERVAL_S = 60.0  # at most one quarantine log line per source and interval
+CLOSE_TIMEOUT_S = 5.0  # closing a source or a sink after the drain takes at most this
+# The outbox is a local file: a retry costs one failed write, and free space comes back
+# without notice (a file deleted), so its backoff stops growing here.
+OUTBOX_BACKOFF_MAX_S = 2.0
 
 
 @dataclass(slots=True)
@@ -58,13 +62,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for health and the log: a database driver's message goes on with the
-    statement, its parameters and a link (SQLAlchemy), which say nothing to an operator."""
-    first = str(exc).strip().split("\n", 1)[0]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class Gateway:
@@ -85,6 +82,8 @@ class Gateway:
         self._writer_done = asyncio.Event()
         self._quarantine_logged: dict[str, float] = {}
         self._overflow_start = 0  # outbox drops counted when the current episode began
+        self._outbox_part = counters.connector("outbox", "store")
+        self._outbox_part.health = Health.UP  # its file is open
 
     async def run(self, stop: asyncio.Event, force: asyncio.Event) -> None:
         try:
@@ -114,7 +113,7 @@ class Gateway:
         finally:
             # Closed only now, so that the writer could ack what it drained.
             for source in self._sources:
-                await source.aclose()
+                await _close(source)
 
     async def _wait_drained(self, tasks: list[asyncio.Task[None]], force: asyncio.Event) -> bool:
         """Wait until `tasks` finish, the drain deadline passes, or `force` is set."""
@@ -150,7 +149,7 @@ class Gateway:
                     await self._queue.put(delivery)
                     self.counters.queue_depth = len(self._queue)
             except Exception as exc:  # noqa: BLE001 - any failure means reconnect
-                counters.set_health(Health.DOWN, _describe(exc))
+                counters.set_health(Health.DOWN, describe(exc))
                 await asyncio.sleep(backoff.next_delay())
 
     def _count_received(self, counters: ConnectorCounters, delivery: Delivery) -> None:
@@ -161,7 +160,7 @@ class Gateway:
         counters.deliveries += 1
         if len(batch):
             counters.last_seen_ns = max(counters.last_seen_ns, int(batch.ts_ns.max()))
-        self.counters.count_received(batch)
+        self.counters.count_received(batch, delivery.events)
         if delivery.quarantined:
             self.counters.count_signals(
                 self.counters.signal_quarantined,
@@ -214,7 +213,7 @@ class Gateway:
     async def _count_overflow(self, dropped: Dropped) -> None:
         """Count telemetry the byte cap removed; an episode raises one event when it
         starts and one when it ends, so a long outage cannot fill the outbox with them."""
-        outbox = self.counters.connector("outbox", "runtime")
+        outbox = self._outbox_part
         if outbox.health is not Health.DEGRADED:
             outbox.set_health(Health.DEGRADED, "over its byte cap: dropping the oldest "
                               "telemetry; a sink is down or too slow")
@@ -225,7 +224,7 @@ class Gateway:
         self.counters.count_signals(self.counters.signal_dropped, dropped.signal_ids)
 
     async def _end_overflow(self) -> None:
-        outbox = self.counters.connector("outbox", "runtime")
+        outbox = self._outbox_part
         if outbox.health is Health.DEGRADED and self._outbox.bytes < self._outbox.max_bytes / 2:
             episode = outbox.dropped - self._overflow_start
             await self._on_outbox(self._outbox.append_events, [Event(
@@ -235,17 +234,20 @@ class Gateway:
 
     async def _on_outbox(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run an outbox call in a thread, retrying with backoff while the file fails
-        (disk full, I/O error): the queue in front then blocks or drops by its policy."""
-        counters = self.counters.connector("outbox", "runtime")
-        backoff = self._backoff()
+        (disk full, I/O error): the queue in front then blocks or drops by its policy.
+        The outbox is down from a failure until a write commits again (a read proves
+        nothing while the disk is full)."""
+        counters = self._outbox_part
+        backoff = Backoff(self._config.backoff_initial_s,
+                          min(self._config.backoff_max_s, OUTBOX_BACKOFF_MAX_S))
         while True:
             try:
                 result = await asyncio.to_thread(call, *args, **kwargs)
             except sqlite3.Error as exc:
-                counters.set_health(Health.DOWN, _describe(exc))
+                counters.set_health(Health.DOWN, describe(exc))
                 await asyncio.sleep(backoff.next_delay())
                 continue
-            if counters.health is Health.DOWN:
+            if counters.health is Health.DOWN and self._outbox.writable:
                 counters.set_health(Health.UP)
             self.counters.outbox_bytes = self._outbox.bytes
             self.counters.outbox_batches = self._outbox.rows
@@ -278,19 +280,19 @@ class Gateway:
                                           pending.last_seq) or Written()
                 except Exception as exc:  # noqa: BLE001 - any failure means retry
                     counters.retries += 1
-                    counters.set_health(Health.DOWN, _describe(exc))
+                    counters.set_health(Health.DOWN, describe(exc))
                     self._outbox.release(sink.name)
                     await asyncio.sleep(backoff.next_delay())
                     await self._connect(connect, counters, backoff, mark_up=False)
                     continue
                 await self._on_outbox(self._outbox.delivered, sink.name, pending.last_seq,
                                       written.refused)
-                self._count_written(counters, pending.batch, len(pending.events), written)
+                self._count_written(counters, pending.batch, pending.events, written)
                 counters.set_health(Health.UP)  # only a write proves a sink works again
                 backoff.reset()
                 await self._end_overflow()
         finally:
-            await sink.aclose()
+            await _close(sink)
 
     def _sink_calls(self, sink: Sink) -> tuple[
             Callable[[], Awaitable[None]],
@@ -315,16 +317,16 @@ class Gateway:
 
         return connect, write
 
-    def _count_written(self, counters: ConnectorCounters, batch: Batch, events: int,
-                       written: Written) -> None:
+    def _count_written(self, counters: ConnectorCounters, batch: Batch,
+                       events: Sequence[Event], written: Written) -> None:
         refused_ids = np.array([r.signal_id for r in written.refused
                                 if r.signal_id is not None], np.intp)
         counters.readings += len(batch) - len(refused_ids)
-        counters.events += events - (len(written.refused) - len(refused_ids))
+        counters.events += len(events) - (len(written.refused) - len(refused_ids))
         counters.quarantined += len(written.refused)
         counters.valueless += written.valueless
         counters.deliveries += 1
-        self.counters.count_written(batch)
+        self.counters.count_written(batch, events)
         self.counters.count_refused(refused_ids)
         if written.refused:
             self._log_quarantine(counters, written.refused)
@@ -336,7 +338,7 @@ class Gateway:
                 await connect()
             except Exception as exc:  # noqa: BLE001 - report, back off, retry
                 counters.retries += 1
-                counters.set_health(Health.DOWN, _describe(exc))
+                counters.set_health(Health.DOWN, describe(exc))
                 await asyncio.sleep(backoff.next_delay())
             else:
                 if mark_up:
@@ -345,3 +347,13 @@ class Gateway:
 
     def _backoff(self) -> Backoff:
         return Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)
+
+
+async def _close(connector: Source | Sink) -> None:
+    """Close `connector`, giving up after CLOSE_TIMEOUT_S (a call stuck in a thread, a
+    server that does not answer): the stop must end."""
+    try:
+        await asyncio.wait_for(connector.aclose(), CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("%s did not close within %.0f s; left behind", connector.name,
+                    CLOSE_TIMEOUT_S)

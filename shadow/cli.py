@@ -1,4 +1,5 @@
-"""The shadow's `ombre` commands: replay, kpi, orders import, export and downtime.
+"""The shadow's `ombre` commands: replay, kpi, orders (import, complete), export,
+downtime and alerts.
 Each finds its config with `-c/--config`, or $OMBRE_CONFIG, or ./ombre.yaml."""
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from gateway.cli_common import (
 from gateway.config import OmbreConfig
 from shadow import tables as t
 from shadow.calendar import from_ns, to_ns
+from shadow.completion import CompletionRefusedError, UnknownOrderError, complete_order
 from shadow.csv_rows import CsvError, read_csv
-from shadow.orders import order_rows, parse_orders
+from shadow.orders import job_key, order_rows, parse_orders
 from shadow.report import Report, reports, select_machines
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
@@ -227,6 +229,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_orders_complete(args: argparse.Namespace) -> int:
+    """Completes an order (see shadow.completion)."""
+    config = config_of(args)
+    if config is None:
+        return EXIT_CONFIG
+    key = job_key(args.order, args.operation)
+    with store_of(config) as store:
+        try:
+            done = complete_order(store, config.machines(), key, args.by, time.time_ns())
+        except (UnknownOrderError, CompletionRefusedError) as exc:
+            print(f"ombre orders complete: {exc.args[0]}", file=sys.stderr)
+            return EXIT_USAGE
+    for machine, command in done.commands:
+        print(f"{key}: job command {command} completes it on {machine} (the running "
+              "gateway applies it)")
+    if not done.commands:
+        print(f"{key}: {'' if done.changed else 'already '}{done.status}")
+    return EXIT_OK
+
+
 def cmd_downtime(args: argparse.Namespace) -> int:
     """Lists downtime intervals without a reason, or assigns a reason code to one."""
     config = config_of(args)
@@ -343,6 +365,12 @@ def add_shadow_commands(commands: Any) -> None:
         "import", help="create or update orders from a CSV file"))
     imp.add_argument("file", type=Path, metavar="FILE")
     imp.set_defaults(command=cmd_orders_import)
+    complete = with_config(orders_commands.add_parser(
+        "complete", help="complete an order (its job on a machine without a job signal)"))
+    complete.add_argument("order", metavar="ORDER", help="the order number")
+    complete.add_argument("--operation", default="", help="the order's operation, if it has one")
+    complete.add_argument("--by", default="cli", help="who completes it (default: cli)")
+    complete.set_defaults(command=cmd_orders_complete)
 
     export = with_config(add("export", help="CSV for the ERP"))
     export.add_argument("what", choices=["confirmations", "kpis"])

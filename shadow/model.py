@@ -25,14 +25,20 @@ from shadow.timeline import BUCKET_NS, NS_PER_S, Category, Interval
 BAD = int(Quality.BAD)  # an int: testing an IntFlag member costs an enum call per reading
 PlannedCheck = Callable[[str, int], bool]  # (machine, t) -> inside a planned stop
 Boundaries = Callable[[str, int, int], list[int]]  # planned-stop edges in (a, b]
+PlannedQty = Callable[[str], int | None]  # job key -> its order's planned quantity
 
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
+    """A job's start (end_ns None) or end, with what ended it: the job "signal", a
+    person's "command" or the planned "quantity", and why in words."""
+
     machine: str
     job: str
     start_ns: int
     end_ns: int | None  # None: still running
+    ended_by: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,7 @@ class Machine:
     since_ns: int | None = None  # start of the open interval
     interval_job: str | None = None  # the job of the open interval
     job_since_ns: int | None = None
+    job_input: str | None = None  # the job signal's last good value
     clock_ns: int = 0  # the latest time this machine's timeline has reached
     last_seen_ns: int | None = None
     silent: bool = False
@@ -109,7 +116,8 @@ class Machine:
                       self.state.mapped],
             "planned": self.planned, "job": self.job, "since_ns": self.since_ns,
             "interval_job": self.interval_job, "job_since_ns": self.job_since_ns,
-            "clock_ns": self.clock_ns, "last_seen_ns": self.last_seen_ns,
+            "job_input": self.job_input, "clock_ns": self.clock_ns,
+            "last_seen_ns": self.last_seen_ns,
             "silent": self.silent, "job_counts": self.job_counts,
             "cycle_from_ns": self.cycle_from_ns,
             "silence_ns": int(self.config.silence_s * NS_PER_S),  # read by shadow.store
@@ -125,6 +133,7 @@ class Machine:
                            mapped)
         self.planned, self.job, self.since_ns = snap["planned"], snap["job"], snap["since_ns"]
         self.interval_job, self.job_since_ns = snap["interval_job"], snap["job_since_ns"]
+        self.job_input = snap.get("job_input", self.job)  # older snapshots have none
         self.clock_ns, self.last_seen_ns = snap["clock_ns"], snap["last_seen_ns"]
         self.silent, self.job_counts = snap["silent"], list(snap["job_counts"])
         self.cycle_from_ns = snap["cycle_from_ns"]
@@ -168,11 +177,15 @@ class ShadowModel:
     moves the clock (silence, planned-stop edges) when nothing arrives."""
 
     def __init__(self, machines: Sequence[MachineConfig], registry: SignalRegistry,
-                 planned: PlannedCheck, boundaries: Boundaries) -> None:
+                 planned: PlannedCheck, boundaries: Boundaries,
+                 planned_qty: PlannedQty = lambda _job: None) -> None:
+        """`planned_qty` is asked, for a machine with `complete_at_planned_qty`, at each
+        part it counts for a job."""
         self.machines = {m.id: Machine(m) for m in machines}
         self._registry = registry
         self._planned = planned
         self._boundaries = boundaries
+        self._planned_qty = planned_qty
         names = [m.id for m in machines]
         index = {name: i for i, name in enumerate(names)}
         self._names = names
@@ -280,7 +293,8 @@ class ShadowModel:
         self._cross_planned(m, t, changes)
         m.clock_ns = t
         changes.touched.add(machine)
-        self._set_job(m, t, job, changes)
+        self._set_job(m, t, job, changes, ended_by="command",
+                      reason=f"{job} started by hand" if job else "completed by hand")
         if m.since_ns is not None:
             self._reevaluate(m, t, changes)
         return ended if ended != job else None
@@ -332,25 +346,35 @@ class ShadowModel:
             elif role == "reason":
                 m.take_reason(value, t)
             elif role == "job":
+                # Only a change of the signal starts or ends a job: a job ended by its
+                # planned quantity stays ended while the signal still names it.
                 job = None if value in (None, "") else str(value)
-                dirty = dirty or job != m.job
-                self._set_job(m, t, job, changes)
+                if job != m.job_input:
+                    m.job_input = job
+                    dirty = dirty or job != m.job
+                    self._set_job(m, t, job, changes, ended_by="signal", reason=(
+                        f"job signal changed to {job}" if job else "job signal cleared"))
             elif isinstance(value, float | int):
-                self._count(m, role.removeprefix("counter:"), (signal, float(value), quality), t,
-                            changes)
+                dirty = self._count(m, role.removeprefix("counter:"),
+                                    (signal, float(value), quality), t, changes) or dirty
         return dirty
 
-    def _set_job(self, m: Machine, t: int, job: str | None, changes: Changes) -> None:
+    def _set_job(self, m: Machine, t: int, job: str | None, changes: Changes, *,
+                 ended_by: str, reason: str) -> None:
+        """Ends the machine's job (if any, with what ended it and why) and starts `job`."""
         if job == m.job:
             return
         if m.job is not None and m.job_since_ns is not None:
-            changes.jobs.append(JobRecord(m.config.id, m.job, m.job_since_ns, t))
+            changes.jobs.append(JobRecord(m.config.id, m.job, m.job_since_ns, t, ended_by,
+                                          reason))
         m.job, m.job_since_ns, m.job_counts = job, t if job else None, [0, 0, 0, 0]
         if job is not None:
             changes.jobs.append(JobRecord(m.config.id, job, t, None))
 
     def _count(self, m: Machine, kind: str, reading: tuple[str, float, int], t: int,
-               changes: Changes) -> None:
+               changes: Changes) -> bool:
+        """Counts a counter reading's parts; True if they completed the job (its order's
+        planned quantity produced, on a machine with `complete_at_planned_qty`)."""
         signal, value, quality = reading
         counters = m.config.counters
         assert counters is not None  # a counter role exists only with a counters config
@@ -359,7 +383,7 @@ class ShadowModel:
         if reason is not None:
             changes.rejected.append(Rejected(m.config.id, signal, t, value, reason))
         if not delta:
-            return
+            return False
         # [pq, gq, sq, rq]: scrap and rework add to the parts produced when counted
         # beside a good counter, and take from the good ones when counted in a total.
         add = {"total": [delta, delta, 0, 0], "good": [delta, delta, 0, 0],
@@ -373,6 +397,14 @@ class ShadowModel:
             m.job_counts[i] += x
         if kind in ("total", "good"):
             self._cycle(m, t, delta, quality, changes)
+        if not m.config.complete_at_planned_qty or m.job is None:
+            return False
+        planned = self._planned_qty(m.job)
+        if not planned or m.job_counts[0] < planned:  # no order, or none to make
+            return False
+        self._set_job(m, t, None, changes, ended_by="quantity",
+                      reason=f"planned quantity {planned} produced")
+        return True
 
     def _cycle(self, m: Machine, t: int, parts: int, quality: int, changes: Changes) -> None:
         """The derived cycle time: seconds per part between two increments of the part

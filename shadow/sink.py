@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from gateway.config import OmbreConfig
+from gateway.counters import ConnectorCounters, Health, describe
 from gateway.types import Batch, Event, SignalRegistry
 from shadow.calendar import DAY_NS, PlannedSchedule
 from shadow.config import SHADOW_SINK
@@ -28,7 +29,7 @@ from shadow.model import Changes, ShadowModel
 from shadow.monitor import DriftMonitor
 from shadow.report import record_shift_kpis
 from shadow.schema import database_url, open_engine, upgrade
-from shadow.store import CommandDone, DriftUpdate, ShadowStore
+from shadow.store import CommandDone, CurrentJob, DriftUpdate, ShadowStore
 from shadow.timeline import Window
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ MAX_LOGGED = 1000  # distinct unmapped states logged once each, then no more
 COMMAND_POLL_S = 1.0  # how often job commands made through the API are looked for
 MAX_COMMANDS = 100  # job commands applied in one transaction
 MAX_DAYS = 1000  # days remembered as having their calendar rows; then forgotten, rewritten
+MAX_PLANS = 10_000  # planned quantities remembered between two COMMAND_POLL_S
 
 
 class ShadowSink:
@@ -63,6 +65,12 @@ class ShadowSink:
         self._next_drift_save = 0.0
         self._poller: asyncio.Task[None] | None = None
         self._started_ns = time.time_ns()  # this run's key in the gateway_run table
+        # Planned quantities of the jobs of machines that complete at it, read once and
+        # forgotten every COMMAND_POLL_S, so that a new import counts within a second.
+        self._plans: dict[str, int | None] = {}
+        # Whether the job commands can be applied: a database outage is logged once
+        # when it starts and once when it ends (the sink's own health is the runtime's).
+        self.commands = ConnectorCounters("job commands", "shadow", Health.UP)
 
     async def connect(self) -> None:
         await asyncio.to_thread(self._connect)
@@ -79,10 +87,16 @@ class ShadowSink:
                 store.sync_plant(self._config)
                 schedule = PlannedSchedule(self._config.shadow.calendar)
                 model = ShadowModel(self._config.machines(), self._registry, schedule.inside,
-                                    schedule.boundaries)
+                                    schedule.boundaries, self._planned_qty)
                 for machine, snapshot in store.snapshots().items():
                     if machine in model.machines:
                         model.machines[machine].restore(snapshot)
+                jobs, orders = store.close_orphans({
+                    name: CurrentJob(m.job, m.job_since_ns, m.clock_ns)
+                    for name, m in model.machines.items()})
+                if jobs or orders:
+                    log.warning("shadow: closed %d jobs and %d orders a previous run left "
+                                "open; the job and production_order rows say why", jobs, orders)
                 monitor = DriftMonitor(self._config.machines(), self._registry)
                 saved = store.drift_state()
                 if saved is not None and not monitor.restore(saved):
@@ -95,6 +109,15 @@ class ShadowSink:
             self.store, self.model, self.monitor = store, model, monitor
             self._days.clear()
             self._watermark = model.clock_ns()
+
+    def _planned_qty(self, job: str) -> int | None:
+        """The model's lookup, in the thread that holds the lock (a write)."""
+        if job not in self._plans:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            assert self.store is not None
+            self._plans[job] = self.store.planned_qty(job)
+        return self._plans[job]
 
     async def write(self, batch: Batch, events: Sequence[Event]) -> None:
         await asyncio.to_thread(self._write, batch, events)
@@ -158,14 +181,17 @@ class ShadowSink:
             await asyncio.sleep(COMMAND_POLL_S)
             try:
                 await asyncio.to_thread(self._apply_commands)
-            except Exception:  # the sink is disconnected; its next write reconnects it
-                log.exception("shadow: could not apply the job commands")
+            except Exception as exc:  # noqa: BLE001 - the database is down: retried
+                self.commands.set_health(Health.DOWN, describe(exc))
+            else:
+                self.commands.set_health(Health.UP)
 
     def _apply_commands(self) -> None:
         with self._lock:
-            if self.store is None or self.model is None:
-                return
+            if self.store is None or self.model is None:  # a write failed: reconnecting
+                raise RuntimeError(f"sink {self.name} is not connected")
             store, model = self.store, self.model
+            self._plans.clear()
             pending = store.job_commands(pending=True, limit=MAX_COMMANDS)
             if not pending:
                 return
@@ -184,15 +210,15 @@ class ShadowSink:
         if machine is None or machine.job_signal is not None:
             why = ("no such machine in the config" if machine is None else
                    f"refused: the machine takes its job from signal {machine.job_signal!r}")
-            return CommandDone(command.id, command.requested_ns, command.job_key, why, False)
+            return CommandDone(command.id, command.requested_ns, command.job_key, why)
         ended = model.command_job(machine.id, command.job_key, command.requested_ns, changes)
         at = model.machines[machine.id].clock_ns
         if command.action == "start":
             result = f"started {command.job_key}" + (f", ended {ended}" if ended else "")
-            return CommandDone(command.id, at, command.job_key, result, False)
+            return CommandDone(command.id, at, command.job_key, result)
         if ended is None:
-            return CommandDone(command.id, at, None, "no job was running", False)
-        return CommandDone(command.id, at, ended, f"completed {ended}", True)
+            return CommandDone(command.id, at, None, "no job was running")
+        return CommandDone(command.id, at, ended, f"completed {ended}")
 
     def _ensure_calendar(self, store: ShadowStore, changes: Changes) -> None:
         """Writes the shift and planned-stop rows of every day the data reached."""

@@ -19,7 +19,7 @@ from shadow.calendar import planned_stops, shifts
 from shadow.config import CalendarConfig
 from shadow.coverage import Coverage, Run
 from shadow.drift import Alarm
-from shadow.model import Changes
+from shadow.model import Changes, JobRecord
 from shadow.monitor import Watch
 from shadow.timeline import BUCKET_NS, Category, Count, Interval, OrderPlan, Window
 
@@ -45,7 +45,15 @@ class CommandDone:
     applied_ns: int
     job_key: str | None
     result: str
-    completed: bool  # an order's job was completed: the order is
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentJob:
+    """What the live model says a machine runs, for `close_orphans`."""
+
+    job: str | None
+    since_ns: int | None
+    clock_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,29 +229,100 @@ class ShadowStore:
              for i, raw in intervals])
 
     def _write_jobs(self, c: Connection, changes: Changes) -> None:
+        """A job's start makes its order running (again, if it had ended); its end
+        completes the order once no other machine runs it."""
+        po = t.production_order
         for record in changes.jobs:
+            ended = record.end_ns is not None
             stmt = self._insert(t.job).values(
                 machine_id=record.machine, job_key=record.job, start_ns=record.start_ns,
-                end_ns=record.end_ns, status="Running" if record.end_ns is None else "Completed")
-            if record.end_ns is None:
+                end_ns=record.end_ns, status="Completed" if ended else "Running",
+                ended_by=record.ended_by, end_reason=_text(record.reason))
+            if not ended:
                 c.execute(stmt.on_conflict_do_nothing(index_elements=["machine_id", "start_ns"]))
-                c.execute(update(t.production_order)
-                          .where(t.production_order.c.job_key == record.job,
-                                 t.production_order.c.status == "planned")
-                          .values(status="running"))
-            else:
-                c.execute(stmt.on_conflict_do_update(
-                    index_elements=["machine_id", "start_ns"],
-                    set_={"end_ns": record.end_ns, "status": "Completed"}))
+                c.execute(update(po).where(po.c.job_key == record.job, po.c.status != "running")
+                          .values(status="running", end_ns=None, ended_by=None, end_reason=None))
+                continue
+            c.execute(stmt.on_conflict_do_update(
+                index_elements=["machine_id", "start_ns"],
+                set_={"end_ns": record.end_ns, "status": "Completed",
+                      "ended_by": record.ended_by, "end_reason": _text(record.reason)}))
+            self._end_order(c, record, "completed")
+
+    def _end_order(self, c: Connection, record: JobRecord, status: str) -> int:
+        """The order of an ended job is `status` (completed, closed) with what ended it,
+        unless another job of it still runs; returns 1 if it ended, else 0."""
+        jb, po = t.job, t.production_order
+        running = select(jb.c.id).where(jb.c.job_key == record.job, jb.c.end_ns.is_(None))
+        return int(c.execute(
+            update(po).where(po.c.job_key == record.job, po.c.status.in_(["planned", "running"]),
+                             ~running.exists())
+            .values(status=status, end_ns=record.end_ns, ended_by=record.ended_by,
+                    end_reason=_text(f"{record.machine}: {record.reason}"))).rowcount)
+
+    def close_orphans(self, current: Mapping[str, CurrentJob]) -> tuple[int, int]:
+        """At start-up, ends what a previous run left open: a job row still running that
+        is not its machine's current job in the live model (the machine reports another
+        job, or none, or left the config) is aborted, and a running order that no job
+        runs any more is closed, each with the reason. Returns (jobs, orders) closed."""
+        jb, po = t.job, t.production_order
+        with self.engine.begin() as c:
+            orphans = [
+                JobRecord(machine, job, start, max(start, now.clock_ns) if now else start,
+                          "restart", "restart: " + (
+                              "machine no longer in the config" if now is None else
+                              f"machine reports job {now.job}" if now.job else
+                              "machine reports no job"))
+                for id_, machine, job, start in c.execute(
+                    select(jb.c.id, jb.c.machine_id, jb.c.job_key, jb.c.start_ns)
+                    .where(jb.c.end_ns.is_(None)).order_by(jb.c.id))
+                if (now := current.get(machine)) is None or (now.job, now.since_ns) != (job, start)]
+            for o in orphans:
+                c.execute(update(jb).where(jb.c.machine_id == o.machine,
+                                           jb.c.start_ns == o.start_ns)
+                          .values(end_ns=o.end_ns, status="Aborted", ended_by=o.ended_by,
+                                  end_reason=_text(o.reason)))
+            closed = sum(self._end_order(c, o, "closed") for o in orphans)
+            runs = select(jb.c.id).where(jb.c.job_key == po.c.job_key, jb.c.end_ns.is_(None))
+            last_end = select(func.max(jb.c.end_ns)).where(jb.c.job_key == po.c.job_key)
+            c.execute(update(po).where(po.c.status == "planned", runs.exists())
+                      .values(status="running"))
+            closed += c.execute(update(po).where(po.c.status == "running", ~runs.exists())
+                                .values(status="closed", end_ns=last_end.scalar_subquery(),
+                                        ended_by="restart",
+                                        end_reason="restart: no machine runs it")).rowcount
+        return len(orphans), closed
+
+    def planned_qty(self, job_key: str) -> int | None:
+        """The planned quantity of the order of `job_key` (None: no such order)."""
+        po = t.production_order
+        with self.engine.connect() as c:
+            found = c.execute(select(po.c.planned_qty).where(po.c.job_key == job_key)).scalar()
+        return None if found is None else int(found)
+
+    def complete_order(self, job_key: str, now_ns: int, by: str) -> bool:
+        """A person completes an order no machine runs (one that runs ends through its
+        machine's job); False if it was not planned or running."""
+        po = t.production_order
+        with self.engine.begin() as c:
+            return bool(c.execute(
+                update(po).where(po.c.job_key == job_key, po.c.status.in_(["planned", "running"]))
+                .values(status="completed", end_ns=now_ns, ended_by="command",
+                        end_reason=_text(f"completed by {by}"))).rowcount)
+
+    def running_jobs(self, job_key: str) -> list[str]:
+        """The machines whose job rows say they run `job_key`."""
+        jb = t.job
+        with self.engine.connect() as c:
+            return list(c.execute(select(jb.c.machine_id).where(
+                jb.c.job_key == job_key, jb.c.end_ns.is_(None)).order_by(jb.c.machine_id))
+                .scalars())
 
     def _write_commands(self, c: Connection, commands: Sequence[CommandDone]) -> None:
-        jc, po = t.job_command, t.production_order
+        jc = t.job_command
         for done in commands:
             c.execute(update(jc).where(jc.c.id == done.id).values(
                 applied_ns=done.applied_ns, job_key=done.job_key, result=done.result[:200]))
-            if done.completed:
-                c.execute(update(po).where(po.c.job_key == done.job_key)
-                          .values(status="completed"))
 
     def request_job(self, machine: str, job_key: str | None, requested_ns: int,
                     by: str) -> int:
@@ -423,7 +502,8 @@ class ShadowStore:
                    .group_by(pc.c.job_key).subquery())
         query = (select(po.c.job_key, po.c.order_no, po.c.operation, po.c.material,
                         po.c.planned_qty, po.c.pru_s, po.c.planned_scrap_qty,
-                        po.c.machine_id.label("machine"), po.c.status,
+                        po.c.machine_id.label("machine"), po.c.status, po.c.end_ns,
+                        po.c.ended_by, po.c.end_reason,
                         *(func.coalesce(counted.c[k], 0).label(k)
                           for k in ("produced", "good", "scrap", "rework")))
                  .outerjoin(counted, counted.c.job_key == po.c.job_key)
@@ -442,6 +522,13 @@ class ShadowStore:
                 c.execute(stmt.on_conflict_do_update(
                     index_elements=["job_key"],
                     set_={k: stmt.excluded[k] for k in rows[0] if k != "job_key"}), rows)
+                # An order imported once its job had started (an ERP a little late).
+                jb, po = t.job, t.production_order
+                c.execute(update(po).where(
+                    po.c.status == "planned",
+                    select(jb.c.id).where(jb.c.job_key == po.c.job_key,
+                                          jb.c.end_ns.is_(None)).exists())
+                    .values(status="running"))
         return len(rows)
 
     def intervals(self, machine: str, window: Window) -> list[dict[str, Any]]:
@@ -542,6 +629,10 @@ def _open_intervals(snaps: Mapping[str, dict[str, Any]], machines: Sequence[str]
                                   else _category(category), failure, snap["interval_job"],
                                   snap.get("interval_reason_code")))
     return found
+
+
+def _text(reason: str | None) -> str | None:
+    return None if reason is None else reason[:200]
 
 
 def _category(value: str | None) -> Category | None:

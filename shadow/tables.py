@@ -77,7 +77,12 @@ production_order = Table(
     Column("pru_s", Float, nullable=False),  # planned run time per unit, seconds
     Column("planned_scrap_qty", Integer, nullable=False, server_default="0"),
     Column("machine_id", String(400), nullable=True),  # the planned work unit
+    # planned, running, completed (the job signal, a person or the planned quantity
+    # ended its last job), closed (Ombre ended it: see end_reason)
     Column("status", String(16), nullable=False, server_default="planned"),
+    Column("end_ns", BigInteger, nullable=True),  # when it was completed or closed
+    Column("ended_by", String(16), nullable=True),  # signal, command, quantity, restart
+    Column("end_reason", String(200), nullable=True),
 )
 
 job = Table(
@@ -87,7 +92,9 @@ job = Table(
     Column("job_key", String(300), nullable=False),
     Column("start_ns", BigInteger, nullable=False),
     Column("end_ns", BigInteger, nullable=True),
-    Column("status", String(16), nullable=False),  # ISA-95: Running, Completed
+    Column("status", String(16), nullable=False),  # ISA-95: Running, Completed, Aborted
+    Column("ended_by", String(16), nullable=True),  # signal, command, quantity, restart
+    Column("end_reason", String(200), nullable=True),
     UniqueConstraint("machine_id", "start_ns", name="uq_job_machine_start"),
 )
 

@@ -25,7 +25,7 @@ from api.app import PREFIX, create_app
 from api.deps import AsViewer
 from api.serve import listen, run_beside
 from api.tokens import Role, create_token, list_tokens, revoke_token
-from gateway.app import build_gateway, stop_on_signals
+from gateway.app import build_gateway, stop_on_signals, stop_timeout_s
 from gateway.config import OmbreConfig
 from gateway.config_load import load_config
 from gateway.counters import Health
@@ -301,7 +301,7 @@ async def run(options: Options) -> None:
 
         try:
             await opcua.start()
-            with stop_on_signals(stop, force):
+            with stop_on_signals(stop, stop_timeout_s(config.runtime)):
                 await run_beside(app, listener, gateway, gateway_stop, force,
                                  demo.play(gateway, stop, gateway_stop))
         finally:

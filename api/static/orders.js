@@ -79,7 +79,8 @@ function render() {
     progress(tr, o);
     cell(tr, o.good);
     cell(tr, o.scrap);
-    cell(tr, t(`status-${o.status}`), "status");
+    const status = o.status === "closed" ? "order-closed" : `status-${o.status}`;  // masculine in French
+    cell(tr, t(status), "status").title = o.end_reason || "";
     cell(tr, runningOn.join(", "), "machine");
     actions(tr, o, runningOn);
     body.append(tr);

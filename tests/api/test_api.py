@@ -158,7 +158,11 @@ def test_an_operator_acknowledges_and_closes_an_alert(api: Api) -> None:
 
 def test_orders_are_listed_with_progress_and_imported_by_an_admin(api: Api) -> None:
     [order] = api.get("/orders")  # type: ignore[misc]
-    assert (order["job_key"], order["planned_qty"], order["status"]) == ("4711", 480, "running")
+    # Its job ended when the order signal was cleared at 13:30: it is completed.
+    assert (order["job_key"], order["planned_qty"], order["status"]) == \
+        ("4711", 480, "completed")
+    assert (order["end_ns"], order["ended_by"], order["end_reason"]) == (
+        to_ns(at("13:30")), "signal", "press-1: job signal cleared")
     assert (order["produced"], order["good"], order["scrap"], order["rework"]) == (480, 460,
                                                                                    12, 8)
     csv_text = "order_no,planned_qty,pru_s\n4712,100,30\n4713,many,30\n"
@@ -186,7 +190,11 @@ def test_orders_are_listed_with_progress_and_imported_by_an_admin(api: Api) -> N
 def test_ready_when_the_database_answers(api: Api) -> None:
     assert api.client.get("/readyz").status_code == 401
     ready = api.client.get("/readyz", headers=api.headers(Role.VIEWER))
-    assert ready.json() == {"status": "ready", "storage": "ok"}
+    assert ready.json()["status"] == "ready"
+    assert {name: p["health"] for name, p in ready.json()["parts"].items()} == {
+        "shadow database": "up"}
+    assert 'ombre_connector_up{connector="shadow database",kind="store"} 1' in \
+        api.client.get("/metrics", headers=api.headers(Role.VIEWER)).text
 
 
 def test_the_stream_sends_machines_alerts_and_kpis(api: Api) -> None:

@@ -117,3 +117,41 @@ async def test_a_job_started_and_completed_through_the_api_is_applied_by_the_sha
             engine.dispose()
         assert jobs == [("4711/10", (now_ms + 1_000) * 10**6, (now_ms + 6_000) * 10**6,
                          "Completed")]
+
+
+async def test_an_order_is_completed_through_the_api(
+        tmp_path: Path, broker: Mosquitto, publisher: Publisher, database: str | None) -> None:
+    """`POST /orders/complete`: an order no machine runs completes at once; one a
+    machine runs ends through a job command the shadow applies, with how it ended."""
+    config = config_without_job_signal(broker.port, tmp_path / "data", database)
+    sink = ShadowSink(config, config.registry())
+    now_ms = time.time_ns() // 10**6 - 600_000
+    with TestClient(create_app(config)) as http:
+        api = Client(http, tokens(config))
+        other = {**ORDER, "order_no": "4712"}
+        assert api.call("POST", "/orders", Role.ADMIN, [ORDER, other]).status_code == 200
+        later = {"order": "4712", "operation": "10"}
+        assert api.call("POST", "/orders/complete", Role.VIEWER, later).status_code == 403
+        done = api.call("POST", "/orders/complete", Role.OPERATOR, later)
+        assert done.json() == {"commands": [], "status": "completed", "changed": True}
+        assert api.call("POST", "/orders/complete", Role.OPERATOR, later).json() == \
+            {"commands": [], "status": "completed", "changed": False}
+        unknown = api.call("POST", "/orders/complete", Role.OPERATOR, {"order": "9"})
+        assert (unknown.status_code, unknown.json()["detail"]) == \
+            (404, "no order with job key '9'")
+        async with running(config, [sink]):
+            await wait_until(lambda: sink.model is not None, what="the shadow to connect")
+            publish(publisher, "state", "RUNNING", now_ms)
+            start = {"order": "4711", "operation": "10"}
+            command = api.call("POST", "/machines/press-1/job", Role.OPERATOR, start).json()
+            await wait_until(lambda: api.get(f"/job-commands/{command['id']}")["applied_ns"]
+                             is not None, what="the shadow to start the job")
+            done = api.call("POST", "/orders/complete", Role.OPERATOR, start)
+            [completing] = done.json()["commands"]
+            assert done.json()["status"] == "running"
+            await wait_until(lambda: api.order()["status"] == "completed",
+                             what="the shadow to complete the order")
+            assert api.get(f"/job-commands/{completing}")["result"] == "completed 4711/10"
+            order = api.order()
+            assert (order["end_ns"], order["ended_by"], order["end_reason"]) == (
+                now_ms * 10**6, "command", "press-1: completed by hand")

@@ -111,6 +111,9 @@ def test_orders_are_imported_started_and_completed_on_the_page(
     row(browser, "4711/10").find_element(By.CSS_SELECTOR, "button.complete").click()
     wait.until(lambda d: row(d, "4711/10").get_attribute("data-status") == "completed")
     wait.until(lambda d: row(d, "4711/10").find_element(By.CLASS_NAME, "machine").text == "")
+    # How it ended, on its status.
+    assert row(browser, "4711/10").find_element(By.CLASS_NAME, "status") \
+        .get_attribute("title") == "press-1: completed by hand"
     browser.find_element(By.ID, "lang").click()  # French labels
     wait.until(lambda d: row(d, "4711/10").find_element(By.CLASS_NAME, "status").text
                == "terminé")

@@ -16,8 +16,12 @@ import numpy as np
 import pytest
 
 from bench.mosquitto import Mosquitto
+from connectors.sqlite_sink import SqliteSink
 from connectors.sqlite_ts import open_store
+from gateway.config import SqliteSinkConfig
 from gateway.counters import Health
+from gateway.outbox import Outbox
+from gateway.types import Batch
 from tests.conftest import Publisher, plant_config, running, wait_until
 from tests.faults.harness import SIGNALS, Flow
 
@@ -117,3 +121,76 @@ async def test_a_full_data_directory_degrades_health_and_loses_nothing(
         np.testing.assert_array_equal(v, flow.expected(k))
     assert set(checks) == {"gateway.sqlite", "timeseries.sqlite", "ombre.sqlite"}
     assert set(checks.values()) == {"ok"}
+
+
+def test_a_write_the_full_disk_refused_leaves_the_outbox_counts_true(small_disk: Path) -> None:
+    """A refused append or delivery moved nothing: the outbox's byte and row counts stay
+    those of its file (they once grew with every refused try, and past the byte cap the
+    outbox then dropped telemetry it never held too much of)."""
+    outbox = Outbox(small_disk / "gateway.sqlite", ["sink"], SIGNALS, 1 << 30, 1000)
+    n = 20_000
+    readings = Batch(np.arange(n, dtype=np.int64), np.zeros(n, np.int32),
+                     np.arange(n, dtype=np.float64), np.zeros(n, np.uint8))
+    try:
+        outbox.append(readings, [], [])
+        filler = fill(small_disk, 0)
+        for _ in range(3):
+            with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+                outbox.append(readings, [], [])
+            assert not outbox.writable
+        filler.unlink()
+        outbox.append(readings, [], [])
+        assert outbox.writable
+        db = sqlite3.connect(small_disk / "gateway.sqlite")
+        truth = db.execute("SELECT SUM(nbytes), COUNT(*) FROM outbox").fetchone()
+        db.close()
+        assert (outbox.bytes, outbox.rows) == tuple(truth) == (2 * 21 * n, 2)
+    finally:
+        outbox.close()
+
+
+async def test_the_outbox_comes_back_by_itself_and_loses_nothing(
+        broker: Mosquitto, small_disk: Path) -> None:
+    """The outbox alone on the small disk (the sink elsewhere): it is down while the disk
+    is full, up again once space is freed, without a restart, and every reading the
+    broker had is stored once."""
+    config = plant_config(broker.port, small_disk / "data")
+    sink_dir = small_disk.parent / "sink"
+    sink = SqliteSink(SqliteSinkConfig(type="sqlite"), sink_dir, config.registry())
+    flow = Flow(Publisher(broker.port, client_id="faults-publisher"))
+    loop = asyncio.get_running_loop()
+    try:
+        async with running(config, [sink]) as gateway:
+            counters = gateway.counters
+            outbox = counters.connector("outbox", "store")
+            source = counters.connector("broker", "source")
+            await wait_until(lambda: source.health is Health.UP, what="the source to connect")
+            assert outbox.health is Health.UP
+            filler = fill(small_disk, LEFT_BYTES)
+            start = loop.time()
+            while outbox.health is not Health.DOWN:
+                flow.publish_until(int((loop.time() - start) * RATE))
+                assert loop.time() - start < 60, "the disk never filled"
+                await asyncio.sleep(0.01)
+            full_at = loop.time()
+            while loop.time() < full_at + FULL_FOR_S:
+                flow.publish_until(int((loop.time() - start) * RATE))
+                await asyncio.sleep(0.01)
+            assert outbox.health is Health.DOWN
+            assert outbox.last_error is not None
+            assert outbox.last_error.endswith("database or disk is full")
+            filler.unlink()
+            timeseries = counters.connector("timeseries", "sink")
+            await wait_until(lambda: (flow.publish_until(flow.sent),
+                                      timeseries.readings >= flow.sent)[1], timeout_s=60,
+                             what="every reading stored once space is free")
+            assert outbox.health is Health.UP
+            assert outbox.dropped == 0
+            await wait_until(lambda: counters.outbox_batches == 0, what="the outbox emptied")
+            assert counters.outbox_bytes == 0
+    finally:
+        flow.publisher.close()
+    with open_store(sink_dir / "timeseries.sqlite") as store:
+        values = [store.read(m, s, 0, 2**62)[1] for m, s in SIGNALS]
+    for k, v in enumerate(values):
+        np.testing.assert_array_equal(v, flow.expected(k))

@@ -9,7 +9,10 @@ restart runs PostgreSQL's crash recovery: all a real crash does."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +23,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from gateway.config_load import load_config
+from gateway.counters import Health
 from shadow import tables as t
+from shadow.sink import ShadowSink
+from tests.conftest import wait_until
 from tests.faults.harness import PostgresCluster
 from tests.shadow.scenarios import WORKED_KPIS, WORKED_PQ, WORKED_SQ, worked_example_lines
 from tests.shadow.test_replay import WORKED_STOP, Shop, replay_worked_example
@@ -110,6 +117,11 @@ def test_postgres_down_for_a_minute_loses_no_row(
             replay.wait()
     text = log.read_text()
     assert "sink shadow is down" in text
+    # The job-command poller sees the outage too (a failed query, or the sink waiting
+    # to reconnect): one line when it starts, no traceback; the replay may end before
+    # its next look, so the line saying it is back may not come.
+    assert text.count("shadow job commands is down") == 1, text
+    assert text.count("shadow job commands is up (was down)") <= 1, text
     assert "Traceback" not in text
     got = content(shop)
     [result] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
@@ -126,3 +138,31 @@ def test_postgres_down_for_a_minute_loses_no_row(
     assert result["quantities"]["SQ"] == WORKED_SQ
     assert {k: v["value"] for k, v in result["kpis"].items()} == pytest.approx(WORKED_KPIS,
                                                                               abs=1e-6)
+
+
+async def test_the_job_command_poller_reports_an_outage_in_two_lines(
+        postgres: PostgresCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """With no reading to write, only the poller meets the outage: its health goes down
+    with one warning and up with one line once the server is back; no traceback."""
+    config = load_config(shop_on(tmp_path, "poller", postgres).config, os.environ)
+    sink = ShadowSink(config, config.registry())
+    caplog.set_level(logging.INFO)
+    await sink.connect()
+    try:
+        assert sink.commands.health is Health.UP
+        await asyncio.to_thread(postgres.stop)
+        await wait_until(lambda: sink.commands.health is Health.DOWN, timeout_s=30,
+                         what="the poller to see the outage")
+        await asyncio.to_thread(postgres.start)
+        await wait_until(lambda: sink.commands.health is Health.UP, timeout_s=30,
+                         what="the poller to apply commands again")
+    finally:
+        if not (postgres.data / "postmaster.pid").exists():
+            postgres.start()  # for the module's other test
+        await sink.aclose()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records
+             if "job commands" in r.getMessage()]
+    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert lines[0][1].startswith("shadow job commands is down: OperationalError: ")
+    assert lines[1][1] == "shadow job commands is up (was down)"
+    assert not [r for r in caplog.records if r.exc_info]

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.sqlite_sink import SqliteSink
 from gateway.cli import main
-from gateway.types import Batch
+from gateway.types import Batch, Event
 from tests.conftest import plant_config, plant_dict
 
 
@@ -56,3 +56,23 @@ async def test_query_prints_the_stored_samples(tmp_path: Path,
     with pytest.raises(SystemExit):
         main(["query", str(path), "m2", "temp", "--from", "yesterday"])
     assert "expected an RFC 3339 time" in capsys.readouterr().err
+
+
+async def test_query_prints_the_events_of_a_string_signal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A state or an order travels as events: query prints them like readings."""
+    config = plant_config(1883, tmp_path / "data")
+    path = write_config(tmp_path)
+    sink = SqliteSink(config.sinks[0], config.data_dir, config.registry())
+    await sink.connect()
+    t0 = (time.time_ns() - 600 * 10**9) // 10**9 * 10**9
+    await sink.write(Batch.empty(), [Event(t0, "m2", "state", "RUNNING"),
+                                     Event(t0 + 2_000_000, "m2", "state", "jam, feeder", 4),
+                                     Event(t0 + 1_000, "m1", "state", "IDLE"),
+                                     Event(t0 + 3_000_000, "m2", "state", 7)])
+    await sink.aclose()
+    assert main(["query", str(path), "m2", "state", "--csv"]) == 0
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 // 10**9))
+    assert capsys.readouterr().out.splitlines() == [
+        "ts,value,quality", f"{stamp}Z,RUNNING,0", f'{stamp}.002000Z,"jam, feeder",4',
+        f"{stamp}.003000Z,7,0"]

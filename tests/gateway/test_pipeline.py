@@ -72,6 +72,38 @@ async def test_every_format_arrives_exactly(broker: Mosquitto, publisher: Publis
     assert [(e.name, e.value) for e in events] == [("state", "RUNNING")]
 
 
+async def test_events_count_per_signal_like_readings(broker: Mosquitto, publisher: Publisher,
+                                                    tmp_path: Path) -> None:
+    """A string signal's values (states) travel as events; /metrics counts them per
+    signal, received and written, as it counts readings."""
+    config = plant_config(broker.port, tmp_path / "data")
+    registry = config.registry()
+    state, temp = registry.id_of("m1", "state"), registry.id_of("m1", "temp")
+    assert state is not None
+    assert temp is not None
+    base = time.time_ns() // 1_000_000 - 60_000
+    async with running(config) as gateway:
+        await wait_until(lambda: gateway.counters.connector("broker", "source").health
+                         is Health.UP, what="the MQTT source to connect")
+        for i in range(9):
+            publisher.publish("plant/l1/m1/state", orjson.dumps(
+                {"value": ["RUNNING", "IDLE", "DOWN"][i % 3], "ts": base + i}))
+        publisher.publish("plant/l1/m1", orjson.dumps({"state": "SETUP", "temp": 20.5,
+                                                       "ts": base + 100}))
+        sink = gateway.counters.connector("timeseries", "sink")
+        await wait_until(lambda: sink.events == 10 and sink.readings == 1,
+                         what="every event in SQLite")
+        received = gateway.counters.signal_received
+        assert (received[state], received[temp]) == (10, 1)
+        assert received.sum() == 11
+        assert gateway.counters.signal_written[state] == 10
+        assert gateway.counters.signal_last_seen_ns[state] == (base + 100) * 1_000_000
+        labels = [(info.machine, info.signal) for info in registry]
+        lines = list(gateway.counters.prometheus(labels))
+    assert 'ombre_signal_received_total{machine="m1",signal="state"} 10' in lines
+    assert 'ombre_signal_written_total{machine="m1",signal="state"} 10' in lines
+
+
 BAD_PAYLOADS = {
     "malformed JSON": ("plant/l1/m1/temp", b'{"value": 1,'),
     "wrong type": ("plant/l1/m1/temp", b'{"value": "hot"}'),

@@ -20,6 +20,8 @@ import pytest
 
 from bench.mosquitto import Mosquitto, free_port
 from connectors.sqlite_ts import open_store
+from gateway.app import EXIT_FORCED, stop_timeout_s
+from gateway.config import RuntimeConfig
 from tests.conftest import Publisher, plant_dict
 
 pytestmark = pytest.mark.slow
@@ -182,8 +184,9 @@ def test_run_with_api_serves_connector_health_and_runtime_counters(
         assert b'ombre_signal_received_total{machine="m2",signal="speed"} 500' in get("/metrics")[1]
         status, body = get("/readyz")
         assert status == 200, body
-        assert {k: v["health"] for k, v in json.loads(body)["connectors"].items()} == {
-            "broker": "up", "timeseries": "up", "shadow": "up"}
+        assert {k: v["health"] for k, v in json.loads(body)["parts"].items()} == {
+            "broker": "up", "timeseries": "up", "shadow": "up", "outbox": "up",
+            "shadow database": "up"}
 
         broker.stop()
         deadline = time.monotonic() + 20
@@ -191,10 +194,76 @@ def test_run_with_api_serves_connector_health_and_runtime_counters(
             assert time.monotonic() < deadline, "/readyz stayed ready without the broker"
             time.sleep(0.1)
         ready = json.loads(get("/readyz")[1])
-        assert ready["connectors"]["broker"]["health"] == "down"
-        assert ready["connectors"]["broker"]["last_error"]
+        assert ready["parts"]["broker"]["health"] == "down"
+        assert ready["parts"]["broker"]["last_error"]
         assert ombre.signal(signal.SIGTERM) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+HELD_BACK = 2000  # messages published while the source is held back
+
+
+def start_held_back(broker: Mosquitto, publisher: Publisher, tmp_path: Path,
+                    drain_timeout_s: float) -> tuple[OmbreProcess, sqlite3.Connection]:
+    """`ombre run` whose MQTT source is held back: the test holds the outbox's write
+    lock, so the writer cannot commit, the queue fills and paho's thread waits for room
+    with QoS 1 messages unacked. Returns the process and the connection holding the lock."""
+    ombre = OmbreProcess(write_config(tmp_path, broker.port, drain_timeout_s=drain_timeout_s,
+                                      batch_max_messages=10, queue_max_deliveries=1),
+                         tmp_path / "ombre.log")
+    ombre.start()
+    ombre.wait_for_log("source broker is up")
+    lock = sqlite3.connect(tmp_path / "data" / "gateway.sqlite", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    base = time.time_ns() // 1_000_000 - 60_000
+    infos = [publisher.publish("plant/l1/m1/temp", orjson.dumps({"value": i, "ts": base + i}))
+             for i in range(HELD_BACK)]
+    for info in infos:
+        info.wait_for_publish(10)
+    ombre.wait_for_log("store outbox is down")  # its writer gave up waiting for the lock
+    return ombre, lock
+
+
+def test_a_stop_while_the_source_is_held_back_ends_and_loses_nothing(
+        broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
+    ombre, lock = start_held_back(broker, publisher, tmp_path, drain_timeout_s=2)
+    assert ombre.process is not None
+    ombre.process.send_signal(signal.SIGTERM)
+    try:
+        code = ombre.process.wait(stop_timeout_s(RuntimeConfig(drain_timeout_s=2)) + 10)
+    except subprocess.TimeoutExpired:
+        ombre.process.kill()
+        pytest.fail(f"the process did not stop:\n{ombre.log.read_text()}")
+    finally:
+        lock.close()
+    assert code == 0, ombre.log.read_text()
+    assert "exiting without draining" in ombre.log.read_text()
+    ombre.start()  # nothing was acked: the broker sends it all again
+    ombre.wait_for_log("source broker is up")
+    deadline = time.monotonic() + 30
+    while len(stored(tmp_path / "data")[0]) < HELD_BACK and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ombre.signal(signal.SIGTERM) == 0
+    np.testing.assert_array_equal(stored(tmp_path / "data")[0], np.arange(HELD_BACK))
+
+
+def test_a_second_sigterm_exits_at_once_while_the_source_is_held_back(
+        broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
+    ombre, lock = start_held_back(broker, publisher, tmp_path, drain_timeout_s=600)
+    try:
+        assert ombre.process is not None
+        ombre.process.send_signal(signal.SIGTERM)
+        ombre.wait_for_log("stopping: sources first")
+        assert ombre.signal(signal.SIGTERM) == EXIT_FORCED
+    finally:
+        lock.close()
+        if ombre.process is not None and ombre.process.poll() is None:
+            ombre.process.kill()
+            ombre.process.wait()
+    assert "second SIGTERM: exiting at once" in ombre.log.read_text()
+    db = sqlite3.connect(tmp_path / "data" / "gateway.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()

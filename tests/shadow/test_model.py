@@ -205,10 +205,11 @@ def test_job_start_and_end_split_the_interval() -> None:
     changes = feed(config, model, [
         r(0, "state", "RUNNING"), r(10, "order", "4711"), r(30, "order", "4712"),
         r(50, "order", ""), r(60, "state", "IDLE")])
-    assert changes.jobs == [JobRecord(P1, "4711", t(10), None),
-                            JobRecord(P1, "4711", t(10), t(30)),
-                            JobRecord(P1, "4712", t(30), None),
-                            JobRecord(P1, "4712", t(30), t(50))]
+    assert changes.jobs == [
+        JobRecord(P1, "4711", t(10), None),
+        JobRecord(P1, "4711", t(10), t(30), "signal", "job signal changed to 4712"),
+        JobRecord(P1, "4712", t(30), None),
+        JobRecord(P1, "4712", t(30), t(50), "signal", "job signal cleared")]
     assert view(changes) == [(0, 10, "APT", "RUNNING", None), (10, 30, "APT", "RUNNING", "4711"),
                              (30, 50, "APT", "RUNNING", "4712"), (50, 60, "APT", "RUNNING", None)]
     assert_contiguous(changes.intervals)
@@ -235,6 +236,35 @@ def test_same_job_again_is_not_a_new_job() -> None:
     assert model.machines[P1].job == "A"
 
 
+def test_a_job_completes_at_its_planned_quantity_where_the_machine_says_so() -> None:
+    """With `complete_at_planned_qty`, the part that makes the order's planned quantity
+    ends the job (counted to it); the job signal still naming the order starts nothing,
+    and only its change to another order starts that one. Off, the job goes on."""
+    plans = {"A": 5, "B": 100}
+    readings = [r(0, "state", "RUNNING"), r(0, "total", 0), r(1, "order", "A"),
+                *(r(1 + i, "total", 2 * i) for i in range(1, 5)),  # 2, 4, 6, 8 parts
+                r(7, "order", "A"), r(8, "order", "B"), r(9, "total", 9)]
+    config = plant(machine_config(P1, complete_at_planned_qty=True))
+    schedule = PlannedSchedule(config.shadow.calendar)
+    model = ShadowModel(config.machines(), config.registry(), schedule.inside,
+                        schedule.boundaries, plans.get)
+    changes = feed(config, model, readings)
+    assert changes.jobs == [
+        JobRecord(P1, "A", t(1), None),
+        JobRecord(P1, "A", t(1), t(4), "quantity", "planned quantity 5 produced"),
+        JobRecord(P1, "B", t(8), None)]
+    assert {job: totals({k: v for k, v in changes.counts.items() if k[2] == job})[0]
+            for job in ("A", None, "B")} == {"A": 6, None: 2, "B": 1}
+    assert view(changes)[1:] == [(1, 4, "APT", "RUNNING", "A"), (4, 8, "APT", "RUNNING", None)]
+    # Restored from its snapshot, the machine still knows the signal named A.
+    restored = model_of(config)
+    restored.machines[P1].restore(model.machines[P1].snapshot())
+    assert restored.machines[P1].job_input == "B"
+
+    config, model = one_press()
+    assert [j.end_ns for j in feed(config, model, readings).jobs] == [None, t(8), None]
+
+
 def test_a_job_commanded_by_hand_takes_effect_within_the_data_time() -> None:
     """A person's job start or completion (the API's job commands) is applied at its
     request time held between the machine's clock and the plant's newest reading."""
@@ -249,10 +279,11 @@ def test_a_job_commanded_by_hand_takes_effect_within_the_data_time() -> None:
     assert model.command_job(P1, "4712", t(90), changes) == "4711"
     assert model.command_job(P1, None, t(90), changes) == "4712"
     assert model.command_job(P1, None, t(90), changes) is None  # nothing ran
-    assert changes.jobs == [JobRecord(P1, "4711", t(20), None),
-                            JobRecord(P1, "4711", t(20), t(40)),
-                            JobRecord(P1, "4712", t(40), None),
-                            JobRecord(P1, "4712", t(40), t(40))]
+    assert changes.jobs == [
+        JobRecord(P1, "4711", t(20), None),
+        JobRecord(P1, "4711", t(20), t(40), "command", "4712 started by hand"),
+        JobRecord(P1, "4712", t(40), None),
+        JobRecord(P1, "4712", t(40), t(40), "command", "completed by hand")]
     assert view(changes) == [(0, 20, "APT", "RUNNING", None),
                              (20, 40, "APT", "RUNNING", "4711")]
     assert model.machines[P1].job is None
@@ -536,7 +567,8 @@ def test_shift_intervals_and_counts() -> None:
     assert (pq, sq, rq) == (57 * 2 + 1, 3, 1)
     assert gq == pq - sq - rq
     assert len(changes.rejected) == 1
-    assert changes.jobs == [JobRecord(P1, "A", t(10), None), JobRecord(P1, "A", t(10), t(85))]
+    assert changes.jobs == [JobRecord(P1, "A", t(10), None),
+                            JobRecord(P1, "A", t(10), t(85), "signal", "job signal cleared")]
 
 
 def test_same_batch_twice_changes_nothing_the_second_time() -> None:

@@ -80,16 +80,16 @@ class Shop:
         config = load_config(self.config, {})
         return database_url(config.shadow.database, config.data_dir)
 
-    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every shadow table, sorted, to compare two states; of the
-        gateway's runs, the data time they covered (not the wall clock they began at)."""
+    def dump(self, leave_out: frozenset[str] = frozenset()) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every shadow table, sorted, to compare two states; without the
+        columns named "table.column" in `leave_out`, nor the wall clock each of the
+        gateway's runs began at (the data time they covered stays)."""
         engine = open_engine(self.engine_url())
-        runs = t.gateway_run
+        left_out = leave_out | {"gateway_run.started_ns"}
         try:
             with engine.connect() as c:
-                return {name: sorted(tuple(r) for r in c.execute(
-                            select(runs.c.start_ns, runs.c.end_ns) if table is runs
-                            else select(table)))
+                return {name: sorted(tuple(r) for r in c.execute(select(
+                            *(col for col in table.c if f"{name}.{col.name}" not in left_out))))
                         for name, table in t.metadata.tables.items()}
         finally:
             engine.dispose()
@@ -348,7 +348,10 @@ def test_an_upgrade_keeps_the_data(tmp_path: Path, database: str | None,
     shop = Shop(tmp_path, database, [WORKED_STOP])
     replay_worked_example(shop, capsys)
     [before_kpis] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
-    first = shop.dump()
+    # What an older Ombre did not record, and a downgrade to it drops (0007).
+    later = frozenset({"job.ended_by", "job.end_reason", "production_order.end_ns",
+                       "production_order.ended_by", "production_order.end_reason"})
+    first = shop.dump(later)
     engine = open_engine(shop.engine_url())
     try:
         with engine.begin() as c:  # back to version 0001, as an installed older Ombre had it
@@ -358,7 +361,7 @@ def test_an_upgrade_keeps_the_data(tmp_path: Path, database: str | None,
         upgrade(engine)
     finally:
         engine.dispose()
-    after = shop.dump()
+    after = shop.dump(later)
     rebuilt = ("shadow_state", "gateway_run")
     assert {k: v for k, v in after.items() if k not in rebuilt} == \
         {k: v for k, v in first.items() if k not in rebuilt}

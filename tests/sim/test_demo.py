@@ -189,8 +189,9 @@ def test_bad_payloads_are_quarantined_and_counted(run: Run) -> None:
 
 def test_readyz_and_metrics_show_the_gateway_in_the_same_process(run: Run) -> None:
     assert run.ready["status"] == "ready"
-    assert {name: c["health"] for name, c in run.ready["connectors"].items()} == {
-        "cnc-1-opcua": "up", "demo-broker": "up", "timeseries": "up", "shadow": "up"}
+    assert {name: c["health"] for name, c in run.ready["parts"].items()} == {
+        "cnc-1-opcua": "up", "demo-broker": "up", "timeseries": "up", "shadow": "up",
+        "outbox": "up", "shadow database": "up"}
     received = re.search(
         r'^ombre_signal_received_total\{machine="cnc-1",signal="spindle_temp"\} (\d+)$',
         run.metrics, re.MULTILINE)
@@ -259,6 +260,20 @@ def test_a_second_demo_goes_on_and_reset_starts_afresh(tmp_path: Path) -> None:
     for machine, saved in first["machines"].items():
         assert second["machines"][machine]["seq"] >= saved["seq"]
         assert second["machines"][machine]["total"] >= saved["total"] or machine == "pack-1"
+    # No orphan: the open jobs are the machines' current ones, an order runs only while a
+    # job of it does, and every ended order says how.
+    with sqlite3.connect(data_dir / "ombre.sqlite") as db:
+        current = {(m, json.loads(snap)["job"]) for m, snap in
+                   db.execute("SELECT machine_id, snapshot FROM machine_state")}
+        open_jobs = set(db.execute("SELECT machine_id, job_key FROM job WHERE end_ns IS NULL"))
+        orders = dict(db.execute("SELECT job_key, status FROM production_order"))
+        unexplained = db.execute("SELECT COUNT(*) FROM production_order WHERE status IN "
+                                 "('completed', 'closed') AND end_reason IS NULL").fetchone()[0]
+    assert open_jobs == {(m, job) for m, job in current if job}
+    assert {k for k, status in orders.items() if status == "running"} \
+        == {job for _, job in open_jobs}
+    assert {orders[f"{p}00001"] for p in "MPK"} == {"completed"}  # the first run's
+    assert unexplained == 0
 
     _run_to_end(data_dir, "--duration", "3", "--reset")
     third = json.loads((data_dir / "demo.json").read_text())
