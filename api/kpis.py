@@ -6,19 +6,20 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 
-from api.deps import AsViewer, Config, Now, Range, Store
+from api.deps import AsViewer, Config, Range, Store
 from shadow.report import reports, select_machines
 
 router = APIRouter(tags=["kpis"])
 
 
 @router.get("/kpis")
-def get_kpis(*, _: AsViewer, store: Store, config: Config, window: Range, now: Now,
+def get_kpis(*, _: AsViewer, store: Store, config: Config, window: Range,
              machine: str | None = None, line: str | None = None,
              by: Literal["window", "shift", "order", "day"] = "window") -> list[dict[str, Any]]:
     """Every KPI with the time elements (seconds) and quantities it came from, per
     shift, order or day if asked; a ratio whose denominator is 0 is null, with the
-    reason. The same numbers as `ombre kpi --json`."""
+    reason; coverage says how much of the planned busy time has data. The same numbers
+    as `ombre kpi --json`, whenever and wherever either is asked."""
     if machine is not None and line is not None:
         raise HTTPException(400, "give `machine` or `line`, not both")
     try:
@@ -26,4 +27,4 @@ def get_kpis(*, _: AsViewer, store: Store, config: Config, window: Range, now: N
     except KeyError as exc:
         raise HTTPException(404, exc.args[0]) from None
     return [{"label": r.label, **r.result.to_dict()}
-            for r in reports(store, config, window, machines, by, now_ns=now)]
+            for r in reports(store, config, window, machines, by)]

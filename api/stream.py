@@ -31,16 +31,19 @@ def _event(kind: str, data: str) -> str:
 
 
 def _shift_kpis(store: ShadowStore, config: OmbreConfig, now_ns: int) -> str:
-    """OEE and its factors per machine over the shift running now (the last 8 hours
-    when the calendar has no shift)."""
+    """OEE, its factors, coverage and the unknown share per machine over the shift
+    running now (the last 8 hours when the calendar has no shift)."""
     current = [s.window for s in shifts(config.shadow.calendar, Window(now_ns, now_ns + 1))
                if s.window.start_ns <= now_ns < s.window.end_ns]
     window = Window(current[0].start_ns if current else now_ns - 8 * 3600 * NS_PER_S, now_ns)
     out = {}
     for machine in config.machines():
-        result = kpi(store, config, window, [machine], now_ns=now_ns).to_dict()["kpis"]
-        out[machine.id] = {k: result[k]["value"] for k in
+        result = kpi(store, config, window, [machine]).to_dict()
+        out[machine.id] = {k: result["kpis"][k]["value"] for k in
                            ("availability", "effectiveness", "quality_ratio", "oee")}
+        out[machine.id] |= {"coverage": result["coverage"]["value"],
+                            "no_data_s": result["coverage"]["no_data_s"],
+                            "unclassified_share": result["unclassified_share"]["value"]}
     return json.dumps({"from_ns": window.start_ns, "to_ns": window.end_ns, "machines": out})
 
 

@@ -128,9 +128,13 @@ def _print_report(report: Report) -> None:
         unit = "" if kpi["unit"] == "1" else f" {kpi['unit']}"
         why = f"  ({kpi['reason']})" if kpi["reason"] else ""
         print(f"  {name:<30} {value}{unit}{why}")
-    share = data["unclassified_share"]
+    share, coverage = data["unclassified_share"], data["coverage"]
     print(f"  {'unclassified share of PBT':<30} "
-          f"{'null' if share['value'] is None else format(share['value'], '.6f')}")
+          f"{'null' if share['value'] is None else format(share['value'], '.6f')}"
+          f"  (unknown {coverage['unknown_s'] / 60:.2f} min)")
+    print(f"  {'coverage':<30} "
+          f"{'null' if coverage['value'] is None else format(coverage['value'], '.6f')}"
+          f"  (no data {coverage['no_data_s'] / 60:.2f} min, out of PBT)")
 
 
 def cmd_kpi(args: argparse.Namespace) -> int:
@@ -142,8 +146,7 @@ def cmd_kpi(args: argparse.Namespace) -> int:
         machines = select_machines(config, args.machine, args.line)
         window = _window(args)
         with store_of(config) as store:
-            found = reports(store, config, window, machines, args.by,
-                            now_ns=time.time_ns())
+            found = reports(store, config, window, machines, args.by)
     except (KeyError, argparse.ArgumentTypeError) as exc:
         print(f"ombre kpi: {exc.args[0]}", file=sys.stderr)
         return EXIT_USAGE
@@ -203,13 +206,14 @@ def _kpi_rows(store: ShadowStore, config: OmbreConfig,
             if not header:
                 header = ["shift", "machine", "start", "end",
                           *(f"{k}_min" for k in data["time_s"]),
-                          "PQ", "GQ", "SQ", "RQ", *data["kpis"], "unclassified_share"]
+                          "PQ", "GQ", "SQ", "RQ", *data["kpis"], "unclassified_share",
+                          "coverage"]
             rows.append([report.label, machine.id, _iso(data["window"]["start_ns"]),
                          _iso(data["window"]["end_ns"]),
                          *(round(v / 60, 4) for v in data["time_s"].values()),
                          *(data["quantities"][k] for k in ("PQ", "GQ", "SQ", "RQ")),
                          *(k["value"] for k in data["kpis"].values()),
-                         data["unclassified_share"]["value"]])
+                         data["unclassified_share"]["value"], data["coverage"]["value"]])
     return header, rows
 
 

@@ -1,10 +1,12 @@
 """ISO 22400-2 KPIs of one machine or a group over one window, from the shadow's intervals,
-counts and order plans (shared/reference/iso22400.md). Pure: the CLI and the API call
-`compute` and print `KpiResult.to_dict()`.
+counts, order plans and coverage (docs/kpi.md has every definition). Pure: everything
+that shows KPIs gets them from `shadow.report.kpi`, which calls `compute`.
 
 Every produced part counts as inspected (IP = PQ) and only good parts as good at first
 pass (GP = GQ): a reworked part is not good at first pass. A ratio whose denominator is
-zero is null with a reason naming it, never 0 or 1; effectiveness is never clipped."""
+zero is null with a reason naming it, never 0 or 1. Effectiveness counts the planned run
+time of the parts laid inside the window's PBT (shadow.effectiveness); it is never
+clipped: planned run time that found no running time stays in it, with a reason."""
 
 from __future__ import annotations
 
@@ -13,9 +15,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
-from shadow.time_elements import MachineTime, Span, TimeElements, check_disjoint, job_span
+from shadow.coverage import Coverage
+from shadow.effectiveness import lay
+from shadow.time_elements import (
+    MachineTime,
+    Span,
+    TimeElements,
+    check_disjoint,
+    intersect,
+    job_span,
+    length,
+    normalise,
+)
 from shadow.time_elements import machine_time as _machine_time
-from shadow.timeline import NS_PER_S, Count, Interval, OrderPlan, Window
+from shadow.timeline import BUCKET_NS, NS_PER_S, Category, Count, Interval, OrderPlan, Window
 
 NS_PER_MIN = 60 * NS_PER_S
 # Planned stops by machine; the key None applies to every machine. A Mapping is invariant
@@ -64,7 +77,7 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("utilisation_efficiency", "APT", "AUBT"),
     Kpi("allocation_efficiency", "AUBT", "PBT"),
     Kpi("technical_efficiency", "APT", "APT + ADET"),
-    Kpi("production_process_ratio", "APT", "AOET"),
+    Kpi("production_process_ratio", "APT of jobs", "AOET"),
     Kpi("mttr", "sum(TTR)", "FE", unit="min"),
     Kpi("mtbf", "sum(TBF)", "FE + 1", unit="min"),  # sum(TBF) = AUPT
 )
@@ -89,10 +102,15 @@ class Quantities:
     rq: int
     psq: float  # sum over jobs of planned_scrap_qty * PQ_j / planned_qty
     pq_without_pru: int  # parts of jobs with no order plan, or with no job
-    pru_pq_s: float  # sum of PRU_j * PQ_j over jobs with a PRU
-    pru_gq_s: float  # sum of PRU_j * GQ_j over jobs with a PRU
+    pru_pq_ns: int  # sum of PRU_j * PQ_j laid inside PBT, plus the overrun
+    pru_gq_s: float  # the good parts' share of it: sum of pru_pq_j * GQ_j / PQ_j
+    overrun_s: float  # PRU * PQ that found no running time before it was counted
     ttr_ns: tuple[int, ...]  # time to restore of each failure event (inside PBT)
     tbf_sum_ns: int  # = AUPT
+
+    @property
+    def pru_pq_s(self) -> float:
+        return self.pru_pq_ns / NS_PER_S
 
     @property
     def ip(self) -> int:
@@ -140,11 +158,13 @@ class KpiResult:
     jobs: tuple[JobKpi, ...]  # sorted by job key, None last
     kpis: Mapping[str, Ratio]  # in the order of KPIS
     losses: Losses
-    unclassified_share: Ratio  # UNCL / PBT
+    unclassified_share: Ratio  # UNCL / PBT: the gateway ran, the machine said nothing
+    coverage: Ratio  # PBT / (POT - PDOT): the planned busy time that has data
     idle_excluded: bool
 
     def time_s(self) -> dict[str, float]:
-        """POT, PDOT, PBT, APT, ASUT, ADET, ADOT, UNCL, AUPT, AUBT, AOET in seconds."""
+        """POT, PDOT, NODATA, PBT, APT, ASUT, ADET, ADOT, UNCL, AUPT, AUBT, AOET in
+        seconds."""
         return {name: _s(ns) for name, ns in self.time.named().items()}
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +184,7 @@ class KpiResult:
                 "pq_without_pru": q.pq_without_pru,
                 "PRU_PQ_s": q.pru_pq_s,
                 "PRU_GQ_s": q.pru_gq_s,
+                "overrun_s": q.overrun_s,
             },
             "jobs": [
                 {
@@ -180,12 +201,16 @@ class KpiResult:
             },
             "losses": asdict(self.losses),
             "unclassified_share": asdict(self.unclassified_share),
+            "coverage": asdict(self.coverage) | {"no_data_s": _s(self.time.nodata_ns),
+                                                 "unknown_s": _s(self.time.uncl_ns)},
         }
 
 
-def _kpis(t: TimeElements, q: Quantities) -> dict[str, Ratio]:
+def _kpis(t: TimeElements, q: Quantities, jobs: Sequence[JobKpi]) -> dict[str, Ratio]:
     mins = {name: ns / NS_PER_MIN for name, ns in t.named().items()}
-    basis = mins | {"APT + ADET": mins["APT"] + mins["ADET"], "sum(PRU_j*PQ_j)": q.pru_pq_s / 60}
+    basis = mins | {"APT + ADET": mins["APT"] + mins["ADET"],
+                    "sum(PRU_j*PQ_j)": q.pru_pq_ns / NS_PER_MIN,
+                    "APT of jobs": sum(j.apt_ns for j in jobs if j.job is not None) / NS_PER_MIN}
     basis |= q.named() | {"FE + 1": q.fe + 1, "sum(TTR)": q.ttr_sum_ns / NS_PER_MIN}
     basis |= {"sum(TBF)": q.tbf_sum_ns / NS_PER_MIN}
     out: dict[str, Ratio] = {}
@@ -193,6 +218,11 @@ def _kpis(t: TimeElements, q: Quantities) -> dict[str, Ratio]:
         r = ratio(basis[kpi.num], basis[kpi.den], kpi.den)
         if kpi.needs_pru and q.pq_without_pru:
             r = Ratio(None, f"{q.pq_without_pru} parts have no PRU (no order plan or no job)")
+        elif kpi.needs_pru and q.overrun_s and r.value is not None:
+            r = Ratio(r.value, f"{q.overrun_s:g} s of PRU * PQ found no running time before "
+                               "the minute the parts were counted in: the machine ran faster "
+                               "than its PRU (is the PRU too long?) or counted parts while "
+                               "not running")
         for factor in (out[name] for name in kpi.factors):
             if r.value is not None:
                 r = factor if factor.value is None else Ratio(r.value * factor.value)
@@ -216,19 +246,53 @@ def _jobs(
     )
 
 
+def _laid(
+    machines: Mapping[str, tuple[Sequence[Interval], MachineTime]],
+    counts: Sequence[Count],
+    orders: Mapping[str, OrderPlan],
+    window: Window,
+) -> tuple[dict[str, int], int]:
+    """Per job with a PRU, the planned run time of the parts counted in `window` that
+    lies in its PBT, plus what found no running time (shadow.effectiveness); and that
+    overrun alone. `counts` may reach back before the window: the job's earlier parts
+    take their running time first."""
+    laid: dict[str, int] = defaultdict(int)
+    overrun = 0
+    for machine, (intervals, result) in machines.items():
+        for job in sorted({c.job for c in counts if c.machine == machine
+                           if c.job is not None and c.job in orders}):
+            running = normalise((iv.start_ns, iv.end_ns) for iv in intervals
+                                if iv.category is Category.APT and iv.job == job)
+            mine = sorted((c for c in counts if c.machine == machine and c.job == job
+                           and c.pq > 0), key=lambda c: c.bucket_ns)
+            pru_ns = round(orders[job].pru_s * NS_PER_S)
+            inside: list[Span] = []
+            for c, done in zip(mine, lay(running, [(c.bucket_ns + BUCKET_NS, pru_ns * c.pq)
+                                                   for c in mine]), strict=True):
+                if window.start_ns <= c.bucket_ns < window.end_ns:
+                    inside += done.spans
+                    laid[job] += done.overrun_ns
+                    overrun += done.overrun_ns
+            laid[job] += length(intersect(normalise(inside), result.pbt))
+    return laid, overrun
+
+
 def _quantities(
-    jobs: Sequence[JobKpi], orders: Mapping[str, OrderPlan], ttr_ns: tuple[int, ...], aupt_ns: int
+    jobs: Sequence[JobKpi], orders: Mapping[str, OrderPlan], ttr_ns: tuple[int, ...],
+    aupt_ns: int, laid: tuple[Mapping[str, int], int],
 ) -> Quantities:
-    plans = [(j, orders[j.job]) for j in jobs if j.job is not None and j.job in orders]
+    plans = [(j, j.job, orders[j.job]) for j in jobs if j.job is not None and j.job in orders]
+    by_job, overrun = laid
     return Quantities(
         pq=sum(j.pq for j in jobs),
         gq=sum(j.gq for j in jobs),
         sq=sum(j.sq for j in jobs),
         rq=sum(j.rq for j in jobs),
-        psq=sum(p.planned_scrap_qty * j.pq / p.planned_qty for j, p in plans if p.planned_qty),
+        psq=sum(p.planned_scrap_qty * j.pq / p.planned_qty for j, _, p in plans if p.planned_qty),
         pq_without_pru=sum(j.pq for j in jobs if j.pru_s is None),
-        pru_pq_s=sum(p.pru_s * j.pq for j, p in plans),
-        pru_gq_s=sum(p.pru_s * j.gq for j, p in plans),
+        pru_pq_ns=sum(by_job.get(key, 0) for _, key, _ in plans),
+        pru_gq_s=sum(by_job.get(key, 0) * j.gq / j.pq for j, key, _ in plans if j.pq) / NS_PER_S,
+        overrun_s=overrun / NS_PER_S,
         ttr_ns=ttr_ns,
         tbf_sum_ns=aupt_ns,
     )
@@ -245,10 +309,14 @@ def compute(
     planned_stops: PlannedStops | None = None,
     exclude_idle: bool = False,
     job: str | None = None,
+    coverage: Coverage | None = None,
 ) -> KpiResult:
     """KPIs of `machines` (time summed, POT once per machine) over `window`. With `job`:
     only that job's intervals and counts, each machine's window cut to the job's span.
-    ValueError if one machine's intervals overlap."""
+    Without `coverage`, all time has data. Intervals and counts may reach outside the
+    window (the parts' planned run time is laid onto running time before the window
+    too). ValueError if one machine's intervals overlap."""
+    counts = list(counts)
     names = tuple(dict.fromkeys(machines))
     by_machine: dict[str, list[Interval]] = {m: [] for m in names}
     for iv in intervals:
@@ -257,7 +325,7 @@ def compute(
     stops = cast(Mapping[str | None, Sequence[Window]], planned_stops or {})
     shift_spans = None if shifts is None else [(w.start_ns, w.end_ns) for w in shifts]
     whole: Span = (window.start_ns, window.end_ns)
-    results: list[MachineTime] = []
+    timed: dict[str, tuple[Sequence[Interval], MachineTime]] = {}
     spans: list[Span] = []
     for machine in names:
         ordered = check_disjoint(by_machine[machine])
@@ -266,8 +334,10 @@ def compute(
             spans.append(span)
             own = [*stops.get(machine, ()), *stops.get(None, ())]
             stop_spans = [(w.start_ns, w.end_ns) for w in own]
-            results.append(_machine_time(ordered, span, shift_spans, stop_spans))
-
+            covered = None if coverage is None else coverage.covered(machine)
+            timed[machine] = (ordered, _machine_time(ordered, span, shift_spans, stop_spans,
+                                                     covered))
+    results = [r for _, r in timed.values()]
     t = sum((r.elements for r in results), TimeElements())
     if exclude_idle:  # ADOT stays reported, but out of POT and PBT
         t = replace(t, pot_ns=t.pot_ns - t.adot_ns, pbt_ns=t.pbt_ns - t.adot_ns)
@@ -278,7 +348,9 @@ def compute(
         if job is None or c.job == job
     ]
     jobs = _jobs(results, wanted, orders)
-    q = _quantities(jobs, orders, tuple(ns for r in results for ns in r.ttr_ns), t.aupt_ns)
+    mine = [c for c in counts if job is None or c.job == job]
+    q = _quantities(jobs, orders, tuple(ns for r in results for ns in r.ttr_ns), t.aupt_ns,
+                    _laid(timed, mine, orders, window))
     known = not q.pq_without_pru
     losses = Losses(
         availability_s=_s(t.pbt_ns - t.apt_ns),
@@ -296,8 +368,9 @@ def compute(
         time=t,
         quantities=q,
         jobs=jobs,
-        kpis=_kpis(t, q),
+        kpis=_kpis(t, q, jobs),
         losses=losses,
         unclassified_share=ratio(t.uncl_ns, t.pbt_ns, "PBT"),
+        coverage=ratio(t.pbt_ns, t.pbt_ns + t.nodata_ns, "POT - PDOT"),
         idle_excluded=exclude_idle,
     )

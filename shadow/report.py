@@ -47,21 +47,21 @@ def select_machines(config: OmbreConfig, machine: str | None,
 
 
 def kpi(store: ShadowStore, config: OmbreConfig, window: Window,
-        machines: Sequence[MachineConfig], *, job: str | None = None,
-        now_ns: int | None = None) -> KpiResult:
-    """The KPIs of `machines` over `window` (or of one job in it)."""
+        machines: Sequence[MachineConfig], *, job: str | None = None) -> KpiResult:
+    """The KPIs of `machines` over `window` (or of one job in it): the one computation
+    behind `ombre kpi`, the API, its stream, the exports and the shift_kpi rows. It
+    depends on the tables alone, never on the caller's clock."""
     store.ensure_calendar(config.shadow.calendar, window)
     ids = [m.id for m in machines]
-    timeline = store.timeline(window, ids, now_ns)
+    timeline = store.timeline(window, ids)
     return compute(window, ids, timeline.intervals, timeline.counts, timeline.orders,
                    shifts=timeline.shifts, planned_stops=timeline.planned_stops,
                    exclude_idle=bool(machines) and all(m.exclude_idle for m in machines),
-                   job=job)
+                   job=job, coverage=timeline.coverage)
 
 
 def reports(store: ShadowStore, config: OmbreConfig, window: Window,
-            machines: Sequence[MachineConfig], by: By, *,
-            now_ns: int | None = None) -> list[Report]:
+            machines: Sequence[MachineConfig], by: By) -> list[Report]:
     """One report for the window, or one per shift, local day or job within it."""
     calendar = config.shadow.calendar
     if by == "order":
@@ -70,7 +70,7 @@ def reports(store: ShadowStore, config: OmbreConfig, window: Window,
             keys = c.execute(select(si.c.job_key).distinct().where(
                 si.c.machine_id.in_([m.id for m in machines]), si.c.job_key.is_not(None),
                 si.c.start_ns < window.end_ns, si.c.end_ns > window.start_ns)).scalars().all()
-        return [Report(key, kpi(store, config, window, machines, job=key, now_ns=now_ns))
+        return [Report(key, kpi(store, config, window, machines, job=key))
                 for key in sorted(keys)]
     if by == "shift":
         parts = [(f"{s.day.isoformat()} {s.name}",
@@ -81,7 +81,7 @@ def reports(store: ShadowStore, config: OmbreConfig, window: Window,
         parts = [(_day_label(w, config), w) for w in days(calendar, window)]
     else:
         parts = [("window", window)]
-    return [Report(label, kpi(store, config, w, machines, now_ns=now_ns)) for label, w in parts]
+    return [Report(label, kpi(store, config, w, machines)) for label, w in parts]
 
 
 def _day_label(window: Window, config: OmbreConfig) -> str:

@@ -24,6 +24,7 @@ from gateway.counters import ConnectorCounters, Health, describe
 from gateway.types import Batch, Event, SignalRegistry
 from shadow.calendar import DAY_NS, PlannedSchedule
 from shadow.config import SHADOW_SINK
+from shadow.coverage import Run
 from shadow.model import Changes, ShadowModel
 from shadow.monitor import DriftMonitor
 from shadow.report import record_shift_kpis
@@ -63,6 +64,7 @@ class ShadowSink:
         self._watermark = 0  # the latest time any machine's timeline reached
         self._next_drift_save = 0.0
         self._poller: asyncio.Task[None] | None = None
+        self._started_ns = time.time_ns()  # this run's key in the gateway_run table
         # Planned quantities of the jobs of machines that complete at it, read once and
         # forgotten every COMMAND_POLL_S, so that a new import counts within a second.
         self._plans: dict[str, int | None] = {}
@@ -134,7 +136,8 @@ class ShadowSink:
                 drift = DriftUpdate(alarms, monitor.state() if save else None,
                                     {m: model.machines[m].clock_ns for m in changes.touched})
                 opened = store.write(changes, {m: model.machines[m].snapshot()
-                                               for m in changes.touched}, drift)
+                                               for m in changes.touched}, drift,
+                                     run=self._run(batch, events))
             if save:
                 self._next_drift_save = time.monotonic() + DRIFT_STATE_INTERVAL_S
             self._report(changes)
@@ -151,6 +154,13 @@ class ShadowSink:
             if watermark > start:
                 record_shift_kpis(store, self._config, Window(start, watermark))
                 self._watermark = watermark
+
+    def _run(self, batch: Batch, events: Sequence[Event]) -> Run | None:
+        """The data time this write adds to the run: its oldest to its newest reading."""
+        times = [*(e.ts_ns for e in events)]
+        if len(batch):
+            times += [int(batch.ts_ns.min()), int(batch.ts_ns.max())]
+        return Run(self._started_ns, min(times), max(times)) if times else None
 
     @contextmanager
     def _model_ahead_on_failure(self, store: ShadowStore) -> Iterator[None]:

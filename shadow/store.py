@@ -17,10 +17,11 @@ from gateway.config import LineConfig, OmbreConfig, OpcUaSourceConfig, SourceCon
 from shadow import tables as t
 from shadow.calendar import planned_stops, shifts
 from shadow.config import CalendarConfig
+from shadow.coverage import Coverage, Run
 from shadow.drift import Alarm
 from shadow.model import Changes, JobRecord
 from shadow.monitor import Watch
-from shadow.timeline import Category, Count, Interval, OrderPlan, Window
+from shadow.timeline import BUCKET_NS, Category, Count, Interval, OrderPlan, Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class Timeline:
     orders: dict[str, OrderPlan]
     shifts: list[Window] | None  # None: the calendar has no shifts, all time is planned
     planned_stops: dict[str | None, list[Window]]
+    coverage: Coverage
 
 
 class ShadowStore:
@@ -106,12 +108,16 @@ class ShadowStore:
 
     def write(self, changes: Changes, snapshots: Mapping[str, dict[str, Any]],
               drift: DriftUpdate | None = None,
-              commands: Sequence[CommandDone] = ()) -> list[tuple[Watch, Alarm]]:
+              commands: Sequence[CommandDone] = (),
+              run: Run | None = None) -> list[tuple[Watch, Alarm]]:
         """The model's changes, the new snapshots of the machines they touched, the
-        drift detectors' alarms and state, and the job commands applied, in one
-        transaction; returns the alarms that opened a drift alert."""
+        drift detectors' alarms and state, the job commands applied and the data time
+        the gateway's run has covered, in one transaction; returns the alarms that
+        opened a drift alert."""
         opened: list[tuple[Watch, Alarm]] = []
         with self.engine.begin() as c:
+            if run is not None:
+                self._write_run(c, run)
             self._write_commands(c, commands)
             if drift is not None:
                 opened = self._write_drift(c, drift)
@@ -136,6 +142,25 @@ class ShadowStore:
                     index_elements=["machine_id"], set_={"snapshot": stmt.excluded.snapshot}),
                     [{"machine_id": m, "snapshot": json.dumps(s)} for m, s in snapshots.items()])
         return opened
+
+    def _write_run(self, c: Connection, run: Run) -> None:
+        """Widens the run's covered data time to take `run` in. A run that has only
+        seen data some run already covered (a file replayed again, a redelivery) adds
+        nothing, so it writes no row."""
+        gr = t.gateway_run
+        known = select(gr.c.started_ns).where(
+            (gr.c.started_ns == run.started_ns)
+            | ((gr.c.start_ns <= run.start_ns) & (gr.c.end_ns >= run.end_ns)))
+        if c.execute(known.where(gr.c.started_ns != run.started_ns).limit(1)).first() \
+                and not c.execute(known.where(gr.c.started_ns == run.started_ns)).first():
+            return
+        stmt = self._insert(gr).values(started_ns=run.started_ns, start_ns=run.start_ns,
+                                       end_ns=run.end_ns)
+        c.execute(stmt.on_conflict_do_update(index_elements=["started_ns"], set_={
+            "start_ns": case((stmt.excluded.start_ns < gr.c.start_ns, stmt.excluded.start_ns),
+                             else_=gr.c.start_ns),
+            "end_ns": case((stmt.excluded.end_ns > gr.c.end_ns, stmt.excluded.end_ns),
+                           else_=gr.c.end_ns)}))
 
     def _write_drift(self, c: Connection, drift: DriftUpdate) -> list[tuple[Watch, Alarm]]:
         """Each alarm joins its detector's alert still open, or opens one: an alert is
@@ -321,29 +346,28 @@ class ShadowStore:
         with self.engine.connect() as c:
             return list(c.execute(select(jc).where(*wanted).order_by(jc.c.id).limit(limit)))
 
-    def timeline(self, window: Window, machines: Sequence[str],
-                 open_until_ns: int | None = None) -> Timeline:
-        """The intervals, counts, orders and calendar windows of `machines` in `window`.
+    def timeline(self, window: Window, machines: Sequence[str]) -> Timeline:
+        """The intervals, counts, orders, calendar windows and coverage of `machines` in
+        `window`, as the data alone says: whoever asks, and whenever, gets the same.
         Each machine's open interval counts up to the end of its tolerated silence, and
-        not past `open_until_ns` (now, for a live view)."""
-        si, rc = t.state_interval, t.reason_code
+        not past the shadow's own clock (the newest time any machine reached). With the
+        window's intervals and counts come the earlier ones of each job counted in it
+        (from its start on that machine), on which its parts' planned run time is laid."""
+        si = t.state_interval
         with self.engine.connect() as c:
-            rows = c.execute(
-                select(si.c.machine_id, si.c.start_ns, si.c.end_ns, si.c.category, si.c.failure,
-                       si.c.job_key, rc.c.category, rc.c.failure)
-                .outerjoin(rc, rc.c.code == si.c.reason_code)
-                .where(si.c.machine_id.in_(machines), si.c.start_ns < window.end_ns,
-                       si.c.end_ns > window.start_ns))
-            intervals = [
-                Interval(m, start, end, _category(r_cat or cat),
-                         bool(r_fail) if r_cat is not None else bool(fail), job)
-                for m, start, end, cat, fail, job, r_cat, r_fail in rows]
-            intervals += self._open_intervals(c, machines, open_until_ns)
+            intervals = self._intervals(c, machines, si.c.start_ns < window.end_ns,
+                                        si.c.end_ns > window.start_ns)
+            snaps = {m: json.loads(text) for m, text in c.execute(select(t.machine_state))}
+            clock = max((int(snap["clock_ns"]) for snap in snaps.values()), default=0)
+            intervals += self._with_codes(c, _open_intervals(snaps, machines, clock))
             pc = t.production_count
             counts = [Count(m, b, job or None, pq, gq, sq, rq) for m, b, job, pq, gq, sq, rq in
                       c.execute(select(pc).where(pc.c.machine_id.in_(machines),
                                                  pc.c.bucket_ns >= window.start_ns,
                                                  pc.c.bucket_ns < window.end_ns))]
+            history = self._job_history(c, window, {(n.machine, n.job) for n in counts if n.job})
+            intervals += history[0]
+            counts += history[1]
             jobs = {i.job for i in intervals} | {n.job for n in counts}
             po = t.production_order
             orders = {key: OrderPlan(pru, qty, scrap) for key, pru, qty, scrap in c.execute(
@@ -361,29 +385,65 @@ class ShadowStore:
                 stops.setdefault(None if m == t.ALL_MACHINES else m, []).append(
                     Window(start, end))
             has_shifts = c.execute(select(func.count()).select_from(t.shift)).scalar_one() > 0
+            coverage = self._coverage(c, machines, window, snaps)
         return Timeline(intervals, counts, orders,
-                        [Window(s, e) for s, e in found] if has_shifts else None, stops)
+                        [Window(s, e) for s, e in found] if has_shifts else None, stops,
+                        coverage)
 
-    def _open_intervals(self, c: Connection, machines: Sequence[str],
-                        until_ns: int | None) -> list[Interval]:
-        found = []
-        ms = t.machine_state
-        for m, snap_text in c.execute(select(ms).where(ms.c.machine_id.in_(machines))):
-            snap = json.loads(snap_text)
-            since, seen = snap["since_ns"], snap["last_seen_ns"]
-            if since is None or seen is None or snap["silent"]:
+    def _intervals(self, c: Connection, machines: Sequence[str], *where: Any) -> list[Interval]:
+        """Closed intervals of `machines`, with the category and failure flag a reason
+        code gives them."""
+        si, rc = t.state_interval, t.reason_code
+        rows = c.execute(
+            select(si.c.machine_id, si.c.start_ns, si.c.end_ns, si.c.category, si.c.failure,
+                   si.c.job_key, rc.c.category, rc.c.failure)
+            .outerjoin(rc, rc.c.code == si.c.reason_code)
+            .where(si.c.machine_id.in_(machines), *where))
+        return [Interval(m, start, end, _category(r_cat or cat),
+                         bool(r_fail) if r_cat is not None else bool(fail), job)
+                for m, start, end, cat, fail, job, r_cat, r_fail in rows]
+
+    def _job_history(self, c: Connection, window: Window,
+                     jobs: set[tuple[str, str | None]]) -> tuple[list[Interval], list[Count]]:
+        """Intervals and counts of each (machine, job) from the job's first start on that
+        machine to the window's start."""
+        si, pc, job = t.state_interval, t.production_count, t.job
+        intervals: list[Interval] = []
+        counts: list[Count] = []
+        for machine, key in sorted(jobs, key=str):
+            since = c.execute(select(func.min(job.c.start_ns)).where(
+                job.c.machine_id == machine, job.c.job_key == key)).scalar()
+            if since is None or since >= window.start_ns:
                 continue
-            end = seen + int(snap["silence_ns"])
-            if until_ns is not None:
-                end = min(end, until_ns)
-            if end > since:
-                _, category, failure, _ = snap["state"]
-                found.append(Interval(m, since, end, Category.PDOT if snap["planned"]
-                                      else _category(category),
-                                      failure, snap["interval_job"],
-                                      snap.get("interval_reason_code")))
-        # The reason code the machine gives an open stop sets its category and failure,
-        # as it will once the stop is closed and written.
+            intervals += self._intervals(c, [machine], si.c.job_key == key,
+                                         si.c.start_ns >= since,
+                                         si.c.end_ns <= window.start_ns)
+            counts += [Count(m, b, k or None, pq, gq, sq, rq) for m, b, k, pq, gq, sq, rq in
+                       c.execute(select(pc).where(pc.c.machine_id == machine,
+                                                  pc.c.job_key == key,
+                                                  pc.c.bucket_ns >= since - BUCKET_NS,
+                                                  pc.c.bucket_ns < window.start_ns))]
+        return intervals, counts
+
+    def _coverage(self, c: Connection, machines: Sequence[str], window: Window,
+                  snaps: Mapping[str, dict[str, Any]]) -> Coverage:
+        """The data time the gateway's runs covered up to `window`'s end, and each
+        machine's first reading (the start of its first interval)."""
+        gr, si = t.gateway_run, t.state_interval
+        runs = [Window(s, e) for s, e in c.execute(
+            select(gr.c.start_ns, gr.c.end_ns).where(gr.c.start_ns < window.end_ns,
+                                                     gr.c.end_ns > window.start_ns))]
+        first = {m: since for m in machines
+                 if (since := snaps.get(m, {}).get("since_ns")) is not None}
+        for m, start in c.execute(select(si.c.machine_id, func.min(si.c.start_ns))
+                                  .where(si.c.machine_id.in_(machines))
+                                  .group_by(si.c.machine_id)):
+            first[m] = min(start, first.get(m, start))
+        return Coverage(runs, first)
+
+    def _with_codes(self, c: Connection, found: list[Interval]) -> list[Interval]:
+        """The reason code the machine gives an open stop sets its category and failure,
+        as it will once the stop is closed and written."""
         rc = t.reason_code
         codes = {code: (category, failure) for code, category, failure in c.execute(
             select(rc.c.code, rc.c.category, rc.c.failure)
@@ -557,6 +617,26 @@ class ShadowStore:
                 index_elements=["code"],
                 set_={k: stmt.excluded[k] for k in ("text", "category", "failure")}),
                 list(rows))
+
+
+def _open_intervals(snaps: Mapping[str, dict[str, Any]], machines: Sequence[str],
+                    clock_ns: int) -> list[Interval]:
+    """Each machine's open interval, up to the end of its tolerated silence and not past
+    `clock_ns`, the shadow's own clock (the newest time any machine reached)."""
+    found = []
+    for m in machines:
+        snap = snaps.get(m)
+        if snap is None or snap["since_ns"] is None or snap["last_seen_ns"] is None \
+                or snap["silent"]:
+            continue
+        since = snap["since_ns"]
+        end = min(snap["last_seen_ns"] + int(snap["silence_ns"]), clock_ns)
+        if end > since:
+            _, category, failure, _ = snap["state"]
+            found.append(Interval(m, since, end, Category.PDOT if snap["planned"]
+                                  else _category(category), failure, snap["interval_job"],
+                                  snap.get("interval_reason_code")))
+    return found
 
 
 def _text(reason: str | None) -> str | None:

@@ -145,6 +145,13 @@ machine_state = Table(  # the live model's snapshot, written with the rows it pr
     Column("snapshot", Text, nullable=False),  # JSON, see shadow.model.Machine.snapshot
 )
 
+gateway_run = Table(  # the data time each run of the shadow covered: no data outside them
+    "gateway_run", metadata,
+    Column("started_ns", BigInteger, primary_key=True, autoincrement=False),  # wall clock at start
+    Column("start_ns", BigInteger, nullable=False),  # its oldest reading (data time)
+    Column("end_ns", BigInteger, nullable=False),  # its newest reading: the heartbeat
+)
+
 quarantine = Table(
     "quarantine", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -79,6 +79,7 @@ class TimeElements:
     adot_ns: int = 0
     uncl_ns: int = 0
     aoet_ns: int = 0
+    nodata_ns: int = 0  # POT - PDOT with no data: out of PBT (shadow.coverage)
 
     @property
     def aupt_ns(self) -> int:
@@ -89,8 +90,9 @@ class TimeElements:
         return self.aupt_ns + self.adet_ns
 
     def named(self) -> dict[str, int]:
-        """POT, PDOT, PBT, APT, ASUT, ADET, ADOT, UNCL, AUPT, AUBT, AOET in ns."""
-        names = ("pot", "pdot", "pbt", "apt", "asut", "adet", "adot", "uncl", "aupt", "aubt")
+        """POT, PDOT, NODATA, PBT, APT, ASUT, ADET, ADOT, UNCL, AUPT, AUBT, AOET in ns."""
+        names = ("pot", "pdot", "nodata", "pbt", "apt", "asut", "adet", "adot", "uncl", "aupt",
+                 "aubt")
         return {n.upper(): getattr(self, f"{n}_ns") for n in (*names, "aoet")}
 
     def __add__(self, other: TimeElements) -> TimeElements:
@@ -102,6 +104,7 @@ class MachineTime:
     elements: TimeElements
     apt_by_job_ns: Mapping[str | None, int]  # every job seen in the window; None if it ran
     ttr_ns: tuple[int, ...]  # per failure run, its time inside PBT, in time order
+    pbt: Sequence[Span]  # normalised
 
 
 def check_disjoint(intervals: Sequence[Interval]) -> list[Interval]:
@@ -158,10 +161,12 @@ def machine_time(
     window: Span,
     shifts: Sequence[Span] | None,
     stops: Sequence[Span],
+    covered: Sequence[Span] | None = None,
 ) -> MachineTime:
     """Time elements of one machine's sorted, disjoint intervals. POT is `window` inside
     `shifts` (all of it if None); time in POT and in a stop, or in a PDOT interval, is
-    PDOT; the rest is PBT, split by category; PBT time with no category is UNCL."""
+    PDOT; of the rest, time outside `covered` (normalised; None: all of it) is NODATA and
+    the remainder PBT, split by category; PBT time with no category is UNCL."""
     pot = [window] if shifts is None else intersect([window], normalise(shifts))
     in_stops = intersect(pot, normalise(stops))
     planned = subtract(pot, in_stops)
@@ -178,7 +183,8 @@ def machine_time(
             for span in spans
         )
 
-    pbt = subtract(planned, of(Category.PDOT))
+    busy = subtract(planned, of(Category.PDOT))
+    pbt = busy if covered is None else intersect(busy, covered)
     by_category = {cat: length(intersect(of(cat), pbt)) for cat in CLASSIFIED}
     seen = {iv.job for iv in intervals if iv.start_ns < window[1] and window[0] < iv.end_ns}
     apt_by_job: dict[str | None, int] = {
@@ -192,7 +198,8 @@ def machine_time(
     pbt_ns = length(pbt)
     elements = TimeElements(
         pot_ns=length(pot),
-        pdot_ns=length(pot) - pbt_ns,
+        pdot_ns=length(pot) - length(busy),
+        nodata_ns=length(busy) - pbt_ns,
         pbt_ns=pbt_ns,
         apt_ns=by_category[Category.APT],
         asut_ns=by_category[Category.ASUT],
@@ -201,4 +208,4 @@ def machine_time(
         uncl_ns=pbt_ns - sum(by_category.values()),
         aoet_ns=0 if span is None else span[1] - span[0],
     )
-    return MachineTime(elements, apt_by_job, failure_ttr(intervals, pbt))
+    return MachineTime(elements, apt_by_job, failure_ttr(intervals, pbt), pbt)

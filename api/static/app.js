@@ -1,6 +1,6 @@
 // Ombre's shop-floor overview: one tile per machine (coloured by its ISO 22400
-// category), its job and counts, the OEE of the current shift with its three factors,
-// and the open drift alerts. It reads the live stream, so it updates without a reload.
+// category), its job and counts, the OEE of the current shift with its three factors
+// and how much of the shift has data, and the open drift alerts. It reads the live stream, so it updates without a reload.
 "use strict";
 
 const machines = new Map();  // id -> last MachineOut
@@ -40,6 +40,10 @@ function tile(m) {
   add("div", "oee", `${t("oee")} ${pct(k.oee)}`).dataset.value = k.oee ?? "";
   add("div", "factors", `${t("A")} ${pct(k.availability)} · ${t("P")} ${pct(k.effectiveness)}`
       + ` · ${t("Q")} ${pct(k.quality_ratio)}`);
+  // Time with no data is not counted as a loss: say how much of the shift has data.
+  const coverage = add("div", "coverage", `${t("coverage")} ${pct(k.coverage)} · ${t("no-data")} `
+      + `${Ombre.minutes(k.no_data_s)} · ${t("unknown")} ${pct(k.unclassified_share)}`);
+  coverage.dataset.value = k.coverage ?? "";
 }
 
 function renderAlerts() {

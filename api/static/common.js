@@ -23,6 +23,8 @@ const TEXT = {
         "needs-operator-job": "starting or completing a job needs an operator token",
         requested: "requested; the shadow applies it in a moment", "no-orders": "no orders",
         demo: "Demo", "sim-time": "simulated time", scenario: "scenario", starts: "starts at",
+        coverage: "data", "no-data": "no data", unknown: "unknown",
+        "coverage-line": "time with data: {c} of the planned time; no data (not counted as a loss): {n}; unknown (gateway running, machine silent): {u}",
         autocorrelated: "readings autocorrelated", "watching-residuals": "the detector watches the AR(1) residuals (a slow drift shows later)",
         "watching-anyway": "the detector watches the readings anyway: expect more false alarms",
         oee: "OEE", colon: ": ", legend: "Time categories (ISO 22400)", unclassified: "unclassified",
@@ -51,6 +53,8 @@ const TEXT = {
         "needs-operator-job": "démarrer ou terminer un OF demande un jeton opérateur",
         requested: "demandé ; le jumeau l'applique dans un instant", "no-orders": "aucun ordre",
         demo: "Démo", "sim-time": "heure simulée", scenario: "scénario", starts: "commence à",
+        coverage: "données", "no-data": "sans données", unknown: "inconnu",
+        "coverage-line": "temps avec données : {c} du temps planifié ; sans données (pas compté comme perte) : {n} ; inconnu (passerelle en marche, machine muette) : {u}",
         autocorrelated: "mesures autocorrélées", "watching-residuals": "le détecteur surveille les résidus AR(1) (une dérive lente se voit plus tard)",
         "watching-anyway": "le détecteur surveille quand même les mesures : fausses alertes plus fréquentes",
         oee: "TRS", colon: " : ", legend: "Catégories de temps (ISO 22400)", unclassified: "non classé",
@@ -118,6 +122,7 @@ const Ombre = {
     }));
   },
   pct(v) { return v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`; },
+  minutes(s) { return s === null || s === undefined ? "–" : `${Math.round(s / 60)} min`; },
   translate() {
     document.documentElement.lang = Ombre.lang;
     document.getElementById("lang").textContent = Ombre.lang === "en" ? "FR" : "EN";

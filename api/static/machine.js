@@ -51,6 +51,11 @@ function losses() {
     bar.append(fill, label);
     el.append(bar);
   }
+  const c = shift.coverage;
+  const line = document.getElementById("coverage");
+  line.dataset.value = c.value ?? "";
+  line.textContent = t("coverage-line").replace("{c}", Ombre.pct(c.value))
+    .replace("{n}", Ombre.minutes(c.no_data_s)).replace("{u}", Ombre.minutes(c.unknown_s));
 }
 
 async function downtime(codes) {

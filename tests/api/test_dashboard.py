@@ -21,7 +21,14 @@ from gateway.config_load import load_config
 from shadow.calendar import to_ns
 from shadow.schema import open_engine
 from tests.api.conftest import chromium, serving
-from tests.shadow.scenarios import D_DAY, at, reading, scenario_d_lines
+from tests.shadow.scenarios import (
+    D_DAY,
+    WORKED_ORDERS_CSV,
+    at,
+    reading,
+    scenario_d_lines,
+    worked_example_lines,
+)
 from tests.shadow.test_drift_alerts import RAMP_WATCH
 from tests.shadow.test_replay import WORKED_STOP, Shop, replay_worked_example
 
@@ -232,3 +239,48 @@ def test_the_machine_page_warns_of_autocorrelated_readings(
         assert browser.execute_script("return arguments[0].nextElementSibling.id",
                                       browser.find_element(By.ID, "drift-note-temp")) \
             == chart.get_attribute("id")
+
+
+def test_the_tile_and_the_machine_page_show_coverage_not_a_false_loss(
+        tmp_path: Path, browser: webdriver.Chrome, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shift began at 06:00, the data at 06:50 (as in the demo's first screen): the
+    50 minutes without data are shown as such beside the KPIs, and not as lost
+    availability."""
+    shop = Shop(tmp_path, None, [WORKED_STOP])
+    first = at("06:50")  # the gateway's first reading: the press running order 4711
+    lines = [reading(first, "order", "4711"), reading(first, "state", "RUNNING"),
+             *(line for line in worked_example_lines()
+               if json.loads(line)["ts"] > "2026-03-02T06:50:00Z")]
+    orders = shop.write("orders.csv", WORKED_ORDERS_CSV)
+    assert shop.ombre(capsys, "orders import", str(orders))[0] == 0
+    assert shop.ombre(capsys, "replay", str(shop.write("late.jsonl", lines)))[0] == 0
+    code, out, _ = shop.ombre(capsys, "kpi", "--machine", "press-1", "--from",
+                              "2026-03-02T06:00:00Z", "--to", "2026-03-02T13:59:00Z", "--json")
+    assert code == 0
+    [expected] = json.loads(out)
+    assert expected["coverage"]["no_data_s"] == 50 * 60
+    engine = open_engine(shop.engine_url())
+    try:
+        token = create_token(engine, "screen", Role.VIEWER)
+    finally:
+        engine.dispose()
+    with serving(create_app(load_config(shop.config, {}), clock=lambda: to_ns(NOW))) as url:
+        browser.get(f"{url}/#token={token}")
+        wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+        value = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#machine-press-1 .coverage")
+                           .get_attribute("data-value"))
+        assert float(value or "nan") == pytest.approx(expected["coverage"]["value"], abs=1e-12)
+        text = browser.find_element(By.CSS_SELECTOR, "#machine-press-1 .coverage").text
+        assert text == (f"data {100 * expected['coverage']['value']:.1f} % · no data 50 min · "
+                        "unknown 0.0 %")
+        oee = float(browser.find_element(By.CSS_SELECTOR, "#machine-press-1 .oee")
+                    .get_attribute("data-value") or "nan")
+        assert oee == pytest.approx(expected["kpis"]["oee"]["value"], abs=1e-12)
+        assert expected["kpis"]["availability"]["value"] == pytest.approx(
+            expected["time_s"]["APT"] / (expected["time_s"]["POT"] - 50 * 60
+                                         - expected["time_s"]["PDOT"]), abs=1e-12)
+        browser.save_screenshot(str(tmp_path / "overview.png"))
+        browser.get(f"{url}/machine?id=press-1")
+        line = wait.until(lambda d: d.find_element(By.ID, "coverage").text)
+        assert "no data (not counted as a loss): 50 min" in line
+        browser.save_screenshot(str(tmp_path / "machine.png"))

@@ -1,5 +1,5 @@
-"""Recorded shop-floor scenarios as replay files: the worked example of
-shared/reference/iso22400.md, and the plant config they replay against."""
+"""Recorded shop-floor scenarios as replay files: the worked example of docs/kpi.md,
+and the plant config they replay against."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def reason_example_lines(day: datetime = DAY) -> list[str]:
 WORKED_ORDERS_CSV = "order_no,material,planned_qty,pru_min,planned_scrap_qty,machine\n" \
                     "4711,BRKT-20,480,0.75,10,press-1\n"
 
-# The KPI table of iso22400.md.
+# The KPI table of docs/kpi.md.
 WORKED_KPIS = {
     "availability": 0.866667, "effectiveness": 0.923077, "quality_ratio": 0.958333,
     "oee": 0.766667, "nee": 0.805983, "throughput_rate": 1.103448, "setup_rate": 0.048780,
@@ -155,8 +155,8 @@ WORKED_KPIS = {
     "allocation_efficiency": 0.966667, "technical_efficiency": 0.939759,
     "production_process_ratio": 0.896552, "mttr": 12.5, "mtbf": 410 / 3,
 }
-WORKED_TIMES_MIN = {"POT": 480, "PDOT": 30, "PBT": 450, "APT": 390, "ASUT": 20, "ADET": 25,
-                    "ADOT": 15, "UNCL": 0, "AUPT": 410, "AUBT": 435, "AOET": 435}
+WORKED_TIMES_MIN = {"POT": 480, "PDOT": 30, "NODATA": 0, "PBT": 450, "APT": 390, "ASUT": 20,
+                    "ADET": 25, "ADOT": 15, "UNCL": 0, "AUPT": 410, "AUBT": 435, "AOET": 435}
 
 
 # Scenario B, the next day: a job A100 whose breakdown runs into a planned stop

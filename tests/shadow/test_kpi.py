@@ -1,4 +1,4 @@
-"""shadow.kpi against the worked example of shared/reference/iso22400.md, edge cases at
+"""shadow.kpi against the worked example of docs/kpi.md, edge cases at
 window and planned-stop edges, and properties of the time model over random timelines."""
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ REFERENCE_KPIS = {
 def test_worked_example_time_elements_and_quantities() -> None:
     result = example()
     minutes = {"POT": 480, "PDOT": 30, "PBT": 450, "APT": 390, "ASUT": 20, "ADET": 25}
-    minutes |= {"ADOT": 15, "UNCL": 0, "AUPT": 410, "AUBT": 435, "AOET": 435}
+    minutes |= {"ADOT": 15, "UNCL": 0, "AUPT": 410, "AUBT": 435, "AOET": 435, "NODATA": 0}
     assert result.time_s() == pytest.approx({k: v * 60 for k, v in minutes.items()}, abs=1e-6)
     q = result.to_dict()["quantities"]
     assert (q["PQ"], q["GQ"], q["SQ"], q["RQ"], q["IP"], q["GP"]) == (480, 460, 12, 8, 480, 460)
@@ -128,7 +128,7 @@ def test_to_dict_is_plain_json() -> None:
     assert json.loads(json.dumps(data)) == data
     assert set(data) == {
         "window", "machines", "job", "idle_excluded", "time_s", "quantities", "jobs",
-        "kpis", "losses", "unclassified_share",
+        "kpis", "losses", "unclassified_share", "coverage",
     }  # fmt: skip
     assert data["jobs"] == [
         {"job": "A", "pru_s": 45.0, "PQ": 480, "GQ": 460, "SQ": 12, "RQ": 8, "APT_s": 390 * 60.0}
@@ -297,7 +297,7 @@ def test_overlapping_intervals_are_refused() -> None:
 MACHINES = ("m1", "m2")
 JOBS = ("A", "B", None)
 ORDERS = {"A": OrderPlan(pru_s=3.0, planned_qty=100, planned_scrap_qty=3), "B": OrderPlan(0.5)}
-ADDITIVE = ("POT", "PDOT", "PBT", "APT", "ASUT", "ADET", "ADOT", "UNCL", "AUPT", "AUBT")
+ADDITIVE = ("POT", "PDOT", "NODATA", "PBT", "APT", "ASUT", "ADET", "ADOT", "UNCL", "AUPT", "AUBT")
 windows = st.builds(lambda s, n: Window(s, s + n), st.integers(-100, 1100), st.integers(0, 600))
 
 

@@ -82,11 +82,11 @@ class FailingOnce:
         self.failed = False
         real = ShadowStore.write
 
-        def write(store: ShadowStore, *args: Any) -> Any:
+        def write(store: ShadowStore, *args: Any, **kwargs: Any) -> Any:
             if not self.failed:
                 self.failed = True
                 raise ConnectionError("database went away")
-            return real(store, *args)
+            return real(store, *args, **kwargs)
 
         monkeypatch.setattr(ShadowStore, "write", write)
 

@@ -82,12 +82,14 @@ class Shop:
 
     def dump(self, leave_out: frozenset[str] = frozenset()) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every shadow table, sorted, to compare two states; without the
-        columns named "table.column" in `leave_out`."""
+        columns named "table.column" in `leave_out`, nor the wall clock each of the
+        gateway's runs began at (the data time they covered stays)."""
         engine = open_engine(self.engine_url())
+        left_out = leave_out | {"gateway_run.started_ns"}
         try:
             with engine.connect() as c:
                 return {name: sorted(tuple(r) for r in c.execute(select(
-                            *(col for col in table.c if f"{name}.{col.name}" not in leave_out))))
+                            *(col for col in table.c if f"{name}.{col.name}" not in left_out))))
                         for name, table in t.metadata.tables.items()}
         finally:
             engine.dispose()
@@ -141,8 +143,8 @@ def test_a_shift_change_a_counter_reset_a_stop_over_a_breakdown_two_prus_and_sil
     minutes = {k: v / 60 for k, v in early["time_s"].items()}
     # 06:00-10:00 idle; A100 runs 10:00-11:50 and 12:40-13:30; its breakdown 11:50-12:40
     # is cut by the planned stop 12:00-12:30; B200 sets up 13:30-13:45, then runs.
-    assert minutes == pytest.approx({"POT": 480, "PDOT": 30, "PBT": 450, "APT": 175,
-                                     "ASUT": 15, "ADET": 20, "ADOT": 240, "UNCL": 0,
+    assert minutes == pytest.approx({"POT": 480, "PDOT": 30, "NODATA": 0, "PBT": 450,
+                                     "APT": 175, "ASUT": 15, "ADET": 20, "ADOT": 240, "UNCL": 0,
                                      "AUPT": 190, "AUBT": 210, "AOET": 240}, abs=1e-9)
     quantities = early["quantities"]
     # The counter reset at 13:00:30 loses and doubles nothing: 160 A100 parts, 15 B200.
@@ -156,14 +158,24 @@ def test_a_shift_change_a_counter_reset_a_stop_over_a_breakdown_two_prus_and_sil
     assert kpis["mttr"] == pytest.approx(20, abs=1e-9)
     assert kpis["mtbf"] == pytest.approx(190 / 2, abs=1e-9)
     # Late shift: B200 runs until the last reading at 15:00 and the 2 min of tolerated
-    # silence, then the machine is unknown until 15:30, idle until 16:00 (+2 min), and
-    # nothing is known after that: unclassified, not running and not down.
+    # silence, then the machine is unknown until 15:30 while the gateway runs, idle until
+    # the last reading of the file (16:00), and there is no data after that: neither
+    # unknown nor a loss, out of PBT.
     minutes = {k: v / 60 for k, v in late["time_s"].items()}
-    assert minutes == pytest.approx({"POT": 480, "PDOT": 0, "PBT": 480, "APT": 62, "ASUT": 0,
-                                     "ADET": 0, "ADOT": 32, "UNCL": 386, "AUPT": 62,
-                                     "AUBT": 62, "AOET": 90}, abs=1e-9)
+    no_data = 6 * 60
+    assert minutes == pytest.approx({"POT": 480, "PDOT": 0, "NODATA": no_data,
+                                     "PBT": 480 - no_data, "APT": 62, "ASUT": 0, "ADET": 0,
+                                     "ADOT": 30, "UNCL": 28, "AUPT": 62, "AUBT": 62,
+                                     "AOET": 90}, abs=1e-9)
     assert late["quantities"]["PQ"] == 60
-    assert late["unclassified_share"]["value"] == pytest.approx(386 / 480, abs=1e-9)
+    assert late["unclassified_share"]["value"] == pytest.approx(28 / (480 - no_data), abs=1e-9)
+    assert late["coverage"]["value"] == pytest.approx((480 - no_data) / 480, abs=1e-9)
+    assert late["coverage"]["no_data_s"] == pytest.approx(no_data * 60, abs=1e-9)
+    code, out, _ = shop.ombre(capsys, "kpi", "--from", stamp(at("14:00", B_DAY)), "--to",
+                              stamp(at("22:00", B_DAY)))
+    assert code == 0
+    assert "(unknown 28.00 min)" in out
+    assert "coverage                       0.250000  (no data 360.00 min, out of PBT)" in out
     assert late["kpis"]["mttr"] == {"value": None, "reason": "FE is 0", "unit": "min",
                                     "formula": late["kpis"]["mttr"]["formula"]}
     # The ERP's view of the two orders.
@@ -195,6 +207,7 @@ def test_the_shift_kpis_view_and_the_export_print_what_ombre_kpi_prints(
     assert (row["shift"], row["machine"], row["PBT_min"]) == ("2026-03-02 early", "press-1",
                                                               "450.0")
     assert float(row["oee"]) == pytest.approx(WORKED_KPIS["oee"], abs=1e-6)
+    assert float(row["coverage"]) == 1
 
 
 def test_assigning_a_reason_code_reclassifies_the_downtime(
@@ -296,8 +309,8 @@ def test_a_line_read_through_machinery_and_packml_sums_its_machines(
     # cnc-1: setup 20, processing 60 + 30, out of service 10 (a failure: a job is loaded).
     # pack-1: idle 30 + suspended 15 (no job: ADOT), execute 30 + 40, held 5 (a failure).
     minutes = {k: v / 60 for k, v in line["time_s"].items()}
-    assert minutes == pytest.approx({"POT": 240, "PDOT": 0, "PBT": 240, "APT": 160,
-                                     "ASUT": 20, "ADET": 15, "ADOT": 45, "UNCL": 0,
+    assert minutes == pytest.approx({"POT": 240, "PDOT": 0, "NODATA": 0, "PBT": 240,
+                                     "APT": 160, "ASUT": 20, "ADET": 15, "ADOT": 45, "UNCL": 0,
                                      "AUPT": 180, "AUBT": 195, "AOET": 120}, abs=1e-9)
     assert line["quantities"]["FE"] == 2
     assert line["kpis"]["mttr"]["value"] == pytest.approx(7.5, abs=1e-9)
@@ -349,7 +362,39 @@ def test_an_upgrade_keeps_the_data(tmp_path: Path, database: str | None,
     finally:
         engine.dispose()
     after = shop.dump(later)
-    assert {k: v for k, v in after.items() if k != "shadow_state"} == \
-        {k: v for k, v in first.items() if k != "shadow_state"}
+    rebuilt = ("shadow_state", "gateway_run")
+    assert {k: v for k, v in after.items() if k not in rebuilt} == \
+        {k: v for k, v in first.items() if k not in rebuilt}
+    # The runs before 0005 recorded them: one, over the state intervals written then.
+    intervals = first["state_interval"]
+    assert after["gateway_run"] == [(min(r[2] for r in intervals), max(r[3] for r in intervals))]
     [after_kpis] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
     assert after_kpis["kpis"] == before_kpis["kpis"]
+
+
+def test_time_when_the_gateway_was_not_running_is_no_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The worked example in two runs of the gateway, with an hour between them where it
+    did not run: that hour is no data, out of PBT, not unknown and not lost
+    availability."""
+    shop = Shop(tmp_path, None, [WORKED_STOP])
+    assert shop.ombre(capsys, "orders import", str(shop.write("o.csv", WORKED_ORDERS_CSV)))[0] == 0
+    lines = list(worked_example_lines())
+    before = [line for line in lines if json.loads(line)["ts"] < "2026-03-02T09:00:00Z"]
+    after = [line for line in lines if json.loads(line)["ts"] >= "2026-03-02T10:00:00Z"]
+    for name, part in (("a.jsonl", before), ("b.jsonl", after)):
+        assert shop.ombre(capsys, "replay", str(shop.write(name, part)))[0] == 0
+    stopped = datetime.fromisoformat(json.loads(before[-1])["ts"])
+    restarted = datetime.fromisoformat(json.loads(after[0])["ts"])
+    gap = (restarted - stopped).total_seconds()
+    assert 3600 < gap < 3610
+    [result] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
+    times = result["time_s"]
+    assert times["NODATA"] == gap
+    assert times["PBT"] == 450 * 60 - gap
+    assert times["APT"] == 390 * 60 - gap  # the press ran all through the gap
+    assert times["UNCL"] == 0
+    assert result["kpis"]["availability"]["value"] == pytest.approx(
+        (390 * 60 - gap) / (450 * 60 - gap), abs=1e-12)
+    assert result["coverage"]["value"] == pytest.approx((450 * 60 - gap) / (450 * 60),
+                                                        abs=1e-12)
