@@ -3,6 +3,7 @@ signals, and a PostgreSQL server of their own to stop and start."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -130,3 +131,14 @@ class PostgresCluster:
         if (self.data / "postmaster.pid").exists():
             self.stop()
         shutil.rmtree(self.root)
+
+
+def rss_kb(pid: int) -> int:
+    """The resident set size of a running process, in kB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors a running process holds open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))

@@ -1,0 +1,130 @@
+"""`ombre run` under twice the nominal rate (2,000 readings/s against the 1,000 of the
+other fault tests) with Mosquitto stopped for a while six times, once per period: its
+RSS and open file descriptors stay flat (the slopes are printed), and nothing is lost.
+
+OMBRE_SOAK_S sets the duration (default 180 s in `make test`; 1800 s is the full soak:
+an outage every 5 minutes). Outages last a sixth of a period, at most 10 s."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.mosquitto import Mosquitto
+from tests.conftest import Publisher
+from tests.faults.harness import Flow, open_fds, rss_kb
+from tests.faults.test_sigkill import stored
+from tests.gateway.test_process import OmbreProcess, write_config
+
+SOAK_S = float(os.environ.get("OMBRE_SOAK_S", "180"))
+PERIODS = 6
+PERIOD_S = SOAK_S / PERIODS
+OUTAGE_S = min(10.0, PERIOD_S / 6)
+RATE = 2000  # readings/s: twice the nominal 1,000 of the other fault tests
+SAMPLE_S = 1.0
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(SOAK_S + 240)]
+
+
+@dataclass
+class Usage:
+    """RSS (kB) and open file descriptors of one process, sampled over time (s)."""
+
+    pid: int
+    at: list[float] = field(default_factory=list)
+    rss_kb: list[int] = field(default_factory=list)
+    fds: list[int] = field(default_factory=list)
+
+    def sample(self, now: float) -> None:
+        self.at.append(now)
+        self.rss_kb.append(rss_kb(self.pid))
+        self.fds.append(open_fds(self.pid))
+
+    def window(self, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        at = np.asarray(self.at)
+        keep = (at >= start) & (at < end)
+        return at[keep], np.asarray(self.rss_kb)[keep], np.asarray(self.fds)[keep]
+
+    def slopes(self, start: float, end: float) -> tuple[float, float]:
+        """Least-squares slopes of RSS (kB/min) and of open fds (per min) in [start, end)."""
+        at, rss, fds = self.window(start, end)
+        return (float(np.polyfit(at / 60, rss, 1)[0]), float(np.polyfit(at / 60, fds, 1)[0]))
+
+
+def test_soak_at_twice_the_rate_with_broker_outages_stays_flat_and_loses_nothing(
+        broker: Mosquitto, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ombre = OmbreProcess(write_config(tmp_path, broker.port), tmp_path / "ombre.log")
+    flow = Flow(Publisher(broker.port, client_id="soak-publisher"))
+    ombre.start()
+    assert ombre.process is not None
+    usage = Usage(ombre.process.pid)
+    outages: list[tuple[float, float]] = []  # (stopped, started) since the flow began
+    reconnect_s: list[float] = []
+    try:
+        ombre.wait_for_log("source broker is up")
+        start = next_sample = time.monotonic()
+        now = 0.0
+        while now < SOAK_S:
+            now = time.monotonic() - start
+            period = int(now // PERIOD_S)
+            down_at = period * PERIOD_S + PERIOD_S / 2  # mid-period
+            if broker.process is not None and down_at <= now < down_at + OUTAGE_S:
+                broker.stop()
+                outages.append((now, 0.0))
+            elif broker.process is None and now >= outages[-1][0] + OUTAGE_S:
+                broker.start()
+                outages[-1] = (outages[-1][0], now)
+                ups = ombre.log.read_text().count("source broker is up")
+                while ombre.log.read_text().count("source broker is up") == ups:
+                    assert time.monotonic() - start < now + 60, "no reconnect in 60 s"
+                    flow.publish_until(int((time.monotonic() - start) * RATE))
+                    time.sleep(0.01)
+                reconnect_s.append(time.monotonic() - start - now)
+            flow.publish_until(int(now * RATE))
+            if time.monotonic() >= next_sample:
+                usage.sample(now)
+                next_sample += SAMPLE_S
+            assert ombre.process.poll() is None, ombre.log.read_text()[-3000:]
+            time.sleep(0.005)
+        total = flow.sent
+        deadline = time.monotonic() + 120
+        while flow.acked < total or sum(map(len, stored(data))) < total:
+            assert time.monotonic() < deadline, "the backlog never drained"
+            flow.publish_until(total)
+            time.sleep(0.1)
+        assert ombre.signal(signal.SIGTERM) == 0
+    finally:
+        flow.publisher.close()
+        if ombre.process.poll() is None:
+            ombre.process.kill()
+            ombre.process.wait()
+    values = stored(data)
+    lost = sum(len(np.setdiff1d(flow.expected(k), v)) for k, v in enumerate(values))
+    extra = sum(len(v) for v in values) - total + lost
+    # Warm-up: the first period (imports, SQLite caches, the first backlog) is excluded.
+    rss_slope, fd_slope = usage.slopes(PERIOD_S, SOAK_S)
+    _, first_rss, first_fds = usage.window(PERIOD_S, 2 * PERIOD_S)
+    _, last_rss, last_fds = usage.window(SOAK_S - PERIOD_S, SOAK_S)
+    print(f"\nsoak {SOAK_S:.0f} s at {RATE} readings/s, Mosquitto stopped {OUTAGE_S:.0f} s "
+          f"every {PERIOD_S:.0f} s ({len(outages)} outages): {total} published, {lost} lost, "
+          f"{extra} extra in the stored series; reconnected "
+          f"{min(reconnect_s):.1f}-{max(reconnect_s):.1f} s after each restart; RSS "
+          f"{usage.rss_kb[0] / 1024:.1f} MB at the start, median "
+          f"{np.median(first_rss) / 1024:.1f} MB in period 2 and "
+          f"{np.median(last_rss) / 1024:.1f} MB in the last, slope {rss_slope:+.1f} kB/min; "
+          f"open fds {usage.fds[0]} at the start, max {first_fds.max()} in period 2 and "
+          f"{last_fds.max()} in the last, slope {fd_slope:+.3f}/min")
+    assert len(outages) == PERIODS
+    assert lost == 0 and extra == 0
+    # Flat: no descriptor kept per outage, and memory not growing with time. The
+    # period-2 window already holds one outage and its backlog, like the last one.
+    assert last_fds.max() <= first_fds.max()
+    assert np.median(last_rss) <= 1.1 * np.median(first_rss)
+    assert "Traceback" not in ombre.log.read_text()
