@@ -38,9 +38,9 @@ BUFFER_CHUNKS = 4  # the paho thread waits when this many full chunks are unread
 
 
 def watch_link(sock: object, keepalive_s: int) -> None:
-    """Make the kernel abort a link that stopped answering within 0.75 × keep-alive.
+    """Make the kernel abort a link that stopped answering within 3/4 of its keep-alive.
 
-    paho alone notices a silent broker only 2 × keep-alive after its last packet (one
+    paho alone notices a silent broker only two keep-alives after its last packet (one
     keep-alive to send PINGREQ, one more to give up), so a partition (packets dropped,
     nothing refused) would go unseen for that long. TCP keep-alive probes an idle link
     after half a keep-alive, and the user timeout aborts a link whose probes or data

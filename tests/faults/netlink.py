@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import heapq
 import itertools
+import json
 import os
 import random
 import select
@@ -25,6 +26,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from bench.mosquitto import Mosquitto
+from connectors.sqlite_ts import open_store
+from tests.conftest import Publisher, plant_dict
 from tests.gateway.test_process import OmbreProcess
 
 TUNSETIFF = 0x400454CA
@@ -189,3 +195,37 @@ class OmbreInNamespace(OmbreProcess):
                 self._link.exec_argv(sys.executable, "-m", "gateway", "run", str(self.config)),
                 stdout=log, stderr=log)
 
+
+def start_ombre(link: FaultyLink, broker: Mosquitto, tmp_path: Path,
+                **source: object) -> OmbreInNamespace:
+    """`ombre run` in the link's namespace, subscribed to `broker` across the link."""
+    config = plant_dict(broker.port, tmp_path / "data")
+    config["sources"][0].update(host=link.outer, **source)
+    path = tmp_path / "plant.yaml"
+    path.write_text(json.dumps(config))
+    ombre = OmbreInNamespace(link, path, tmp_path / "ombre.log")
+    ombre.start()
+    ombre.wait_for_log("source broker is up")
+    return ombre
+
+
+def wait_subscribed(publisher: Publisher, data: Path, timeout_s: float = 30) -> None:
+    """Wait until Ombre's subscription is in place at the broker: "source broker is up"
+    comes with the CONNACK, before the SUBACK, and across a slow link a flow begun then
+    would lose what it published first (the broker keeps only what a session
+    subscribed to). Probes go to m3/temp, outside the flow's signals."""
+    deadline = time.monotonic() + timeout_s
+    probe = 0
+    while not len(stored_values(data, "m3", "temp")):
+        assert time.monotonic() < deadline, "Ombre never stored a probe"
+        publisher.publish("plant/l1/m3/temp", json.dumps({"value": probe}))
+        probe += 1
+        time.sleep(0.2)
+
+
+def stored_values(data: Path, machine: str, signal: str) -> np.ndarray:
+    path = data / "timeseries.sqlite"
+    if not path.exists():
+        return np.empty(0)
+    with open_store(path) as store:
+        return store.read(machine, signal, 0, 2**62)[1]
