@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from connectors.mqtt import MqttSource
 from connectors.sqlite_sink import SqliteSink
+from gateway.clock import ClockWatch
 from gateway.config import (
     InfluxSinkConfig,
     MqttSourceConfig,
@@ -111,9 +112,15 @@ async def serve(config: OmbreConfig, gateway: Gateway | None = None,
     if gateway is None or outbox is None:
         gateway, outbox = build_gateway(config)
     stop, force = stop or asyncio.Event(), asyncio.Event()
+    clock = ClockWatch(gateway.counters.connector("system", "clock"))
     try:
         with stop_on_signals(stop, force):
-            await run(gateway, stop, force)
+            async with asyncio.TaskGroup() as tg:
+                watcher = tg.create_task(clock.run(), name="clock:watch")
+                try:
+                    await run(gateway, stop, force)
+                finally:
+                    watcher.cancel()
     finally:
         outbox.close()
     log.info("stopped")
