@@ -3,7 +3,9 @@ other fault tests) with Mosquitto stopped for a while six times, once per period
 RSS and open file descriptors stay flat (the slopes are printed), and nothing is lost.
 
 OMBRE_SOAK_S sets the duration (default 180 s in `make test`; 1800 s is the full soak:
-an outage every 5 minutes). Outages last a sixth of a period, at most 10 s."""
+an outage every 5 minutes). Outages last a sixth of a period, at most 10 s.
+OMBRE_SOAK_RATE sets the rate, for a machine whose publisher (this test) cannot keep
+up with 2,000 readings/s."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ SOAK_S = float(os.environ.get("OMBRE_SOAK_S", "180"))
 PERIODS = 6
 PERIOD_S = SOAK_S / PERIODS
 OUTAGE_S = min(10.0, PERIOD_S / 6)
-RATE = 2000  # readings/s: twice the nominal 1,000 of the other fault tests
+RATE = int(os.environ.get("OMBRE_SOAK_RATE", "2000"))  # twice the nominal 1,000 readings/s
 SAMPLE_S = 1.0
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(SOAK_S + 240)]
