@@ -11,6 +11,8 @@ DEB_PACKAGES := mosquitto openssl postgresql-client chromium chromium-driver vic
 DEB_PACKAGES += shellcheck docker-compose systemd
 # the dashboard in Firefox: tests/firefox drives firefox-esr with puppeteer-core on Node
 DEB_PACKAGES += firefox-esr nodejs
+# the network and clock faults of tests/faults: ip netns and TUN links (iproute2), libfaketime
+DEB_PACKAGES += iproute2 faketime
 
 .PHONY: demo test lint lint-deploy bench system-deps test-services clean
 

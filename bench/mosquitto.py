@@ -18,15 +18,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+def wait_for_port(port: int, timeout_s: float = 10.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s} s")
 
 
 def find_binary(name: str) -> str | None:
@@ -44,6 +44,7 @@ class Mosquitto:
     users: dict[str, str] | None = None  # user -> password; None allows anonymous clients
     unlimited: bool = True  # False keeps Mosquitto's stock in-flight and queue limits
     tls: tuple[Path, Path] | None = None  # (certificate, key): the listener speaks TLS
+    host: str = "127.0.0.1"  # the address it listens on (a fault test's own link)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -60,7 +61,7 @@ class Mosquitto:
         if self.tls is not None:
             auth += f"certfile {self.tls[0]}\nkeyfile {self.tls[1]}\n"
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            f"listener {self.port} {self.host}\n"
             f"user {getpass.getuser()}\n"  # as root, mosquitto would switch to its own user
             f"{auth}"
             f"persistence {str(self.persistence).lower()}\n"
@@ -72,7 +73,7 @@ class Mosquitto:
         log = (self.workdir / "mosquitto.log").open("ab")
         self.process = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
         log.close()
-        wait_for_port(self.port)
+        wait_for_port(self.port, host=self.host)
 
     def stop(self) -> None:
         if self.process is not None:

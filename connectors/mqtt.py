@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -34,6 +35,23 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 BUFFER_CHUNKS = 4  # the paho thread waits when this many full chunks are unread
+
+
+def watch_link(sock: object, keepalive_s: int) -> None:
+    """Make the kernel abort a link that stopped answering within 3/4 of its keep-alive.
+
+    paho alone notices a silent broker only two keep-alives after its last packet (one
+    keep-alive to send PINGREQ, one more to give up), so a partition (packets dropped,
+    nothing refused) would go unseen for that long. TCP keep-alive probes an idle link
+    after half a keep-alive, and the user timeout aborts a link whose probes or data
+    stay unacknowledged that long: the kernel answers for a live broker host, so this
+    costs no MQTT traffic. A frozen broker behind a live kernel is still paho's to see."""
+    if not isinstance(sock, socket.socket):  # not connected, or a websocket wrapper
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, keepalive_s // 2))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, keepalive_s // 4))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, keepalive_s * 750)
 
 
 class MqttSource:
@@ -85,6 +103,7 @@ class MqttSource:
                                     **session)
         except (OSError, ValueError) as exc:
             raise ConnectionError(f"cannot connect to {cfg.host}:{cfg.port}: {exc}") from None
+        watch_link(self._client.socket(), cfg.keepalive_s)
         # paho's loop_start opens a new wake-up socket pair without closing the last
         # link's one (paho-mqtt 2.2); close it here, the last thread has been joined.
         self._client._reset_sockets(sockpair_only=True)

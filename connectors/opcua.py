@@ -281,6 +281,15 @@ class OpcUaSource:
         client.connection_lost_callback = None
         if subscription_id is not None and self._lost is not None:
             self._orphan = subscription_id  # the next connect tries to take it over
+            # asyncua's disconnect closes the session deleting its subscriptions: a
+            # server frozen (SIGSTOP, a stalled VM) reads that request when it wakes,
+            # before the takeover, and the gap would be lost. Close it keeping them.
+            close_session = client.uaclient.close_session
+
+            async def keep_subscriptions(delete_subscriptions: bool) -> None:
+                await close_session(False)
+
+            client.uaclient.close_session = keep_subscriptions  # type: ignore[method-assign]
         elif subscription_id is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.delete_subscriptions([subscription_id]),

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # The kinds of the parts of the data path: each has a health, in /readyz and in the
 # ombre_connector_up gauge ("store": the outbox, the shadow's database).
-PART_KINDS = ("source", "sink", "store")
+PART_KINDS = ("source", "sink", "store", "clock")
 
 
 def describe(exc: BaseException) -> str:

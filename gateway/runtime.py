@@ -19,6 +19,7 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
+from gateway.clock import ClockWatch
 from gateway.config import RuntimeConfig
 from gateway.counters import ConnectorCounters, Counters, Health, describe
 from gateway.outbox import GATEWAY_MACHINE, OVERFLOW_EVENT, Dropped, Outbox
@@ -93,6 +94,8 @@ class Gateway:
                     for sink in self._sinks
                 ]
                 writer = tg.create_task(self._run_writer(), name="outbox:writer")
+                clock = ClockWatch(self.counters.connector("system", "clock"))
+                watcher = tg.create_task(clock.run(), name="clock:watch")
                 source_tasks = [
                     tg.create_task(self._run_source(source), name=f"source:{source.name}")
                     for source in self._sources
@@ -108,7 +111,7 @@ class Gateway:
                 drained = await self._wait_drained([writer, *sink_tasks], force)
                 if not drained:
                     log.warning("exiting without draining: %s", self._undrained())
-                for task in [writer, *sink_tasks]:
+                for task in [writer, *sink_tasks, watcher]:
                     task.cancel()
         finally:
             # Closed only now, so that the writer could ack what it drained.

@@ -76,7 +76,8 @@ class Publisher:
     """A paho client publishing at QoS 1 with a persistent session, so that messages
     published while the broker is down are sent when it is back."""
 
-    def __init__(self, port: int, client_id: str = "test-publisher") -> None:
+    def __init__(self, port: int, client_id: str = "test-publisher",
+                 host: str = "127.0.0.1") -> None:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv311, clean_session=False)
         self.client.max_inflight_messages_set(100)
@@ -86,7 +87,7 @@ class Publisher:
         # and sends it once reconnected: its PUBACK lands here.
         self.acked: set[int] = set()
         self.client.on_publish = lambda _c, _u, mid, _rc, _p: self.acked.add(mid)
-        self.client.connect("127.0.0.1", port)
+        self.client.connect(host, port)
         self.client.loop_start()
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:

@@ -19,7 +19,8 @@ from shadow.schema import database_url, open_engine, upgrade
 from tests.conftest import Publisher, plant_config, running, wait_until
 
 PARTS = {("broker", "source"), ("timeseries", "sink"), ("shadow", "sink"),
-         ("outbox", "store"), ("shadow database", "store")}
+         ("outbox", "store"), ("shadow database", "store"),
+         ("system", "clock")}
 UP = re.compile(r'^ombre_connector_up\{connector="([^"]+)",kind="([^"]+)"\} ([01])$',
                 re.MULTILINE)
 

@@ -162,7 +162,11 @@ class Plc:
         fault would, while the server and its sessions live on."""
         await self._call(self._start_relay(port))
 
-    async def _start_relay(self, port: int) -> None:
+    async def rebind_transfers(self) -> None:
+        """Let a transferred subscription publish on its new session (see below)."""
+        await self._call(self._rebind_transfers())
+
+    async def _rebind_transfers(self) -> None:
         service = self.server.iserver.subscription_service
         transfer = service.transfer_subscriptions
 
@@ -181,6 +185,9 @@ class Plc:
             return results
 
         service.transfer_subscriptions = transfer_and_rebind  # type: ignore[method-assign]
+
+    async def _start_relay(self, port: int) -> None:
+        await self._rebind_transfers()
         self._links: set[asyncio.StreamWriter] = set()
         self._paused = False
         self._relay = await asyncio.start_server(self._link, "127.0.0.1", port)

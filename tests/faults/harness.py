@@ -3,11 +3,13 @@ signals, and a PostgreSQL server of their own to stop and start."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +21,11 @@ import pytest
 
 from bench.mosquitto import free_port
 from tests.conftest import Publisher
+from tests.gateway.test_process import OmbreProcess
 
 SIGNALS = [("m1", "temp"), ("m1", "speed"), ("m2", "temp"), ("m2", "speed")]
 PUBLISHER_BACKLOG = 200_000  # readings the publisher keeps while the broker is away
+PAHO_MAX = 50_000  # unacked messages handed to paho: its packet ids wrap at 65,535
 
 
 @dataclass
@@ -33,7 +37,8 @@ class Flow:
     While the broker is away the readings wait in a bounded backlog of the publisher's
     own, handed to paho only once paho has resent (and had acked) what it held: paho
     resends its held messages when the CONNACK arrives, and a message published from
-    another thread around that moment would overtake them."""
+    another thread around that moment would overtake them. A slow broker leaves them
+    there too, so that paho never holds more messages than it has packet ids."""
 
     publisher: Publisher
     base_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000 - 60_000)
@@ -65,7 +70,7 @@ class Flow:
         if self.resuming and self.acked < self.handed:
             return  # paho is still resending what it held
         self.resuming = False
-        while self.backlog:
+        while self.backlog and self.handed - self.acked < PAHO_MAX:
             info = self.publisher.publish(*self.backlog.popleft())
             # NO_CONN: the link dropped just now; paho keeps the message, resent in order.
             assert info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN), info.rc
@@ -130,3 +135,51 @@ class PostgresCluster:
         if (self.data / "postmaster.pid").exists():
             self.stop()
         shutil.rmtree(self.root)
+
+
+def rss_kb(pid: int) -> int:
+    """The resident set size of a running process, in kB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors a running process holds open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@dataclass
+class Driven:
+    """The flow at `rate` readings/s from `start`, into `ombre`."""
+
+    flow: Flow
+    ombre: OmbreProcess
+    rate: int
+    start: float = field(default_factory=time.monotonic)
+
+    def publish_for(self, seconds: float, until: str | None = None) -> float:
+        """Go on with the flow for `seconds`, or until the log has `until` once more
+        than now (then the time it took); fails if the process dies."""
+        ombre = self.ombre
+        assert ombre.process is not None
+        seen = ombre.log.read_text().count(until) if until else 0
+        began = time.monotonic()
+        while time.monotonic() - began < seconds:
+            self.flow.publish_until(int((time.monotonic() - self.start) * self.rate))
+            if until and ombre.log.read_text().count(until) > seen:
+                return time.monotonic() - began
+            assert ombre.process.poll() is None, ombre.log.read_text()[-3000:]
+            time.sleep(0.01)
+        assert until is None, f"no {until!r} in {seconds} s:\n{ombre.log.read_text()[-3000:]}"
+        return seconds
+
+    def drain(self, stored: Callable[[], int], timeout_s: float = 60) -> None:
+        """Stop producing; wait until the broker acked and `stored()` counts everything."""
+        total = self.flow.sent
+        deadline = time.monotonic() + timeout_s
+        while self.flow.acked < total or stored() < total:
+            assert time.monotonic() < deadline, (
+                f"the backlog never drained: {total} published, {self.flow.acked} acked by "
+                f"the broker, {stored()} stored")
+            self.flow.publish_until(total)
+            time.sleep(0.1)

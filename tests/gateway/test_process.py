@@ -187,7 +187,7 @@ def test_run_with_api_serves_connector_health_and_runtime_counters(
         assert status == 200, body
         assert {k: v["health"] for k, v in json.loads(body)["parts"].items()} == {
             "broker": "up", "timeseries": "up", "shadow": "up", "outbox": "up",
-            "shadow database": "up"}
+            "shadow database": "up", "system": "up"}
 
         broker.stop()
         deadline = time.monotonic() + 20
