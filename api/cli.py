@@ -91,7 +91,7 @@ def add_api_commands(commands: Any) -> None:
     token.set_defaults(command=cmd_token)
 
     log = with_config(add("audit", help="who did what: tokens, alerts, downtime reasons, "
-                                        "jobs, orders imports, trusted certificates"))
+                                        "jobs, orders imports, trusted and refused certificates"))
     log.add_argument("--since", type=utc_time, metavar="TIME",
                      help="RFC 3339 (default: 7 days ago)")
     log.add_argument("--action", choices=sorted(audit.ACTIONS))

@@ -37,7 +37,15 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from connectors.opcua_browse import Browser
 from connectors.opcua_items import NotificationBuffer, item_request, match_paths, resolve_nodes
 from connectors.opcua_poll import Poller
-from connectors.opcua_security import Pki, SecurityError, new_client, secure
+from connectors.opcua_security import (
+    OnRejected,
+    Pki,
+    RejectionAudit,
+    SecurityError,
+    UntrustedError,
+    new_client,
+    secure,
+)
 from gateway.chunks import ChunkTimer
 from gateway.config import OmbreConfig, OpcUaSourceConfig, RuntimeConfig
 from gateway.outbox import GATEWAY_MACHINE
@@ -87,10 +95,11 @@ class OpcUaSource:
     subscription, `read` returns what arrived (at most one flush interval after the
     first notification) and raises ConnectionError once the link is lost and the
     buffer is empty, `aclose` deletes the subscription and disconnects within
-    CLOSE_TIMEOUT_S. Not used after `aclose`."""
+    CLOSE_TIMEOUT_S. Not used after `aclose`. `on_rejected` records each distinct
+    server certificate the trust list refuses, once (the audit log's writer)."""
 
     def __init__(self, config: OpcUaSourceConfig, plant: OmbreConfig, registry: SignalRegistry,
-                 runtime: RuntimeConfig) -> None:
+                 runtime: RuntimeConfig, on_rejected: OnRejected | None = None) -> None:
         self.name = config.name
         self._config = config
         self._data_dir = plant.data_dir
@@ -118,6 +127,7 @@ class OpcUaSource:
                         else None)
         self._timer = ChunkTimer(self._flush_s)
         self._room = asyncio.Event()
+        self._rejections = RejectionAudit(config.name, config.endpoint, on_rejected)
 
     # -- connect and close ------------------------------------------------------------
 
@@ -136,6 +146,8 @@ class OpcUaSource:
                 await client.connect()
         except (OSError, TimeoutError, UaError) as exc:
             client.disconnect_socket()  # no session yet: nothing else to close
+            if isinstance(exc, UntrustedError):
+                await self._rejections.record(exc.rejected)
             if isinstance(exc, SecurityError):
                 raise
             raise ConnectionError(f"cannot connect to {cfg.endpoint}: "

@@ -9,16 +9,20 @@ under <data_dir>/pki:
 Trust is by exact certificate: a server is trusted when the certificate it presents
 is one of the files in trusted/. An untrusted one fails closed before any session
 or password is sent; `ombre trust CONFIG SOURCE` (or moving the file) trusts it, and
-the source's next reconnect picks it up without a restart.
+the source's next reconnect picks it up without a restart. Each distinct certificate
+a source refuses is handed once to an `OnRejected` callback, which the composition
+root points at the audit log (this layer cannot reach the shadow's tables).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +47,12 @@ _POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
     "Basic128Rsa15": security_policies.SecurityPolicyBasic128Rsa15,
     "Basic256": security_policies.SecurityPolicyBasic256,
 }
+MAX_REMEMBERED = 64  # refused certificates remembered per source as already recorded
 _own_lock = threading.Lock()  # two sources starting at once make one certificate
+log = logging.getLogger(__name__)
+# Records that a source (1st) refused a server certificate at an endpoint (2nd), with
+# its details (3rd: subject, sha256, file). Blocking: called in a worker thread.
+OnRejected = Callable[[str, str, dict[str, str]], None]
 
 
 def new_client(endpoint: str, timeout_s: float) -> Client:
@@ -59,6 +68,26 @@ def new_client(endpoint: str, timeout_s: float) -> Client:
 class SecurityError(ConnectionError):
     """The server cannot be connected to safely or is refused; the message says what
     the user has to do. The runtime retries with backoff, as for any lost link."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A server certificate the trust list refused, as the audit log records it."""
+
+    subject: str  # RFC 4514
+    sha256: str  # the whole fingerprint, colon-separated upper-case hex
+    file: Path  # where it was saved for `ombre trust`
+
+    def details(self) -> dict[str, str]:
+        return {"subject": self.subject, "sha256": self.sha256, "file": str(self.file)}
+
+
+class UntrustedError(SecurityError):
+    """The server presented a certificate that is not in the trust list."""
+
+    def __init__(self, message: str, rejected: Rejected) -> None:
+        super().__init__(message)
+        self.rejected = rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +141,17 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def fingerprint(cert: x509.Certificate) -> str:
+    """The SHA-256 fingerprint, colon-separated upper-case hex (as openssl prints it)."""
+    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
 def describe(cert: x509.Certificate) -> str:
     """The subject's common name and the SHA-256 fingerprint, as a person compares them."""
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     name = str(names[0].value) if names else cert.subject.rfc4514_string()
-    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
-    fingerprint = ":".join(digest[i:i + 2] for i in range(0, 16, 2))
-    return f"CN={name}, SHA-256 {fingerprint}..."
+    return f"CN={name}, SHA-256 {fingerprint(cert)[:23]}..."
 
 
 def load_certificate(path: Path) -> x509.Certificate:
@@ -145,17 +178,53 @@ def is_trusted(pki: Pki, der: bytes) -> bool:
 
 def check_server(pki: Pki, source: str, endpoint: str, der: bytes) -> None:
     """Return if the server certificate is trusted; else save it to rejected/ and raise
-    SecurityError saying how to trust it."""
+    UntrustedError saying how to trust it."""
     if is_trusted(pki, der):
         return
     rejected = pki.rejected(source)
     rejected.parent.mkdir(parents=True, exist_ok=True)
     rejected.write_bytes(der)
-    raise SecurityError(
-        f"the server certificate of {endpoint} ({describe(x509.load_der_x509_certificate(der))}) "
+    cert = x509.load_der_x509_certificate(der)
+    raise UntrustedError(
+        f"the server certificate of {endpoint} ({describe(cert)}) "
         f"is not trusted, so the connection was refused. It was saved as {rejected}. "
         f"If it is your server's, trust it: run `ombre trust CONFIG {source}`, or move "
-        f"{rejected} into {pki.trusted}/")
+        f"{rejected} into {pki.trusted}/",
+        Rejected(cert.subject.rfc4514_string(), fingerprint(cert), rejected))
+
+
+class RejectionAudit:
+    """Hands each distinct certificate one source refuses to `on_rejected` once, so a
+    server refused at every reconnect (every few seconds) is one audit row, not one
+    per attempt. It remembers the last MAX_REMEMBERED fingerprints (a server showing
+    ever new certificates cannot grow it); one whose recording failed (the database
+    down) is tried again at the next refusal."""
+
+    def __init__(self, source: str, endpoint: str, on_rejected: OnRejected | None) -> None:
+        self._source, self._endpoint, self._on_rejected = source, endpoint, on_rejected
+        self._recorded: dict[str, None] = {}  # fingerprints, oldest first
+        self._failing = False
+
+    async def record(self, rejected: Rejected) -> None:
+        if self._on_rejected is None or rejected.sha256 in self._recorded:
+            return
+        try:
+            await asyncio.to_thread(self._on_rejected, self._source, self._endpoint,
+                                    rejected.details())
+        except Exception as exc:  # noqa: BLE001 - retried at the next refusal
+            if not self._failing:
+                log.warning("opcua %s: cannot record the refused certificate in the audit "
+                            "log (%s: %s); trying again at each reconnect", self._source,
+                            type(exc).__name__, exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("opcua %s: the refused certificate is recorded in the audit log",
+                     self._source)
+        self._failing = False
+        if len(self._recorded) >= MAX_REMEMBERED:
+            del self._recorded[next(iter(self._recorded))]
+        self._recorded[rejected.sha256] = None
 
 
 def trust_rejected(pki: Pki, source: str) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -41,7 +42,12 @@ def build_source(config: SourceConfig, plant: OmbreConfig, registry: SignalRegis
         # asyncua and its crypto stack cost ~20 MB of RSS: loaded only when configured.
         from connectors.opcua import OpcUaSource  # noqa: PLC0415
 
-        return OpcUaSource(config, plant, registry, plant.runtime)
+        on_rejected = None
+        if plant.shadow.enabled:  # the audit log is a table of the shadow's database
+            from shadow.audit import certificate_rejected  # noqa: PLC0415
+
+            on_rejected = functools.partial(certificate_rejected, plant)
+        return OpcUaSource(config, plant, registry, plant.runtime, on_rejected)
     raise ValueError(f"no source type {config.type!r}")  # unreachable: the config is validated
 
 

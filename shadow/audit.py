@@ -1,6 +1,7 @@
 """The audit log: one row per operator or admin action, written by whoever performs it
-(an API route for a token, a command for the person at the console), read by `ombre
-audit` and GET /api/v1/audit. Rows are only ever added."""
+(an API route for a token, a command for the person at the console), and one per
+server certificate a running OPC UA source refused (which an admin may then trust);
+read by `ombre audit` and GET /api/v1/audit. Rows are only ever added."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Engine, insert, select
 
+from gateway.config import OmbreConfig
 from shadow import tables as t
+from shadow.schema import database_url, open_engine, upgrade
 
 Action = Literal["token.create", "token.revoke", "alert.acknowledge", "alert.close",
-                 "downtime.reason", "job.start", "job.complete", "orders.import", "trust.add"]
+                 "downtime.reason", "job.start", "job.complete", "orders.import", "trust.add",
+                 "opcua.certificate_rejected"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 MAX_LISTED = 100  # job keys listed in one orders.import row; the count says the rest
 
@@ -51,6 +55,27 @@ def record(db: Engine | Connection, actor: str, action: Action, target: str,
         return
     with db.begin() as c:
         c.execute(insert(t.audit_log).values(row))
+
+
+def record_in(config: OmbreConfig, actor: str, action: Action, target: str,
+              details: dict[str, Any]) -> None:
+    """Adds one row to the configured shadow database from code that holds no engine
+    for it (a command, a connector's callback), migrating it first as every process
+    that opens it does."""
+    engine = open_engine(database_url(config.shadow.database, config.data_dir))
+    try:
+        upgrade(engine)
+        record(engine, actor, action, target, details)
+    finally:
+        engine.dispose()
+
+
+def certificate_rejected(config: OmbreConfig, source: str, endpoint: str,
+                         details: dict[str, str]) -> None:
+    """Records that the running gateway's OPC UA source refused the server certificate
+    at `endpoint` (details: its subject, SHA-256 fingerprint and the file it was saved
+    as, for `ombre trust`). The source's OnRejected, bound to a config."""
+    record_in(config, f"source:{source}", "opcua.certificate_rejected", endpoint, details)
 
 
 def entries(engine: Engine, *, since_ns: int | None = None, action: str | None = None,

@@ -67,9 +67,7 @@ def store_of(config: OmbreConfig) -> Iterator[ShadowStore]:
 def audit_trusted(config: OmbreConfig, source: str, details: dict[str, Any]) -> None:
     """Records in the audit log that the person at the console trusted a certificate for
     an OPC UA source (`ombre trust`, whose connector cannot reach the shadow's tables)."""
-    with store_of(config) as store:
-        audit.record(store.engine, audit.cli_actor(), "trust.add", f"OPC UA source {source}",
-                     details)
+    audit.record_in(config, audit.cli_actor(), "trust.add", f"OPC UA source {source}", details)
 
 
 def _window(args: argparse.Namespace) -> Window:

@@ -17,10 +17,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from pydantic import SecretStr
 
 from bench.mosquitto import free_port
-from connectors.opcua_security import Pki
+from connectors import opcua_security
+from connectors.opcua_security import Pki, Rejected, RejectionAudit, fingerprint, load_certificate
 from gateway.cli import main
 from gateway.config import OmbreConfig
 from gateway.config_load import load_config
+from shadow import audit
+from shadow.schema import database_url, open_engine
 from tests.conftest import running, wait_until
 from tests.connectors.opcua_plc import (
     BASE_TS,
@@ -114,6 +117,14 @@ async def test_untrusted_server_fails_closed_until_ombre_trust(
         assert pki.rejected("plc").read_bytes() == server_cert.cert.read_bytes()
         assert security.attempts == 0  # no session was ever activated
         assert source.readings == 0
+        # Refused at every reconnect, recorded in the audit log once.
+        await wait_until(lambda: source.retries >= 4, what="four refused reconnects")
+        [row] = audit_rows(tmp_path, "opcua.certificate_rejected")
+        assert (row.actor, row.target) == ("source:plc", cfg.sources[0].endpoint)
+        assert row.details == {
+            "subject": "CN=test server",
+            "sha256": fingerprint(load_certificate(server_cert.cert)),
+            "file": str(pki.rejected("plc"))}
 
         assert main(["trust", str(path), "plc"]) == 0
         assert str(pki.trusted / "plc.der") in capsys.readouterr().out
@@ -143,6 +154,46 @@ async def test_browse_with_a_source_s_security(
     assert (code, err) == (0, "")
     assert "    temp  ns=2;s=temp  Double  r" in out.splitlines()
     assert security.attempts == 1
+
+
+def audit_rows(data_dir: Path, action: str) -> list[audit.AuditEntry]:
+    engine = open_engine(database_url(None, data_dir))
+    try:
+        return audit.entries(engine, action=action)
+    finally:
+        engine.dispose()
+
+
+async def test_each_refused_certificate_is_recorded_once_until_forgotten(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The dedupe between refusals and audit rows: once per distinct certificate, again
+    after a recording failed, and a bounded memory (the oldest is forgotten)."""
+    monkeypatch.setattr(opcua_security, "MAX_REMEMBERED", 3)
+    calls: list[tuple[str, str, str]] = []
+    database_down = True
+
+    def on_rejected(source: str, endpoint: str, details: dict[str, str]) -> None:
+        if database_down:
+            raise ConnectionError("connection refused")
+        calls.append((source, endpoint, details["sha256"]))
+
+    def cert(n: int) -> Rejected:
+        return Rejected("CN=plc", f"{n:02X}:00", Path("pki/rejected/plc.der"))
+
+    rejections = RejectionAudit("plc", "opc.tcp://plc:4840", on_rejected)
+    with caplog.at_level(logging.INFO, "connectors.opcua_security"):
+        for _ in range(3):  # the database is down: each refusal tries again, one warning
+            await rejections.record(cert(1))
+        database_down = False
+        for _ in range(3):
+            await rejections.record(cert(1))
+    assert calls == [("plc", "opc.tcp://plc:4840", "01:00")]
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    assert "cannot record the refused certificate in the audit log" in caplog.records[0].message
+
+    for n in (2, 1, 3, 2, 4, 1):  # 4 makes 4 remembered: 1, the oldest, is forgotten
+        await rejections.record(cert(n))
+    assert [sha256 for _, _, sha256 in calls] == ["01:00", "02:00", "03:00", "04:00", "01:00"]
 
 
 def raw_config(port: int, data_dir: Path, security: dict[str, Any]) -> dict[str, Any]:
