@@ -3,7 +3,8 @@ SIGSTOP for 20 s, then replaced by one whose certificate Ombre does not trust; O
 runs as `ombre run`. Frozen: the source goes down with the stale link as its reason
 within a few keep-alive periods, and comes back after SIGCONT without losing a value.
 Untrusted: the source fails closed, says why, keeps the certificate for `ombre trust`,
-and stores nothing from that server."""
+records the refusal once in the audit log (however often it reconnects), and stores
+nothing from that server."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 
 from bench.mosquitto import free_port, wait_for_port
-from connectors.opcua_security import Pki
+from connectors.opcua_security import Pki, fingerprint, load_certificate
 from tests.connectors.opcua_plc import ServerCert, config, make_server_cert, raw
 from tests.faults.harness import rss_kb
 from tests.faults.netlink import stored_values
@@ -56,9 +57,9 @@ def opcua_server(port: int, cert: ServerCert | None = None) -> Iterator[subproce
 class ApiOmbre(OmbreProcess):
     """`ombre run --api`, so a test reads the health its users see in /readyz."""
 
-    def __init__(self, config: Path, log: Path, api_port: int) -> None:
+    def __init__(self, config: Path, log: Path, api_port: int, data_dir: Path) -> None:
         super().__init__(config, log)
-        self.api_port = api_port
+        self.api_port, self.data_dir = api_port, data_dir
 
     def start(self) -> None:
         with self.log.open("ab") as log:
@@ -66,15 +67,26 @@ class ApiOmbre(OmbreProcess):
             self.process = subprocess.Popen([sys.executable, "-m", "gateway", "run",
                                              str(self.config), "--api"], stdout=log, stderr=log)
 
-    def readyz(self) -> dict[str, Any]:
-        token = self.log.read_text().split("admin token (shown only this once): ")[1].split()[0]
-        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/readyz",
+    def get(self, path: str) -> bytes:
+        """The body of GET `path` with the admin token, whatever its status."""
+        token = (self.data_dir / "first-admin-token").read_text().strip()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}",
                                          headers={"Authorization": f"Bearer {token}"})
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return cast(dict[str, Any], json.loads(response.read()))
-        except urllib.error.HTTPError as error:  # 503: not ready, with the reasons
-            return cast(dict[str, Any], json.loads(error.read()))
+                return cast(bytes, response.read())
+        except urllib.error.HTTPError as error:  # /readyz 503: not ready, with the reasons
+            return cast(bytes, error.read())
+
+    def readyz(self) -> dict[str, Any]:
+        return cast(dict[str, Any], json.loads(self.get("/readyz")))
+
+    def retries(self, source: str) -> int:
+        """Failed connects of `source` so far (ombre_connector_retries_total)."""
+        metric = f'ombre_connector_retries_total{{connector="{source}",kind="source"}} '
+        [line] = [line for line in self.get("/metrics").decode().splitlines()
+                  if line.startswith(metric)]
+        return int(line.removeprefix(metric))
 
 
 def start_ombre(tmp_path: Path, port: int, **source: object) -> ApiOmbre:
@@ -82,7 +94,7 @@ def start_ombre(tmp_path: Path, port: int, **source: object) -> ApiOmbre:
     plant["api"] = {"port": free_port()}
     path = tmp_path / "plant.yaml"
     path.write_text(json.dumps(plant))
-    ombre = ApiOmbre(path, tmp_path / "ombre.log", plant["api"]["port"])
+    ombre = ApiOmbre(path, tmp_path / "ombre.log", plant["api"]["port"], tmp_path / "data")
     ombre.start()
     return ombre
 
@@ -160,25 +172,41 @@ def test_server_certificate_swapped_for_an_untrusted_one_fails_closed(tmp_path: 
     try:
         with opcua_server(port, swapped):
             listening = time.monotonic()
-            while "is not trusted" not in str(ombre.readyz()["connectors"]["plc"]):
+            while "is not trusted" not in str(ombre.readyz()["parts"]["plc"]):
                 assert time.monotonic() - listening < 60, ombre.readyz()
                 time.sleep(0.1)
             detected_s = time.monotonic() - listening
             before = len(stored_values(data, "press", "temp"))
+            retries = ombre.retries("plc")
             time.sleep(5.0)  # the rogue server writes 50 values meanwhile
             after = len(stored_values(data, "press", "temp"))
-            ready = ombre.readyz()
+            ready, refusals = ombre.readyz(), ombre.retries("plc") - retries
             log = ombre.log.read_text()
+            audit = subprocess.run(
+                [sys.executable, "-m", "gateway", "audit", "-c", str(ombre.config),
+                 "--action", "opcua.certificate_rejected"],
+                capture_output=True, text=True, timeout=60, check=True).stdout
     finally:
         stop(ombre)
-    reason = ready["connectors"]["plc"]["last_error"]
+    reason = ready["parts"]["plc"]["last_error"]
+    rows = [line.split("\t") for line in audit.splitlines()]
     print(f"\nOPC UA server certificate swapped for an untrusted one: refused "
           f"{detected_s:.1f} s after the new server listened, {after - before} values "
           f"stored from it, {log.count('source plc is up')} connection(s) in all; "
-          f"/readyz: {ready['status']}, plc {ready['connectors']['plc']['health']}: {reason!r}")
+          f"/readyz: {ready['status']}, plc {ready['parts']['plc']['health']}: {reason!r}; "
+          f"{refusals} more refused reconnects in the 5 s after, {len(rows)} audit row(s): "
+          f"{audit.strip()!r}")
     assert ready["status"] == "not ready"
-    assert ready["connectors"]["plc"]["health"] == "down"
+    assert ready["parts"]["plc"]["health"] == "down"
     assert "is not trusted, so the connection was refused" in reason
     assert pki.rejected("plc").read_bytes() == swapped.cert.read_bytes()
     assert after == before  # nothing from the untrusted server
     assert log.count("source plc is up") == 1
+    # One audit row for the refused certificate, however often it was refused again.
+    assert refusals >= 3
+    [[_, actor, action, target, details]] = rows
+    assert (actor, action) == ("source:plc", "opcua.certificate_rejected")
+    assert target == f"opc.tcp://127.0.0.1:{port}/ombre/"
+    assert json.loads(details) == {"subject": "CN=test rogue",
+                                   "sha256": fingerprint(load_certificate(swapped.cert)),
+                                   "file": str(pki.rejected("plc"))}
