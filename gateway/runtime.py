@@ -85,6 +85,12 @@ class Gateway:
         self._overflow_start = 0  # outbox drops counted when the current episode began
         self._outbox_part = counters.connector("outbox", "store")
         self._outbox_part.health = Health.UP  # its file is open
+        # Every part is listed from the start (connecting), so health never reads ready
+        # before a configured source or sink has begun.
+        for part, kind in [*((s.name, "source") for s in self._sources),
+                           *((s.name, "sink") for s in self._sinks)]:
+            counters.connector(part, kind)
+        self._clock = ClockWatch(counters.connector("system", "clock"))
 
     async def run(self, stop: asyncio.Event, force: asyncio.Event) -> None:
         try:
@@ -94,8 +100,7 @@ class Gateway:
                     for sink in self._sinks
                 ]
                 writer = tg.create_task(self._run_writer(), name="outbox:writer")
-                clock = ClockWatch(self.counters.connector("system", "clock"))
-                watcher = tg.create_task(clock.run(), name="clock:watch")
+                watcher = tg.create_task(self._clock.run(), name="clock:watch")
                 source_tasks = [
                     tg.create_task(self._run_source(source), name=f"source:{source.name}")
                     for source in self._sources

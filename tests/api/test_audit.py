@@ -214,5 +214,5 @@ def test_the_first_admin_token_goes_to_a_file_only_the_service_user_reads(
         server.wait(30)
     logged = out.read_text() + err.read_text()
     assert token not in logged
-    assert token.split("_")[2][:8] not in logged
+    assert token.split("_", 2)[2][:8] not in logged  # the secret may hold "_"
     assert f"an admin token was written to {data / 'first-admin-token'}" in logged
