@@ -54,15 +54,38 @@ MIGRATION_LOCK = 0x6F6D6272  # "ombr": PostgreSQL's advisory lock id for migrati
 
 
 def upgrade(engine: Engine) -> None:
-    """Applies every migration the database has not had yet. Processes that start at
-    once (`ombre run` and `ombre api`) take turns: the others then find nothing to do.
-    PostgreSQL serialises them with a transaction's advisory lock; SQLite, whose DDL
-    commits as it goes, with a lock on a file beside the database."""
-    with _file_lock(engine.url), engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
+    """Applies every migration the database has not had yet, all or nothing: a failure
+    (a full disk, say) leaves the schema where it was. Processes that start at once
+    (`ombre run` and `ombre api`) take turns: the others then find nothing to do.
+    PostgreSQL serialises them with a transaction's advisory lock; SQLite with a lock on
+    a file beside the database."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": MIGRATION_LOCK})
-        command.upgrade(alembic_config(connection), "head")
+            command.upgrade(alembic_config(connection), "head")
+        return
+    migrating = _transactional_ddl(engine.url)
+    try:
+        with _file_lock(engine.url), migrating.begin() as connection:
+            command.upgrade(alembic_config(connection), "head")
+    finally:
+        migrating.dispose()
+
+
+def _transactional_ddl(url: URL) -> Engine:
+    """A SQLite engine whose transactions hold DDL too. Python's sqlite3 begins a
+    transaction only before INSERT, UPDATE or DELETE, so each CREATE or ALTER of a
+    migration would commit alone, and one that failed half-way would leave tables without
+    their version (SQLAlchemy's recipe for SQLite's transactional DDL)."""
+    engine = open_engine(url)
+
+    def autocommit_driver(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+
+    event.listen(engine, "connect", autocommit_driver)
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return engine
 
 
 @contextlib.contextmanager

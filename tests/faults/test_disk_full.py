@@ -103,7 +103,8 @@ async def test_a_full_data_directory_degrades_health_and_loses_nothing(
                              what="every reading stored once space is free")
             recovered = loop.time()
             # Every store is up again once it retried (each after its own backoff).
-            await wait_until(lambda: not down(), timeout_s=60, what="every store up again")
+            await wait_until(lambda: not down(), timeout_s=60,
+                                 what=f"every store up again (down at the start: {down()})")
     finally:
         flow.publisher.close()
     data = config.data_dir

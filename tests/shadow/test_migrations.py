@@ -8,9 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import inspect
+import pytest
+from alembic import command
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from shadow.schema import database_url, open_engine
+from shadow.schema import alembic_config, database_url, open_engine, upgrade
 
 STARTERS = 4
 # Each child waits for the same instant, then upgrades: their migrations overlap.
@@ -40,5 +43,30 @@ def test_concurrent_upgrades_take_turns(database: str | None, tmp_path: Path) ->
             assert "equipment" in inspect(c).get_table_names()
             heads = c.exec_driver_sql("SELECT version_num FROM alembic_version").all()
         assert len(heads) == 1
+    finally:
+        engine.dispose()
+
+
+def test_an_upgrade_that_fails_half_way_leaves_the_schema_where_it_was(
+        database: str | None, tmp_path: Path) -> None:
+    """A failure in a later migration (here a table of 0008 that is in the way; in the
+    field, a full disk) undoes the earlier ones of the same upgrade, so the next start
+    finds a schema it knows instead of tables without their version."""
+    engine = open_engine(database_url(database, tmp_path))
+    try:
+        with engine.begin() as c:
+            command.upgrade(alembic_config(c), "0004")
+        with engine.begin() as c:
+            c.execute(text("CREATE TABLE audit_log (x INTEGER)"))
+        with pytest.raises(SQLAlchemyError, match="audit_log"):
+            upgrade(engine)
+        with engine.connect() as c:
+            assert c.execute(text("SELECT version_num FROM alembic_version")).all() == [("0004",)]
+            assert "gateway_run" not in inspect(c).get_table_names()  # 0005 was undone
+        with engine.begin() as c:
+            c.execute(text("DROP TABLE audit_log"))
+        upgrade(engine)  # nothing in the way: it ends at head
+        with engine.connect() as c:
+            assert {"gateway_run", "audit_log"} <= set(inspect(c).get_table_names())
     finally:
         engine.dispose()
