@@ -139,7 +139,7 @@ def test_ten_sigkills_under_load_lose_nothing_committed(broker: Mosquitto,
     # acknowledged (the last commit, or two when the paho thread ran late): the broker
     # delivers it again, at most IN_FLIGHT messages. The sink's own record of the outbox
     # seq it reached keeps its last write, whose cursor move the kill may have lost,
-    # from being written again. Idempotent writes on (signal, ts) keep the redelivered batch out of the
-    # stored series (checked above).
+    # from being written again. Idempotent writes on (signal, ts) keep the redelivered
+    # batch out of the stored series (checked above).
     assert max(per_kill) <= IN_FLIGHT
     assert "Traceback" not in ombre.log.read_text()
