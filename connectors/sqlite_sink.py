@@ -18,7 +18,9 @@ from gateway.types import Batch, Event, Int64Array, SignalRegistry
 
 log = logging.getLogger(__name__)
 
-COMPACT_GRACE_NS = 300 * 10**9  # a block is compacted 5 min after it ends
+# A block is compacted 5 min after it ends, once no write touched it for 5 min.
+COMPACT_GRACE_NS = 300 * 10**9
+COMPACT_QUIET_S = 300.0
 MAINTENANCE_INTERVAL_S = 30.0
 BACKLOG_INTERVAL_S = 0.25  # sooner while retention or compaction has work left
 
@@ -93,7 +95,7 @@ class SqliteSink:
         now_ns, more = time.time_ns(), False
         try:
             more = store.delete_before(now_ns - self._retention_ns)
-            more = store.compact(now_ns - COMPACT_GRACE_NS) or more
+            more = store.compact(now_ns - COMPACT_GRACE_NS, quiet_s=COMPACT_QUIET_S) or more
         except Exception:
             if not self._maintenance_failed:
                 log.exception("sink %s: retention/compaction failed; writes go on", self.name)

@@ -6,7 +6,9 @@ their end and no per-series index is touched. A read looks the series up in ever
 write overlapping the range, sorts by time and keeps the last written reading of each
 timestamp, so a replayed write is harmless. `compact` merges the chunks of closed
 blocks into sorted, deduplicated pieces, found through a few `write_log` rows shared by
-all series of a block; `delete_before` enforces retention."""
+all series of a block, once the block is also quiet (not written for a while: a block
+still being written, by late data or a replayed backlog, would be merged whole again
+after every write); `delete_before` enforces retention."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ MAX_CHUNK = 1 << 16  # readings per compacted piece (~1.1 MB)
 MAINTENANCE_BUDGET_S = 0.05  # per retention or compaction step
 _DROP_GROUP = 16  # writes deleted per statement batch
 _BITS = 24  # series ids per write
+_MAX_RECENT = 100_000  # blocks remembered as recently written; more: forgotten, all quiet
 _INT64_MAX = 2**63 - 1
 
 Columns = tuple[Int64Array, Float64Array, UInt8Array]
@@ -118,6 +121,7 @@ class TimeSeriesStore:
         self._db = sqlite3.connect(target, uri=readonly, isolation_level=None,
                                    check_same_thread=False)
         self._dirty: set[tuple[int, int]] = set()  # (block, series) known to be in `dirty`
+        self._written: dict[int, float] = {}  # block -> time.monotonic() of its last write
         try:
             self._db.execute("PRAGMA busy_timeout = 5000")
             if not readonly:
@@ -218,6 +222,9 @@ class TimeSeriesStore:
         self._dirty.update(marks)
         if len(self._dirty) > 100_000:  # only a cache of what `dirty` holds
             self._dirty.clear()
+        if len(self._written) > _MAX_RECENT:  # forgotten blocks may be compacted early
+            self._written.clear()
+        self._written.update(dict.fromkeys(np.unique(g_block).tolist(), time.monotonic()))
 
     def applied(self, outbox: str) -> int:
         """The seq last recorded by `write` for `outbox` (0: none)."""
@@ -258,13 +265,22 @@ class TimeSeriesStore:
                     f"AND ts_ns >= ? AND ts_ns < ?{named} ORDER BY ts_ns, name",
                     (machine, from_ns, to_ns, *(() if name is None else (name,))))]
 
-    def compact(self, older_than_ns: int, *, budget_s: float = MAINTENANCE_BUDGET_S) -> bool:
+    def compact(self, older_than_ns: int, *, quiet_s: float = 0.0,
+                budget_s: float = MAINTENANCE_BUDGET_S) -> bool:
         """Compaction step of about budget_s, in one transaction, oldest first: drop the
         writes of blocks whose every series is compacted (half the budget), then merge
         the chunks of each (series, block) written since its last compaction, for blocks
-        ending at or before older_than_ns, into sorted, deduplicated pieces of at most
-        MAX_CHUNK readings. Does at least one unit of each. True when work remains."""
-        deadline, horizon = time.monotonic() + budget_s, older_than_ns // BLOCK_NS
+        ending at or before older_than_ns and older than any block this store wrote to
+        in the last quiet_s seconds, into sorted, deduplicated pieces of at most
+        MAX_CHUNK readings. Does at least one unit of each. True when work remains.
+
+        A block still being written is left alone: compacting it would merge all its
+        writes and pieces again after each write (its writes stay until it is clean),
+        work and memory growing with the block, and it would never be done."""
+        now = time.monotonic()
+        self._written = {b: t for b, t in self._written.items() if now - t < quiet_s}
+        deadline = now + budget_s
+        horizon = min([older_than_ns // BLOCK_NS, *self._written])
         done: list[tuple[int, int]] = []
         with self._tx():
             first_dirty = self._db.execute("SELECT min(block) FROM dirty").fetchone()[0]

@@ -157,6 +157,24 @@ def test_compaction_is_bounded_and_splits_large_blocks(tmp_path: Path) -> None:
     store.close()
 
 
+def test_compaction_leaves_a_block_being_written_until_it_is_quiet(tmp_path: Path) -> None:
+    """Late data into a block closed long ago (a replayed backlog, a source's clock
+    behind) is not compacted after every write, which would merge the whole block
+    again each time; once no write touched it for quiet_s, it is."""
+    path = tmp_path / "ts.sqlite"
+    store, ids = _store(path, ["a", "b"])
+    for k in range(30):
+        _write(store, [ids["a"], ids["b"]], [T0 + k, T0 + k], [float(k), -float(k)])
+        assert not store.compact(T0 + 3 * H, quiet_s=3600)  # nothing to do meanwhile
+    assert _chunk_rows(path) == 60  # every write as written, no piece
+    before = _snapshot(store)
+    while store.compact(T0 + 3 * H, quiet_s=0):
+        pass
+    assert _chunk_rows(path) == 2  # one piece per series
+    assert _snapshot(store) == before
+    store.close()
+
+
 def test_retention_drops_old_writes_and_events(tmp_path: Path) -> None:
     store, ids = _store(tmp_path / "ts.sqlite", ["a"])
     a = ids["a"]

@@ -5,7 +5,13 @@ RSS and open file descriptors stay flat (the slopes are printed), and nothing is
 OMBRE_SOAK_S sets the duration (default 180 s in `make test`; 1800 s is the full soak:
 an outage every 5 minutes). Outages last a sixth of a period, at most 10 s.
 OMBRE_SOAK_RATE sets the rate, for a machine whose publisher (this test) cannot keep
-up with 2,000 readings/s."""
+up with 2,000 readings/s.
+
+The readings' timestamps step 1 ms per reading of a signal, slower than the wall clock
+(4 signals at 1,000 readings/s: 0.25 s of data per second), so after a few minutes they
+arrive late, into a time-series block that ended over 5 minutes ago: the store must not
+compact such a block while it is still written (it once did, after every write, and the
+30-minute soak's RSS grew by 4.3 MB/min)."""
 
 from __future__ import annotations
 
