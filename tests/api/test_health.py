@@ -47,11 +47,13 @@ async def test_readyz_and_the_up_gauge_list_every_part_and_follow_the_outbox(
                         {name: up for (name, _), up in gauge.items()})
 
             async def until(status: int) -> tuple[dict[str, str], dict[str, str]]:
-                for _ in range(600):  # 30 s or more
+                # Two requests per 0.2 s: under the default per-token rate limit
+                # (20/s), which a faster poll exhausts after its burst of 60.
+                for _ in range(150):  # 30 s or more
                     code, parts, gauge = await health()
                     if code == status:
                         return parts, gauge
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.2)
                 pytest.fail(f"/readyz never answered {status}")
 
             every = {name for name, _ in PARTS}
