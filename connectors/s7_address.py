@@ -151,7 +151,7 @@ def _fits(width: str) -> str:
         return "BOOL"
     if width == "B":
         return "a 1-byte type, STRING or an 8-byte type"
-    return ", ".join(t.name for t in TYPES.values() if t.size in _SIZES[width])
+    return ", ".join(t.name for t in TYPES.values() if t.size in _SIZES[width] and t.fmt)
 
 
 # -- the read plan --------------------------------------------------------------------

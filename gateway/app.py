@@ -14,6 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from connectors.mqtt import MqttSource
+from connectors.s7_config import S7SourceConfig
 from connectors.sqlite_sink import SqliteSink
 from gateway.config import (
     InfluxSinkConfig,
@@ -48,6 +49,10 @@ def build_source(config: SourceConfig, plant: OmbreConfig, registry: SignalRegis
 
             on_rejected = functools.partial(certificate_rejected, plant)
         return OpcUaSource(config, plant, registry, plant.runtime, on_rejected)
+    if isinstance(config, S7SourceConfig):
+        from connectors.s7 import S7Source  # noqa: PLC0415 - snap7 only when configured
+
+        return S7Source(config, plant, registry, plant.runtime)
     raise ValueError(f"no source type {config.type!r}")  # unreachable: the config is validated
 
 
