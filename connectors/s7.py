@@ -184,7 +184,8 @@ class S7Source:
             if stopped is not None:
                 await self._close_client()
                 raise ConnectionError(stopped)
-            if len(self._errors) == len(self._items):
+            # nothing readable: down, once the new errors' records are handed over
+            if len(self._errors) == len(self._items) and not self._pending_quarantine:
                 await self._close_client()
                 index, error = next(iter(self._errors.items()))
                 raise ConnectionError(f"none of the {len(self._items)} addresses can be "

@@ -107,10 +107,11 @@ VALUES: list[tuple[str, str | None, int | None, float | str]] = [
 
 @contextmanager
 def plc(port: int) -> Iterator[Plc]:
-    """A running PLC in this process, filled with VALUES, in RUN."""
+    """A running PLC in this process, filled with VALUES, in RUN. It listens on
+    127.0.0.1 only: another test's connection may hold the port on 127.0.0.x."""
     server = Plc()
     fill(server)
-    server.start(tcp_port=port)
+    server.start_to("127.0.0.1", port)
     try:
         yield server
     finally:
@@ -168,7 +169,7 @@ def main() -> None:
     """Serve a filled PLC on the port given, until killed."""
     server = Plc()
     fill(server)
-    server.start(tcp_port=int(sys.argv[1]))
+    server.start_to("127.0.0.1", int(sys.argv[1]))
     threading.Event().wait()
 
 
