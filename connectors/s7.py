@@ -1,8 +1,5 @@
-"""Siemens S7 source: python-snap7's asyncio client, polling absolute addresses.
-
-snap7 3.x speaks S7 in pure Python over asyncio streams, so every call runs in the
-gateway's event loop under an `asyncio.timeout`: a PLC that accepts TCP but never
-answers costs one timeout, never a blocked thread, and a stop cancels a call at once.
+"""Siemens S7 source: polls absolute addresses with python-snap7's asyncio client
+(connectors/s7_client.py), in the gateway's event loop.
 
 At each connect the source asks for a PDU size, builds the read plan from the one the
 PLC grants (connectors/s7_address.py: neighbouring addresses share a range, ranges
@@ -22,27 +19,23 @@ import time
 from dataclasses import dataclass
 
 from snap7 import AsyncClient
-from snap7.error import S7ConnectionError, S7Error, S7TimeoutError
+from snap7.error import S7Error
 
-from connectors.s7_address import Plan, describe_code, plan_reads, split_items
+from connectors.s7_address import Plan, describe_code, plan_reads
+from connectors.s7_client import (
+    MODE_RUN,
+    close_client,
+    cpu_mode,
+    describe,
+    open_client,
+    read_plan,
+)
 from connectors.s7_config import S7SourceConfig
 from connectors.s7_items import S7Item, ValueBuffer, resolve_items
 from gateway.config import OmbreConfig, RuntimeConfig
 from gateway.types import Batch, Delivery, QuarantineRecord, SignalRegistry
 
 log = logging.getLogger(__name__)
-
-CLOSE_TIMEOUT_S = 2.0
-CONNECTION_PG = 1  # the TSAP's connection type when reached by rack and slot
-SZL_CPU_STATE = 0x0424  # the current mode: byte 3 of its record is 8 in RUN
-_RUN = 0x08
-
-
-def _describe(exc: BaseException, timeout_s: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout_s:g} s"
-    return f"{type(exc).__name__}: {exc}".rstrip(": ")
-
 
 @dataclass(slots=True)
 class PollGroup:
@@ -60,7 +53,7 @@ class S7Source:
     Called by the runtime from one task: `connect` opens the connection (and fails
     while the CPU is in STOP), `read` waits for the next due poll group, reads it and
     returns what it produced, raising ConnectionError once the link is lost or the
-    CPU stops; `aclose` closes the connection within CLOSE_TIMEOUT_S. Not used after
+    CPU stops; `aclose` closes the connection within s7_client.CLOSE_TIMEOUT_S. Not used after
     `aclose`."""
 
     def __init__(self, config: S7SourceConfig, plant: OmbreConfig, registry: SignalRegistry,
@@ -87,26 +80,13 @@ class S7Source:
     async def connect(self) -> None:
         await self._close_client()
         cfg = self._config
-        client = AsyncClient()
-        client.pdu_length = cfg.pdu_size
-        client.local_tsap = cfg.local_tsap
-        if cfg.remote_tsap is not None:  # its bytes: connection type, then rack and slot
-            kind, rack, slot = cfg.remote_tsap >> 8, cfg.remote_tsap >> 5 & 7, cfg.remote_tsap & 31
-        else:
-            assert cfg.slot is not None  # the config requires slot without remote_tsap
-            kind, rack, slot = CONNECTION_PG, cfg.rack, cfg.slot
-        client.set_connection_type(kind)
-        self._client = client
         try:
-            async with asyncio.timeout(cfg.timeout_s):
-                await client.connect(cfg.host, rack, slot, cfg.port)
-            assert client.connection is not None
-            client.connection.timeout = cfg.timeout_s  # each receive; ours bounds it too
+            self._client = client = await open_client(cfg)
             stopped = await self._stopped(client)
         except (S7Error, OSError, TimeoutError) as exc:
             await self._close_client()
             raise ConnectionError(f"cannot connect to the PLC at {self._where}: "
-                                  f"{_describe(exc, cfg.timeout_s)}") from None
+                                  f"{describe(exc, cfg.timeout_s)}") from None
         if stopped is not None:
             await self._close_client()
             raise ConnectionError(stopped)
@@ -123,25 +103,18 @@ class S7Source:
 
     async def _stopped(self, client: AsyncClient) -> str | None:
         """Why the source must not read now (the CPU is not in RUN), or None. A PLC
-        that does not report its state (it refuses SZL 0x0424) is not asked again."""
+        that does not report its state is not asked again."""
         interval_s = self._config.cpu_state_interval_s
         if not self._state_known or interval_s is None:
             return None
         self._state_next_s = time.monotonic() + interval_s
-        try:
-            async with asyncio.timeout(self._config.timeout_s):
-                szl = await client.read_szl(SZL_CPU_STATE, 0)
-        except (S7ConnectionError, S7TimeoutError):
-            raise
-        except (S7Error, RuntimeError) as exc:  # the PLC answered: it has no such list
+        mode = await cpu_mode(client, self._config.timeout_s)
+        if mode is None:
             self._state_known = False
-            log.info("s7 %s: the PLC at %s does not report its RUN/STOP state (%s); "
-                     "reading without checking it", self.name, self._where, exc)
+            log.info("s7 %s: the PLC at %s does not report its RUN/STOP state (SZL 0x0424); "
+                     "reading without checking it", self.name, self._where)
             return None
-        if szl.Header.LengthDR < 8:
-            return None
-        mode = szl.Data[7]
-        if mode & 0x0F == _RUN:
+        if mode & 0x0F == MODE_RUN:
             return None
         return f"the PLC at {self._where} is in STOP (CPU mode 0x{mode:02X}), not RUN"
 
@@ -150,12 +123,8 @@ class S7Source:
 
     async def _close_client(self) -> None:
         client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - the link is gone already; just free it
-            log.debug("s7 %s: disconnect: %r", self.name, exc)
+        if client is not None:
+            await close_client(client)
 
     # -- read -------------------------------------------------------------------------
 
@@ -180,7 +149,7 @@ class S7Source:
             except (S7Error, OSError, TimeoutError, ValueError) as exc:
                 await self._close_client()
                 raise ConnectionError(f"lost the PLC at {self._where}: "
-                                      f"{_describe(exc, self._config.timeout_s)}") from None
+                                      f"{describe(exc, self._config.timeout_s)}") from None
             if stopped is not None:
                 await self._close_client()
                 raise ConnectionError(stopped)
@@ -195,40 +164,19 @@ class S7Source:
                 return delivery
 
     async def _poll(self, client: AsyncClient, group: PollGroup) -> None:
-        """Read one group's plan and buffer its values; ValueError on a malformed answer."""
+        """Read one group's plan and buffer its values."""
         assert group.plan is not None  # built at connect
-        spans = group.plan.spans
-        buffers = [bytearray(span.size) for span in spans]
-        stamps = [0] * len(spans)
-        failed: dict[int, int] = {}  # span -> the return code of a chunk of it
-        for request in group.plan.requests:
-            specs = [(spans[c.span].area, spans[c.span].db, spans[c.span].start + c.offset,
-                      c.size) for c in request]
-            pdu = client.protocol.build_multi_read_request(specs)
-            async with asyncio.timeout(self._config.timeout_s):
-                raw = await client.iso_exchange_buffer(bytearray(pdu))
-            ts_ns = time.time_ns()
-            response = client.protocol.parse_response(bytes(raw))
-            for chunk, (code, data) in zip(
-                    request, split_items(response.get("raw_data", b""), len(request)),
-                    strict=True):
-                if code != 0xFF:
-                    failed[chunk.span] = code
-                elif len(data) != chunk.size:
-                    raise ValueError(f"{len(data)} bytes for a read of {chunk.size}")
-                else:
-                    buffers[chunk.span][chunk.offset:chunk.offset + chunk.size] = data
-                    stamps[chunk.span] = ts_ns
+        read = await read_plan(client, group.plan, self._config.timeout_s)
         errors: dict[int, str] = {}
-        for s, span in enumerate(spans):
+        for s, span in enumerate(group.plan.spans):
             for k in span.items:
                 index = group.items[k]
-                if s in failed:
-                    errors[index] = f"{describe_code(failed[s])}, reading {span.describe()}"
+                if s in read.failed:
+                    errors[index] = f"{describe_code(read.failed[s])}, reading {span.describe()}"
                     continue
                 address = self._items[index].address
-                self._buffer.add(index, address.decode(buffers[s], address.start - span.start),
-                                 stamps[s])
+                self._buffer.add(index, address.decode(read.buffers[s], address.start - span.start),
+                                 read.stamps[s])
         self._report_errors(group, errors)
 
     def _report_errors(self, group: PollGroup, errors: dict[int, str]) -> None:
