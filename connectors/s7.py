@@ -97,7 +97,7 @@ class S7Source:
                                     cfg.max_gap_bytes)
             group.next_s = now
         self._buffer.forget()
-        log.info("s7 %s: reading %d addresses in %d requests per round (PDU %d bytes) at %s",
+        log.info("s7 %s: reading %d addresses in %d request(s) per round (PDU %d bytes) at %s",
                  self.name, len(self._items),
                  sum(len(g.plan.requests) for g in self._groups if g.plan), pdu, self._where)
 

@@ -303,3 +303,39 @@ def test_ombre_check_names_an_item_whose_signal_the_plant_lacks_or_mistypes(
     assert main(["check", str(path)]) == 2
     assert "sources[0].items[0].signal: expected a number signal for DB10.DBD4 (REAL), found " \
         "press/recipe of type string" in capsys.readouterr().err
+
+
+def test_ombre_s7_read_prints_each_address_and_what_the_plc_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    with plc(port) as server:
+        server.run(False)
+        code = main(["s7", "read", "127.0.0.1", "--port", str(port), "DB10.DBD4",
+                     "DB10.DBD8:DINT", "DB5.DBB20:STRING[10]", "I0.0", "DB99.DBW0"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1  # an address could not be read
+    assert out == [
+        f"PLC at 127.0.0.1:{port}: CPU STOP (mode 0x04), PDU 480 bytes, 5 addresses in "
+        "1 request(s)",
+        "DB10.DBD4  REAL    21.5",
+        "DB10.DBD8  DINT    -100000",
+        "DB5.DBB20  STRING  'RUN'",
+        "I0.0       BOOL    1",
+        "DB99.DBW0  INT     error: object does not exist: no such DB in the PLC (return "
+        "code 0x0A)"]
+
+
+@pytest.mark.parametrize(("args", "expected_code", "message"), [
+    (["DB10.DBD4:INT"], 2, "expected a type that fits 'DB10.DBD4'"),
+    (["DB5.DBB20:STRING"], 2, "expected a length"),
+    (["--remote-tsap", "x", "DB10.DBD4"], 1, "remote_tsap: Value error, expected a TSAP"),
+])
+def test_ombre_s7_read_refuses_bad_arguments_before_connecting(
+        capsys: pytest.CaptureFixture[str], args: list[str], expected_code: int,
+        message: str) -> None:
+    try:  # nothing listens on the port: an argument error must come first
+        code = main(["s7", "read", "127.0.0.1", "--port", str(free_port()), *args])
+    except SystemExit as exc:  # argparse: a bad ADDRESS argument
+        code = int(exc.code or 0)
+    assert code == expected_code
+    assert message in capsys.readouterr().err
