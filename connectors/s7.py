@@ -84,12 +84,10 @@ class S7Source:
             self._client = client = await open_client(cfg)
             stopped = await self._stopped(client)
         except (S7Error, OSError, TimeoutError) as exc:
-            await self._close_client()
-            raise ConnectionError(f"cannot connect to the PLC at {self._where}: "
-                                  f"{describe(exc, cfg.timeout_s)}") from None
+            raise await self._failed(f"cannot connect to the PLC at {self._where}: "
+                                     f"{describe(exc, cfg.timeout_s)}") from None
         if stopped is not None:
-            await self._close_client()
-            raise ConnectionError(stopped)
+            raise await self._failed(stopped)
         pdu = client.get_pdu_length()
         now = time.monotonic()
         for group in self._groups:
@@ -121,6 +119,11 @@ class S7Source:
     async def aclose(self) -> None:
         await self._close_client()
 
+    async def _failed(self, reason: str) -> ConnectionError:
+        """Close the link; the error that says why, for the runtime to reconnect."""
+        await self._close_client()
+        return ConnectionError(reason)
+
     async def _close_client(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -147,18 +150,15 @@ class S7Source:
                         group.next_s = max(group.next_s + group.interval_s, now)
                         await self._poll(client, group)
             except (S7Error, OSError, TimeoutError, ValueError) as exc:
-                await self._close_client()
-                raise ConnectionError(f"lost the PLC at {self._where}: "
-                                      f"{describe(exc, self._config.timeout_s)}") from None
+                raise await self._failed(f"lost the PLC at {self._where}: "
+                                         f"{describe(exc, self._config.timeout_s)}") from None
             if stopped is not None:
-                await self._close_client()
-                raise ConnectionError(stopped)
+                raise await self._failed(stopped)
             # nothing readable: down, once the new errors' records are handed over
             if len(self._errors) == len(self._items) and not self._pending_quarantine:
-                await self._close_client()
                 index, error = next(iter(self._errors.items()))
-                raise ConnectionError(f"none of the {len(self._items)} addresses can be "
-                                      f"read, e.g. {self._items[index].address.text}: {error}")
+                raise await self._failed(f"none of the {len(self._items)} addresses can be "
+                                         f"read, e.g. {self._items[index].address.text}: {error}")
             delivery = self._take()
             if delivery is not None:
                 return delivery

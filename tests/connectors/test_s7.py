@@ -8,6 +8,7 @@ import asyncio
 import logging
 import socket
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from snap7.type import SrvArea
 from bench.mosquitto import free_port
 from connectors.sqlite_ts import open_store
 from gateway.cli import main
+from gateway.config import OmbreConfig
 from gateway.counters import Health
 from tests.conftest import running, wait_until
 from tests.connectors.opcua_plc import ALL, quarantine
@@ -174,54 +176,53 @@ async def test_no_readable_address_at_all_is_a_down_source(tmp_path: Path) -> No
     assert len(quarantine(tmp_path)) == 1
 
 
+@pytest.fixture
+def plc_process() -> Iterator[PlcProcess]:
+    """The PLC as a process of its own, to kill, restart and freeze."""
+    process = PlcProcess(free_port())
+    process.start()
+    yield process
+    process.stop()
+
+
+def _one_address(data_dir: Path, port: int) -> OmbreConfig:
+    values = [("DB10.DBD4", None, None, 21.5)]
+    return config(data_dir, [source(port, _items(values))], _signals(values))
+
+
 @pytest.mark.slow
 async def test_a_lost_connection_and_a_plc_restart_are_retried_and_recovered(
-        tmp_path: Path) -> None:
-    port = free_port()
-    values = [("DB10.DBD4", None, None, 21.5)]
-    cfg = config(tmp_path, [source(port, _items(values))], _signals(values))
-    process = PlcProcess(port)
-    process.start()
-    try:
-        async with running(cfg) as gateway:
-            counters = gateway.counters.connector(*SOURCE)
-            await wait_until(lambda: counters.readings >= 3, what="readings")
-            process.kill()  # the link drops
-            await wait_until(lambda: counters.health is Health.DOWN, what="down")
-            retries = counters.retries
-            await wait_until(lambda: counters.retries >= retries + 3, what="retries")
-            assert "127.0.0.1" in (counters.last_error or "")
-            process.start()  # the PLC is back, on the same address
-            await wait_until(lambda: counters.health is Health.UP, what="up again")
-            back_at = counters.readings
-            await wait_until(lambda: counters.readings > back_at + 3, what="readings again")
-    finally:
-        process.stop()
+        tmp_path: Path, plc_process: PlcProcess) -> None:
+    async with running(_one_address(tmp_path, plc_process.port)) as gateway:
+        counters = gateway.counters.connector(*SOURCE)
+        await wait_until(lambda: counters.readings >= 3, what="readings")
+        plc_process.kill()  # the link drops
+        await wait_until(lambda: counters.health is Health.DOWN, what="down")
+        retries = counters.retries
+        await wait_until(lambda: counters.retries >= retries + 3, what="retries")
+        assert "127.0.0.1" in (counters.last_error or "")
+        plc_process.start()  # the PLC is back, on the same address
+        await wait_until(lambda: counters.health is Health.UP, what="up again")
+        back_at = counters.readings
+        await wait_until(lambda: counters.readings > back_at + 3, what="readings again")
 
 
 @pytest.mark.slow
-async def test_a_frozen_plc_times_out_recovers_and_never_blocks_a_stop(tmp_path: Path) -> None:
-    port = free_port()
-    values = [("DB10.DBD4", None, None, 21.5)]
-    cfg = config(tmp_path, [source(port, _items(values))], _signals(values))
-    process = PlcProcess(port)
-    process.start()
-    try:
-        gateway_run = running(cfg)
-        gateway = await gateway_run.__aenter__()
-        counters = gateway.counters.connector(*SOURCE)
-        await wait_until(lambda: counters.readings >= 3, what="readings")
-        process.freeze(True)  # TCP stays open; nothing answers
-        await wait_until(lambda: counters.health is Health.DOWN, what="down")
-        assert "no answer within 1 s" in (counters.last_error or "")
-        process.freeze(False)
-        await wait_until(lambda: counters.health is Health.UP, what="up after the thaw")
-        process.freeze(True)
-        await wait_until(lambda: counters.health is Health.DOWN, what="down again")
-        async with asyncio.timeout(10):  # a stop while a read hangs: bounded by timeout_s
-            await gateway_run.__aexit__(None, None, None)
-    finally:
-        process.stop()
+async def test_a_frozen_plc_times_out_recovers_and_never_blocks_a_stop(
+        tmp_path: Path, plc_process: PlcProcess) -> None:
+    gateway_run = running(_one_address(tmp_path, plc_process.port))
+    gateway = await gateway_run.__aenter__()
+    counters = gateway.counters.connector(*SOURCE)
+    await wait_until(lambda: counters.readings >= 3, what="readings")
+    plc_process.freeze(True)  # TCP stays open; nothing answers
+    await wait_until(lambda: counters.health is Health.DOWN, what="down")
+    assert "no answer within 1 s" in (counters.last_error or "")
+    plc_process.freeze(False)
+    await wait_until(lambda: counters.health is Health.UP, what="up after the thaw")
+    plc_process.freeze(True)
+    await wait_until(lambda: counters.health is Health.DOWN, what="down again")
+    async with asyncio.timeout(10):  # a stop while a read hangs: bounded by timeout_s
+        await gateway_run.__aexit__(None, None, None)
 
 
 async def test_a_plc_that_accepts_tcp_but_never_answers(tmp_path: Path) -> None:
