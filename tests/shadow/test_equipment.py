@@ -35,3 +35,9 @@ def test_machine_placeholders_and_companion_specs_may_feed_any_machine() -> None
     assert connections(opcua("plc", companion=["machinery"]),
                        opcua("paths", nodes=[{"browse_path": "Objects/{machine}/{signal}"}])
                        ) == {"a": "opcua:plc, opcua:paths", "b": "opcua:plc, opcua:paths"}
+
+
+def test_s7_items_name_their_machines() -> None:
+    assert connections({"type": "s7", "name": "press-plc", "host": "10.0.0.5", "slot": 1,
+                        "items": [{"machine": "b", "signal": "x", "address": "DB1.DBD0"}]}
+                       ) == {"a": None, "b": "s7:press-plc"}
