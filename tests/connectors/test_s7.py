@@ -17,6 +17,8 @@ from snap7.server import Server
 from snap7.type import SrvArea
 
 from bench.mosquitto import free_port
+from connectors.s7_client import close_client, open_client
+from connectors.s7_config import S7SourceConfig
 from connectors.sqlite_ts import open_store
 from gateway.cli import main
 from gateway.config import OmbreConfig
@@ -90,6 +92,22 @@ async def test_addresses_are_grouped_into_as_few_requests_as_the_pdu_allows(
             assert server.read_requests == requests
     store = tmp_path / "timeseries.sqlite"
     assert [_last(store, f"s{i}") for i in range(len(values))] == [v for *_, v in values]
+
+
+async def test_a_plc_reached_by_tsap(tmp_path: Path) -> None:
+    port = free_port()
+    values = [("DB10.DBD4", None, None, 21.5)]
+    settings = source(port, _items(values), slot=None, remote_tsap="03.01", local_tsap="10.00")
+    cfg = config(tmp_path, [settings], _signals(values))
+    with plc(port):
+        client = await open_client(S7SourceConfig.model_validate(settings))
+        assert client.connection is not None  # the TSAPs of its connection request
+        assert (client.connection.local_tsap, client.connection.remote_tsap) == (0x1000, 0x0301)
+        await close_client(client)
+        async with running(cfg) as gateway:
+            counters = gateway.counters.connector(*SOURCE)
+            await wait_until(lambda: counters.readings >= 1, what="a reading")
+    assert _last(tmp_path / "timeseries.sqlite", "s0") == 21.5
 
 
 async def test_a_plc_in_stop_is_down_until_it_runs_again(
