@@ -37,6 +37,7 @@ from gateway.types import Batch, Delivery, QuarantineRecord, SignalRegistry
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(slots=True)
 class PollGroup:
     """The items (indexes into the source's list) read every `interval_s`."""
@@ -53,8 +54,8 @@ class S7Source:
     Called by the runtime from one task: `connect` opens the connection (and fails
     while the CPU is in STOP), `read` waits for the next due poll group, reads it and
     returns what it produced, raising ConnectionError once the link is lost or the
-    CPU stops; `aclose` closes the connection within s7_client.CLOSE_TIMEOUT_S. Not used after
-    `aclose`."""
+    CPU stops; `aclose` closes the connection within s7_client.CLOSE_TIMEOUT_S. Not
+    used after `aclose`. Each poll is one delivery: a poll is already a batch."""
 
     def __init__(self, config: S7SourceConfig, plant: OmbreConfig, registry: SignalRegistry,
                  runtime: RuntimeConfig) -> None:
