@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import functools
 import logging
 import os
@@ -94,12 +95,15 @@ def stop_timeout_s(config: RuntimeConfig) -> float:
     return config.drain_timeout_s + 2 * CLOSE_TIMEOUT_S
 
 
-def _exit_now(code: int, message: str, *args: object) -> None:
+def _exit_now(code: int, message: str, *args: object, stacks: bool = False) -> None:
     """End the process without waiting for any thread. What the outbox committed is
     safe (SQLite in WAL mode, like a kill -9); deliveries not yet committed were not
-    acked, so their sources send them again."""
+    acked, so their sources send them again. `stacks`: first print every thread's stack
+    to stderr, to show what the stop was waiting for."""
     log.warning(message, *args)
     logging.shutdown()  # flush the log
+    if stacks:
+        faulthandler.dump_traceback(all_threads=True)
     os._exit(code)
 
 
@@ -116,7 +120,8 @@ def stop_on_signals(stop: asyncio.Event, timeout_s: float) -> Iterator[None]:
         log.info("%s: shutting down", name)
         stop.set()
         watchdog = threading.Timer(timeout_s, _exit_now, (
-            EXIT_STOP_TIMEOUT, "the stop did not end within %.0f s: exiting", timeout_s))
+            EXIT_STOP_TIMEOUT, "the stop did not end within %.0f s: exiting; the stacks of "
+            "its threads follow", timeout_s), {"stacks": True})
         watchdog.daemon = True
         watchdog.start()
 
