@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import orjson
 
+from connectors.mqtt_config import SubscriptionConfig
 from connectors.mqtt_decode import PayloadDecoder
-from gateway.config import OmbreConfig, SubscriptionConfig
+from ombre.config import validate_config
 
 PER_ARRAY = 100
 NOW_NS = time.time_ns()
@@ -28,7 +29,7 @@ TS_MS = NOW_NS // 10**6 - 60_000
 def build_decoder(fmt: str) -> PayloadDecoder:
     machines = [{"id": f"m{i}", "signals": [{"name": f"s{j}"} for j in range(10)]}
                 for i in range(50)]
-    config = OmbreConfig.model_validate(
+    config = validate_config(
         {"sites": [{"id": "site", "lines": [{"id": "l1", "machines": machines}]}]})
     sub = SubscriptionConfig(topic="plant/{machine}/{signal}", format=fmt)
     return PayloadDecoder("bench", [sub], config, config.registry())

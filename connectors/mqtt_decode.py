@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from connectors.mqtt_config import SubscriptionConfig
 from connectors.payload_limits import load_json, size_reason
 from connectors.payload_values import bare_number, event_value, number_column, number_value
 from connectors.reject import Reject, describe
 from connectors.timestamps import TsLimits, TsWindow
 from connectors.topics import Route, SignalRef, TopicRouter
-from gateway.config import OmbreConfig, SubscriptionConfig
+from gateway.config import Plant
 from gateway.types import (
     Batch,
     Event,
@@ -116,7 +117,7 @@ class PayloadDecoder:
     topic cache and is not thread-safe. It never raises on bad topics or payloads."""
 
     def __init__(self, source: str, subscriptions: Sequence[SubscriptionConfig],
-                 config: OmbreConfig, registry: SignalRegistry, *,
+                 config: Plant, registry: SignalRegistry, *,
                  now_ns: Callable[[], int] = time.time_ns, cache_size: int = 50_000) -> None:
         self.source = source
         self._router = TopicRouter(subscriptions, config, registry, cache_size=cache_size)

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.mqtt_config import SubscriptionConfig
 from connectors.mqtt_decode import PayloadDecoder
-from gateway.config import OmbreConfig, SubscriptionConfig
 from gateway.types import Batch, Event, Quality, QuarantineRecord
+from ombre.config import validate_config
 
 NOW_NS = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
 RX_NS = NOW_NS - 5 * 10**9
@@ -33,7 +34,7 @@ Result = tuple[Batch, list[Event], list[QuarantineRecord]]
 
 
 def make(*subs: dict[str, Any], cache_size: int = 50_000, **limits: Any) -> PayloadDecoder:
-    config = OmbreConfig.model_validate({**PLANT, "runtime": {"limits": limits}})
+    config = validate_config({**PLANT, "runtime": {"limits": limits}})
     subscriptions = [SubscriptionConfig.model_validate(s) for s in subs]
     return PayloadDecoder("mqtt-a", subscriptions, config, config.registry(),
                           now_ns=lambda: NOW_NS, cache_size=cache_size)
@@ -46,7 +47,7 @@ def run(decoder: PayloadDecoder, *messages: tuple[str, bytes | str]) -> Result:
 
 
 def sid(machine: str, signal: str) -> int:
-    signal_id = OmbreConfig.model_validate(PLANT).registry().id_of(machine, signal)
+    signal_id = validate_config(PLANT).registry().id_of(machine, signal)
     assert signal_id is not None
     return signal_id
 

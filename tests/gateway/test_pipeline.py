@@ -17,9 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.mosquitto import Mosquitto
 from connectors.sqlite_sink import SqliteSink
 from connectors.sqlite_ts import open_store
-from gateway.config import OmbreConfig
-from gateway.config_load import load_config
 from gateway.counters import Health
+from ombre.config import load_config, validate_config
 from tests.conftest import (
     Publisher,
     RecordingSink,
@@ -283,7 +282,7 @@ async def test_tls_connects_to_a_trusted_broker_and_refuses_an_unknown_one(
         for trusted, health in ((other_ca, Health.DOWN), (ca, Health.UP)):
             data = plant_dict(broker.port, tmp_path / "data")
             data["sources"][0]["tls"] = {"ca_file": str(trusted)}
-            async with running(OmbreConfig.model_validate(data)) as gateway:
+            async with running(validate_config(data)) as gateway:
                 source = gateway.counters.connector("broker", "source")
                 await wait_until(lambda s=source, h=health: s.health is h,
                                  what=f"the TLS source {health}")

@@ -25,11 +25,10 @@ from api.app import PREFIX, create_app
 from api.deps import AsViewer
 from api.serve import listen, run_beside
 from api.tokens import Role, create_token, list_tokens, revoke_token
-from gateway.app import build_gateway, stop_on_signals, stop_timeout_s
-from gateway.config import OmbreConfig
-from gateway.config_load import load_config
 from gateway.counters import Health
 from gateway.runtime import Gateway
+from ombre.app import build_gateway, stop_on_signals, stop_timeout_s
+from ombre.config import OmbreConfig, load_config
 from shadow.calendar import PlannedSchedule
 from shadow.orders import OrderIn
 from shadow.schema import database_url, open_engine, upgrade
