@@ -59,8 +59,10 @@ class Plugin(Generic[C, T]):
     - `config`: its pydantic model, whose `type` is `Literal["<entry point name>"]`.
     - `build(config, context)`: the connector (a Source or a Sink), importing its
       protocol stack; called once per configured block at start-up.
-    - `sample`: a config block (YAML, as under `sources:` or `sinks:`) that `ombre
-      check` accepts once a plant with its machines is around it.
+    - `sample`: a config block (YAML, a list item as under `sources:` or `sinks:`)
+      that `ombre check` accepts in a plant whose one machine is `press-1`, with a
+      number signal `temperature` and a string signal `state` (tests/ombre/
+      test_plugins.py checks every installed plug-in's; ${INFLUX_TOKEN} is set).
     - `docs`: the page documenting it, relative to the repository (docs/...).
     - `extra`, `requires`: the `pip install 'ombre[<extra>]'` that provides the
       modules in `requires`; a configured block whose modules are missing is a config
