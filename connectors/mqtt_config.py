@@ -4,6 +4,7 @@ docs/connectors/mqtt.md."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -65,6 +66,7 @@ class SubscriptionConfig(ConfigModel):
             raise InvalidKeyError(("ts_field",), "expected ts_path or ts_field, found both")
         return self
 
+    @cached_property
     def ts_key(self) -> str | None:
         """The key of the values object that holds the timestamp, not a signal."""
         if self.ts_path is None:

@@ -188,10 +188,16 @@ class PayloadDecoder:
         if not isinstance(doc, dict):
             raise Reject(f"expected a JSON object, found {describe(doc)}")
         sub = route.sub
-        ts_raw = doc.get(sub.ts_field)
+        values = doc if sub.values_path is None else _at(doc, sub.values_path, "values_path")
+        if not isinstance(values, dict):
+            raise Reject(f"values_path {'.'.join(sub.values_path or ())!r}: expected a JSON "
+                         f"object, found {describe(values)}")
+        ts_raw = values.get(sub.ts_field) if sub.ts_path is None else _at(doc, sub.ts_path,
+                                                                          "ts_path")
         ts, quality = out.window.reading_time(ts_raw, sub.ts_unit, rx)
-        for key, raw in doc.items():
-            if key == sub.ts_field:
+        skip = sub.ts_key
+        for key, raw in values.items():
+            if key == skip:
                 continue
             signal = route.signals.get(key)
             if signal is None:
@@ -225,6 +231,20 @@ class PayloadDecoder:
                 _store_one(route, *split(item, sub), rx, out)
             except Reject as exc:
                 out.reject(f"item {i}: {exc.reason}", signal.id)
+
+
+def _at(doc: dict[str, Any], path: tuple[str, ...], key: str) -> Any:
+    """The value at `path` in `doc`; Reject naming the subscription's `key` and where
+    the payload stops matching it."""
+    node: Any = doc
+    for i, part in enumerate(path):
+        if not isinstance(node, dict):
+            raise Reject(f"{key} {'.'.join(path)!r}: expected a JSON object at "
+                         f"{'.'.join(path[:i])!r}, found {describe(node)}")
+        node = node.get(part, _MISSING)
+        if node is _MISSING:
+            raise Reject(f"{key} {'.'.join(path)!r}: no key {'.'.join(path[:i + 1])!r}")
+    return node
 
 
 def _signal(route: Route) -> SignalRef:

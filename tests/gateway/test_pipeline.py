@@ -149,6 +149,38 @@ async def test_bad_payloads_are_quarantined_and_the_rest_goes_on(
         range(len(BAD_PAYLOADS)))
 
 
+async def test_the_thingsboard_shape_arrives_through_payload_paths(
+        broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
+    """`{"ts": ..., "values": {...}}` through a real broker: read with `values_path` and
+    `ts_path`; a message whose shape does not match is quarantined with the path."""
+    data = plant_dict(broker.port, tmp_path / "data")
+    data["sources"][0]["subscriptions"].append(
+        {"topic": "v1/devices/{machine}/telemetry", "format": "object",
+         "values_path": "values", "ts_path": "ts"})
+    base = time.time_ns() // 1_000_000 - 60_000
+    async with running(validate_config(data)) as gateway:
+        source = gateway.counters.connector("broker", "source")
+        await wait_until(lambda: source.health is Health.UP, what="the source to connect")
+        for i in range(50):
+            publisher.publish("v1/devices/m1/telemetry", orjson.dumps(
+                {"ts": base + i, "values": {"temp": i / 2, "speed": 1000 + i}}))
+        publisher.publish("v1/devices/m2/telemetry", orjson.dumps({"ts": base, "temp": 1}))
+        publisher.publish("v1/devices/m2/telemetry", orjson.dumps(
+            {"ts": base, "values": {"state": "RUNNING"}}))
+        sink = gateway.counters.connector("timeseries", "sink")
+        await wait_until(lambda: sink.readings == 100 and sink.events == 1,
+                         what="every reading in SQLite")
+        assert source.quarantined == 1
+    ts, value = store_values(tmp_path / "data", "m1", "temp")
+    np.testing.assert_array_equal(ts, (base + np.arange(50)) * 1_000_000)
+    np.testing.assert_array_equal(value, np.arange(50) / 2)
+    assert store_values(tmp_path / "data", "m1", "speed")[1].tolist() == list(range(1000, 1050))
+    db = sqlite3.connect(tmp_path / "data" / "gateway.sqlite")
+    rows = db.execute("SELECT topic, reason FROM quarantine").fetchall()
+    db.close()
+    assert rows == [("v1/devices/m2/telemetry", "values_path 'values': no key 'values'")]
+
+
 async def test_broker_restart_during_a_qos1_flow_loses_nothing_and_keeps_order(
         broker: Mosquitto, tmp_path: Path) -> None:
     config = plant_config(broker.port, tmp_path / "data")
