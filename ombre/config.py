@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -56,12 +57,15 @@ def validate_config(data: object, base_dir: Path | None = None) -> OmbreConfig:
 def load_config(path: Path, environ: Mapping[str, str]) -> OmbreConfig:
     """The validated config in `path`; raises ConfigError naming every problem found.
     Reads no environment but `environ`; called once at start-up and by every command."""
-    return load_file(path, environ, config_model(), _connector_problems)
+    return load_file(path, environ, config_model(), _setup_problems)
 
 
-def _connector_problems(config: OmbreConfig) -> Iterator[tuple[Loc, str]]:
+def _setup_problems(config: OmbreConfig) -> Iterator[tuple[Loc, str]]:
     """Each connector block whose plug-in's modules are missing, or that does not fit
-    the plant (its plug-in's `check`)."""
+    the plant (its plug-in's `check`); a PostgreSQL shadow database without psycopg."""
+    if (config.shadow.database or "").startswith("postgresql") and find_spec("psycopg") is None:
+        yield ("shadow", "database"), ("PostgreSQL needs psycopg, which is not installed: "
+                                       "pip install 'ombre[postgres]'")
     context = BuildContext(config, config.registry())
     blocks = [*((("sources", i), c) for i, c in enumerate(config.sources)),
               *((("sinks", i), c) for i, c in enumerate(config.sinks))]
