@@ -47,11 +47,10 @@ def _union(plugins: Mapping[str, Plugin[Any, Any]]) -> Any:
     return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007 - built at run time
 
 
-def validate_config(data: object, base_dir: Path | None = None) -> OmbreConfig:
-    """`data` (as a YAML file holds it) validated as the config file; relative paths
-    against `base_dir` if given. For code and tests: files go through load_config."""
-    context = None if base_dir is None else {"base_dir": base_dir}
-    return config_model().model_validate(data, context=context)
+def validate_config(data: object) -> OmbreConfig:
+    """`data` (as a YAML file holds it) validated as the config file, its paths as
+    given. For code and tests; a file goes through load_config."""
+    return config_model().model_validate(data)
 
 
 def load_config(path: Path, environ: Mapping[str, str]) -> OmbreConfig:

@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from sim.scenarios import BAD_PAYLOADS, Scenario
 
 log = logging.getLogger(__name__)
 
-PLANT = Path(__file__).with_name("plant.yaml")
+PLANT = Path(str(resources.files("sim") / "plant.yaml"))  # the simulated plant
 STATE_FILE = "demo.json"
 TICK_S = 0.05  # wall-clock seconds between two rounds of machine steps
 SAVE_EVERY_S = 10.0
