@@ -56,9 +56,9 @@ def serve(port: int) -> None:
 
 
 def _plant(port: int, n: int, interval_ms: float) -> Any:
-    from gateway.config import OmbreConfig  # noqa: PLC0415
+    from ombre.config import validate_config  # noqa: PLC0415
 
-    plant = OmbreConfig.model_validate({
+    plant = validate_config({
         "data_dir": tempfile.mkdtemp(),
         "sites": [{"id": "s", "lines": [{"id": "l", "machines": [
             {"id": "m", "signals": [{"name": f"v{i}"} for i in range(n)]}]}]}],

@@ -32,7 +32,7 @@ from connectors.s7_client import (
 )
 from connectors.s7_config import S7SourceConfig
 from connectors.s7_items import S7Item, ValueBuffer, resolve_items
-from gateway.config import OmbreConfig, RuntimeConfig
+from gateway.config import Plant, RuntimeConfig
 from gateway.types import Batch, Delivery, QuarantineRecord, SignalRegistry
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class S7Source:
     CPU stops; `aclose` closes the connection within s7_client.CLOSE_TIMEOUT_S. Not
     used after `aclose`. Each poll is one delivery: a poll is already a batch."""
 
-    def __init__(self, config: S7SourceConfig, plant: OmbreConfig, registry: SignalRegistry,
+    def __init__(self, config: S7SourceConfig, plant: Plant, registry: SignalRegistry,
                  runtime: RuntimeConfig) -> None:
         self.name = config.name
         self._config = config

@@ -1,6 +1,8 @@
 """`ombre s7 read HOST ADDRESS[:TYPE] ...`: reads addresses from a PLC once and prints
 their values, to commission a PLC before writing its config. It reads them as the
-source would: the same plan, the same requests, the CPU's mode first."""
+source would: the same plan, the same requests, the CPU's mode first. Registered by
+the s7 plug-in (connectors/s7_plugin.py); snap7 is imported when the command runs, so
+`ombre` starts without the s7 extra."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from connectors.s7_address import (
     plan_reads,
 )
 from connectors.s7_config import S7SourceConfig
-from gateway.cli_common import EXIT_OK, EXIT_USAGE
+from gateway.plugins import EXIT_OK, EXIT_USAGE, Commands
 
 _TYPED = re.compile(r"(?P<address>[^:]+)(?::(?P<type>[A-Za-z]+)(?:\[(?P<length>\d+)\])?)?")
 
@@ -115,7 +117,7 @@ def cmd_s7_read(args: argparse.Namespace) -> int:
     return EXIT_OK if complete else EXIT_USAGE
 
 
-def add_s7_commands(commands: argparse._SubParsersAction[Any]) -> None:
+def add_s7_commands(commands: Commands) -> None:
     """Registers `s7 read`."""
     s7 = commands.add_parser("s7", help="Siemens S7 PLCs: read addresses to commission one")
     actions = s7.add_subparsers(title="s7 commands", metavar="COMMAND", required=True)

@@ -1,7 +1,8 @@
 """The `type: s7` source's config: a Siemens S7 PLC (S7-300/400/1200/1500, or anything
 that speaks S7 over ISO-on-TCP) and the addresses read from it, each mapped to a plant
 machine and signal. Addresses are checked here, so `ombre check` names a bad one
-with its file, line and key path (connectors/s7_address.py has the notation)."""
+with its file, line and key path (connectors/s7_address.py has the notation).
+Documented in docs/connectors/s7.md."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from connectors.s7_address import Address, AddressError, parse_address
+from gateway.config import SourceConfig
 from gateway.config_base import ConfigModel, InvalidKeyError, Name, require_unique
 
 _TSAP = re.compile(r"([0-9A-Fa-f]{1,2})\.([0-9A-Fa-f]{1,2})")
@@ -54,7 +56,7 @@ class S7ItemConfig(ConfigModel):
         return parse_address(self.address, self.type, self.length)
 
 
-class S7SourceConfig(ConfigModel):
+class S7SourceConfig(SourceConfig):
     """A PLC reached by `rack` and `slot` (S7-300: 0/2; S7-1200/1500: 0/1), or by
     `remote_tsap` (and `local_tsap`), polled every `poll_interval_ms` (an item may set
     its own). Each request waits at most `timeout_s`. `max_gap_bytes` unread bytes may
@@ -62,7 +64,6 @@ class S7SourceConfig(ConfigModel):
     `cpu_state_interval_s` (null: never, for a device that does not report it)."""
 
     type: Literal["s7"]
-    name: Name
     host: str = Field(min_length=1)
     port: int = Field(default=102, ge=1, le=65535)
     rack: int = Field(default=0, ge=0, le=7)
@@ -89,3 +90,6 @@ class S7SourceConfig(ConfigModel):
         require_unique(((f"{i.machine}/{i.signal}", ("items", n, "signal"))
                         for n, i in enumerate(self.items)), "machine/signal")
         return self
+
+    def fed_machines(self) -> frozenset[str] | None:
+        return frozenset(item.machine for item in self.items)

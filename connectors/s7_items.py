@@ -14,7 +14,8 @@ import numpy as np
 
 from connectors.s7_address import Address, Value
 from connectors.s7_config import S7SourceConfig
-from gateway.config import OmbreConfig
+from gateway.config import Plant
+from gateway.config_base import InvalidKeyError
 from gateway.types import Batch, Event, SignalRegistry
 
 
@@ -33,23 +34,24 @@ class S7Item:
     interval_s: float  # the item's poll interval, else the source's
 
 
-def resolve_items(config: S7SourceConfig, plant: OmbreConfig,
+def resolve_items(config: S7SourceConfig, plant: Plant,
                   registry: SignalRegistry) -> list[S7Item]:
-    """The source's items in config order; ValueError naming the first bad key."""
+    """The source's items in config order; InvalidKeyError naming the first bad key."""
     types = {(m.id, s.name): s.type for m in plant.machines() for s in m.signals}
     items = []
     for i, item in enumerate(config.items):
         signal_id = registry.id_of(item.machine, item.signal)
         if signal_id is None:
-            raise ValueError(f"items[{i}]: expected a signal declared in the plant, found "
-                             f"{item.machine}/{item.signal}")
+            raise InvalidKeyError(("items", i), "expected a signal declared in the plant, "
+                                  f"found {item.machine}/{item.signal}")
         address = item.parsed()
         is_string = address.type.name == "STRING"
         if is_string != (types[(item.machine, item.signal)] == "string"):
-            raise ValueError(f"items[{i}].signal: expected a {'string' if is_string else 'number'}"
-                             f" signal for {address.text} ({address.type.name}), found "
-                             f"{item.machine}/{item.signal} of type "
-                             f"{types[(item.machine, item.signal)]}")
+            raise InvalidKeyError(("items", i, "signal"),
+                                  f"expected a {'string' if is_string else 'number'} signal "
+                                  f"for {address.text} ({address.type.name}), found "
+                                  f"{item.machine}/{item.signal} of type "
+                                  f"{types[(item.machine, item.signal)]}")
         interval_ms = (item.poll_interval_ms if item.poll_interval_ms is not None
                        else config.poll_interval_ms)
         items.append(S7Item(address, signal_id, item.machine, item.signal, is_string,

@@ -24,7 +24,7 @@ from snap7.server import CPUState, Server
 from snap7.type import SrvArea
 
 from bench.mosquitto import wait_for_port
-from gateway.config import OmbreConfig
+from ombre.config import OmbreConfig, validate_config
 
 FUNCTION_READ = 0x04
 DB_SIZES = {10: 64, 5: 40, 20: 2048}
@@ -154,7 +154,7 @@ def source(port: int, items: list[dict[str, Any]], **settings: object) -> dict[s
 def config(data_dir: Path, sources: list[dict[str, Any]],
            signals: dict[str, list[dict[str, Any]]]) -> OmbreConfig:
     """`signals` per machine, the sources, the SQLite sink, a quick runtime."""
-    return OmbreConfig.model_validate({
+    return validate_config({
         "data_dir": str(data_dir),
         "sites": [{"id": "site", "lines": [{"id": "l1", "machines": [
             {"id": machine, "signals": sigs} for machine, sigs in signals.items()]}]}],

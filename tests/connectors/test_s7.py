@@ -20,9 +20,9 @@ from bench.mosquitto import free_port
 from connectors.s7_client import close_client, open_client
 from connectors.s7_config import S7SourceConfig
 from connectors.sqlite_ts import open_store
-from gateway.cli import main
-from gateway.config import OmbreConfig
 from gateway.counters import Health
+from ombre.cli import main
+from ombre.config import OmbreConfig
 from tests.conftest import running, wait_until
 from tests.connectors.opcua_plc import ALL, quarantine
 from tests.connectors.s7_plc import VALUES, PlcProcess, config, plc, source
@@ -314,14 +314,15 @@ def test_ombre_check_names_an_item_whose_signal_the_plant_lacks_or_mistypes(
                     .replace("signal: recipe", "signal: temp"))
     assert main(["check", str(path)]) == 2
     assert capsys.readouterr().err.replace(str(tmp_path) + "/", "").splitlines() == [
-        "plant.yaml: sources[0].items[0]: expected a signal declared in the plant, "
+        "plant.yaml:16: sources[0].items[0]: expected a signal declared in the plant, "
         "found press/tmp"]
     swapped = (PLANT % ("slot: 1", "DB10.DBB20")).replace("signal: temp", "signal: x") \
         .replace("signal: recipe", "signal: temp").replace("signal: x", "signal: recipe")
     path.write_text(swapped)
     assert main(["check", str(path)]) == 2
-    assert "sources[0].items[0].signal: expected a number signal for DB10.DBD4 (REAL), found " \
-        "press/recipe of type string" in capsys.readouterr().err
+    assert capsys.readouterr().err.replace(str(tmp_path) + "/", "").splitlines() == [
+        "plant.yaml:16: sources[0].items[0].signal: expected a number signal for DB10.DBD4 "
+        "(REAL), found press/recipe of type string"]
 
 
 def test_ombre_s7_read_prints_each_address_and_what_the_plc_refused(

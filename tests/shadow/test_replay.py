@@ -20,8 +20,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
-from gateway.cli import main
-from gateway.config_load import load_config
+from ombre.cli import main
+from ombre.config import load_config
 from shadow import tables as t
 from shadow.schema import alembic_config, database_url, open_engine, upgrade
 from tests.shadow.scenarios import (
