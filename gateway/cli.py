@@ -28,6 +28,7 @@ from gateway.cli_common import (
 )
 from shadow.calendar import to_ns
 from shadow.cli import add_shadow_commands, audit_trusted
+from shadow.maturity_cli import add_maturity_commands
 from shadow.reasons_cli import add_reasons_commands
 from sim.cli import add_demo_command
 
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_shadow_commands(commands)
     add_reasons_commands(commands)
+    add_maturity_commands(commands)
     add_api_commands(commands)
     add_opcua_commands(commands, on_trusted=audit_trusted)
     add_demo_command(commands)

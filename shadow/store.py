@@ -658,7 +658,7 @@ def _equipment(config: OmbreConfig) -> Iterable[dict[str, Any]]:
     by their (plant-unique) id, with the sources that feed them."""
     feeds: dict[str, list[str]] = {}
     for source in config.sources:
-        for machine in sorted(_fed_by(source, config)):
+        for machine in sorted(fed_by(source, config)):
             feeds.setdefault(machine, []).append(f"{source.type}:{source.name}")
     for site in config.sites:
         yield _row(site.id, None, "site", site.name)
@@ -675,7 +675,7 @@ def _equipment(config: OmbreConfig) -> Iterable[dict[str, Any]]:
                                connection=", ".join(feeds.get(m.id, [])) or None)
 
 
-def _fed_by(source: SourceConfig, config: OmbreConfig) -> set[str]:
+def fed_by(source: SourceConfig, config: OmbreConfig) -> set[str]:
     """The machines a source can deliver for: OPC UA nodes name them, or a browse
     path or companion specification finds them on the server (any of them); an MQTT
     subscription either fixes one or takes {machine} from the topic (all of them)."""
