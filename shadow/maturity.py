@@ -127,7 +127,8 @@ CRITERIA: tuple[Criterion, ...] = (
               "read each machine's state",
               "declare how its state is read (state: table, rules, machinery, packml)"),
     Criterion("information_systems", 2, "link_availability", 0.95,
-              "about one day lost a month: beyond that the KPIs have holes people notice",
+              "at most a day and a half lost a month: beyond that the KPIs have holes "
+              "people notice",
               "keep the gateway running: a systemd unit, a UPS, a watched network link"),
     Criterion("information_systems", 3, "shift_kpis_share", 0.9,
               "KPIs for nine shifts in ten make a shift meeting possible every day",
@@ -309,7 +310,8 @@ def next_steps(plant: PlantFacts, verdicts: Sequence[Verdict],
                areas: dict[str, int | None]) -> list[dict[str, Any]]:
     """For each area, the criteria of its next stage that do not hold, and the machines
     below their threshold: critical and drifting machines first (by downtime, scrap and
-    drift alerts, where known), at most MAX_NEXT_STEPS."""
+    drift alerts, where known), then what concerns the whole plant; at most
+    MAX_NEXT_STEPS."""
     steps: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     for v in verdicts:
         c = v.criterion
@@ -319,15 +321,15 @@ def next_steps(plant: PlantFacts, verdicts: Sequence[Verdict],
         step = {"stage": c.stage, "stage_name": STAGES[c.stage], "criterion":
                 f"{c.area}.{c.measure}", "threshold": c.threshold, "action": c.action}
         if measure.machine is None:
-            steps.append(((c.stage, 0, 0, 0, ""), {**step, "machine": None, "history": None,
-                                                   "value": v.evidence.value}))
+            steps.append(((c.stage, 1, 0, 0, 0, ""), {**step, "machine": None, "history": None,
+                                                      "value": v.evidence.value}))
             continue
         for f in plant.machines:
             num, den = measure.machine(f)
             if den and num / den < c.threshold:
                 history = {"downtime_min": round(f.downtime_s / 60, 1), "scrap": f.scrap,
                            "drift_alerts": f.alerts} if f.connected else None
-                rank = (c.stage, -f.downtime_s, -f.scrap, -f.alerts, f.machine)
+                rank = (c.stage, 0, -f.downtime_s, -f.scrap, -f.alerts, f.machine)
                 steps.append((rank, {**step, "machine": f.machine, "line": f.line,
                                      "value": num / den, "history": history}))
     return [{"rank": i + 1, **s} for i, (_, s) in

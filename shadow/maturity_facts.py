@@ -39,7 +39,7 @@ class MachineFacts:
     classified_s: float  # PBT - UNCL: planned time in an ISO 22400 category
     apt_s: float  # in a running state (APT), clipped to the window
     apt_ordered_s: float  # running time with a job that has a production order
-    downtime_s: float  # closed ADET and ADOT intervals, clipped to the window
+    downtime_s: float  # ADET and ADOT (the open stop too), clipped to the window
     downtime_reason_s: float  # of which with a reason code
     downtime_reason_machine_s: float  # of which the machine gave
     scrap: int
@@ -102,13 +102,12 @@ def _machine(store: ShadowStore, config: OmbreConfig, window: Window, machine: M
     result = kpi(store, config, window, [machine])
     times = result.time
     si, rc, da = t.state_interval, t.reason_code, t.drift_alert
-    category = func.coalesce(rc.c.category, si.c.category)
     with store.engine.connect() as c:
-        stops = c.execute(
-            select(si.c.start_ns, si.c.end_ns, si.c.reason_code, si.c.reason_source)
-            .outerjoin(rc, rc.c.code == si.c.reason_code)
-            .where(si.c.machine_id == machine.id, category.in_(DOWNTIME),
-                   si.c.start_ns < window.end_ns, si.c.end_ns > window.start_ns)).all()
+        reasons = {start: source for start, source in c.execute(
+            select(si.c.start_ns, si.c.reason_source).where(
+                si.c.machine_id == machine.id, si.c.reason_code.is_not(None),
+                si.c.start_ns < window.end_ns, si.c.end_ns > window.start_ns))}
+        codes = set(c.execute(select(rc.c.code)).scalars())
         ordered = set(c.execute(select(t.production_order.c.job_key)).scalars())
         alerts = c.execute(select(da.c.detected_ns, da.c.status, da.c.cause).where(
             da.c.machine_id == machine.id, da.c.detected_ns < window.end_ns,
@@ -120,9 +119,13 @@ def _machine(store: ShadowStore, config: OmbreConfig, window: Window, machine: M
                    t.shift_kpi.c.availability.is_not(None))).scalar_one() if ended else 0
     intervals = [i for i in store.timeline(window, [machine.id]).intervals
                  if i.machine == machine.id]
-    running = [(max(i.start_ns, window.start_ns), min(i.end_ns, window.end_ns), i.job)
-               for i in intervals if i.category is Category.APT
-               and i.start_ns < window.end_ns and i.end_ns > window.start_ns]
+    inside_window = [(max(i.start_ns, window.start_ns), min(i.end_ns, window.end_ns), i)
+                     for i in intervals
+                     if i.start_ns < window.end_ns and i.end_ns > window.start_ns]
+    running = [(a, b, i.job) for a, b, i in inside_window if i.category is Category.APT]
+    # A closed stop's reason is in its row; the open one's is the code the machine gives.
+    stops = [(b - a, reasons.get(i.start_ns, "machine" if i.reason in codes else None))
+             for a, b, i in inside_window if i.category in DOWNTIME]
     failing = normalise((i.start_ns, i.end_ns) for i in intervals
                         if i.failure and i.category in (Category.ADET, Category.PDOT))
     failures = [s for s, _ in failing if window.start_ns <= s < window.end_ns]
@@ -131,25 +134,23 @@ def _machine(store: ShadowStore, config: OmbreConfig, window: Window, machine: M
              if any(f - LEAD_HORIZON_NS <= d < f for d in detected)]
     inside = [a for a in alerts if a.detected_ns >= window.start_ns]
     last_seen = None if snap is None else snap.get("last_seen_ns")
-    seen = any(i.start_ns < window.end_ns and i.end_ns > window.start_ns for i in intervals)
 
-    def clipped(rows: Sequence[tuple[int, int, str | None, str | None]]) -> float:
-        return sum(min(e, window.end_ns) - max(s, window.start_ns) for s, e, *_ in rows
-                   ) / NS_PER_S
+    def seconds(sources: Sequence[str | None]) -> float:
+        return sum(ns for ns, source in stops if source in sources) / NS_PER_S
 
     return MachineFacts(
         machine=machine.id, line=line, signals=len(machine.signals),
         drift_signals=len({d.signal for d in machine.drift}), protocols=tuple(protocols),
         state_declared=machine.state is not None,
-        connected=seen,
+        connected=bool(inside_window),
         planned_s=(times.pot_ns - times.pdot_ns) / NS_PER_S,
         classified_s=(times.pbt_ns - times.uncl_ns) / NS_PER_S,
         apt_s=length(normalise((a, b) for a, b, _ in running)) / NS_PER_S,
         apt_ordered_s=length(normalise((a, b) for a, b, job in running
                                        if job in ordered)) / NS_PER_S,
-        downtime_s=clipped(stops),
-        downtime_reason_s=clipped([r for r in stops if r.reason_code is not None]),
-        downtime_reason_machine_s=clipped([r for r in stops if r.reason_source == "machine"]),
+        downtime_s=seconds(["machine", "operator", None]),
+        downtime_reason_s=seconds(["machine", "operator"]),
+        downtime_reason_machine_s=seconds(["machine"]),
         scrap=result.quantities.sq,
         alerts=len(inside),
         alerts_closed=sum(1 for a in inside if a.status == "closed"),
