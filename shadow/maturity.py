@@ -35,6 +35,7 @@ STAGES = ("none", "computerisation", "connectivity", "visibility", "transparency
 AREAS = ("resources", "information_systems", "organisational_structure", "culture")
 SELF_ASSESSED = ("organisational_structure", "culture")
 MAX_NEXT_STEPS = 20
+NOT_MEASURED = "not measured: "  # how the note of a figure Ombre cannot measure starts
 Ratio = tuple[float, float]  # numerator, denominator
 
 
@@ -282,7 +283,7 @@ def _figures(plant: PlantFacts) -> list[Evidence]:
         ("adaptive_actions", "actions taken automatically from data",
          "Ombre takes no action by itself yet"),
     )
-    out += [Evidence(key, "plant", None, source, unit="", note=f"not measured: {why}")
+    out += [Evidence(key, "plant", None, source, unit="", note=NOT_MEASURED + why)
             for key, source, why in not_measured]
     return out
 

@@ -14,7 +14,7 @@ from typing import Any
 from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, utc_time
 from shadow.calendar import to_ns
 from shadow.cli import config_of, store_of, with_config
-from shadow.maturity import AREAS, MEASURES, STAGES, assess, record
+from shadow.maturity import AREAS, MEASURES, NOT_MEASURED, STAGES, assess, record
 from shadow.timeline import Window
 
 DEFAULT_DAYS = 30
@@ -80,9 +80,8 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"     not measured: {', '.join(a['not_measured_stages'])}")
         lines.append("")
     lines.append("Not measured (never guessed):")
-    lines += [f"  {e['key']}: {e['note'].removeprefix('not measured: ')}"
-              for e in result["evidence"] if e["value"] is None and e["scope"] == "plant"
-              and e["key"] not in MEASURES]
+    lines += [f"  {e['key']}: {e['note'].removeprefix(NOT_MEASURED)}"
+              for e in result["evidence"] if (e["note"] or "").startswith(NOT_MEASURED)]
     lines += ["", "Next steps, most critical first:"]
     for s in result["next_steps"] or []:
         who = s["machine"] or "the plant"

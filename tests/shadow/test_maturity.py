@@ -141,6 +141,8 @@ def test_just_over_the_reason_threshold_is_stage_4(
     assert code == 0
     assert "Overall stage: 4 transparency" in out
     assert "Culture: not assessed" in out
+    assert "  readings_lost: the outbox's counters" in out
+    assert "lead_time" not in out  # a figure with no case, not one Ombre cannot measure
 
 
 def test_a_plant_that_never_sent_data_is_at_stage_1(
