@@ -9,8 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import AsViewer, Config, Now, Store, window_of
-from shadow.maturity import assess, history, record
-from shadow.maturity_cli import DEFAULT_DAYS
+from shadow.maturity import DEFAULT_DAYS, assess, history, record
 from shadow.timeline import Window
 
 router = APIRouter(tags=["maturity"])

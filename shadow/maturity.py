@@ -35,6 +35,7 @@ STAGES = ("none", "computerisation", "connectivity", "visibility", "transparency
 AREAS = ("resources", "information_systems", "organisational_structure", "culture")
 SELF_ASSESSED = ("organisational_structure", "culture")
 MAX_NEXT_STEPS = 20
+DEFAULT_DAYS = 30  # the window of an assessment when none is given
 NOT_MEASURED = "not measured: "  # how the note of a figure Ombre cannot measure starts
 Ratio = tuple[float, float]  # numerator, denominator
 

@@ -14,10 +14,16 @@ from typing import Any
 from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, utc_time
 from shadow.calendar import to_ns
 from shadow.cli import config_of, store_of, with_config
-from shadow.maturity import AREAS, MEASURES, NOT_MEASURED, STAGES, assess, record
+from shadow.maturity import (
+    AREAS,
+    DEFAULT_DAYS,
+    MEASURES,
+    NOT_MEASURED,
+    STAGES,
+    assess,
+    record,
+)
 from shadow.timeline import Window
-
-DEFAULT_DAYS = 30
 
 
 def assessment_window(from_: datetime | None, to: datetime | None, now: datetime,
