@@ -28,10 +28,10 @@ from api import (
     stream,
 )
 from api import audit as audit_log
+from api.config import ServedConfig
 from api.deps import AsViewer, Store
 from api.guard import BodyGuard
 from api.ratelimit import RateLimit, RateLimits
-from gateway.config import OmbreConfig
 from gateway.counters import Counters, Health
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
@@ -40,7 +40,7 @@ PREFIX = "/api/v1"
 STATIC = Path(__file__).with_name("static")
 
 
-def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
+def create_app(config: ServedConfig, clock: Callable[[], int] = time.time_ns,
                counters: Counters | None = None) -> FastAPI:
     """The API over the shadow's tables of `config`; `clock` gives now in ns (tests
     pass a fixed one). `counters` are the gateway's when the API runs in its process

@@ -1,4 +1,4 @@
-"""The API's part of the config file (`api:`)."""
+"""The API's part of the config file (`api:`), and the config the API serves from."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from gateway.config_base import ConfigModel
+from shadow.config import ShadowedConfig
 
 DocsMode = Literal["public", "auth", "off"]  # see api/docs.py
 
@@ -36,3 +37,9 @@ class ApiConfig(ConfigModel):
     docs: DocsMode = "auth"  # who may read /docs, /redoc and /openapi.json
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
+
+
+class ServedConfig(ShadowedConfig):
+    """The shadow's config with the API's section: what the API and its commands read."""
+
+    api: ApiConfig = Field(default_factory=ApiConfig)

@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Query, Request
 
 from api.auth import require
+from api.config import ServedConfig
 from api.tokens import Role, Token
-from gateway.config import OmbreConfig
 from shadow.calendar import to_ns
 from shadow.store import ShadowStore
 from shadow.tables import TEXT
@@ -26,8 +26,8 @@ def store(request: Request) -> ShadowStore:
     return found
 
 
-def config(request: Request) -> OmbreConfig:
-    found: OmbreConfig = request.app.state.config
+def config(request: Request) -> ServedConfig:
+    found: ServedConfig = request.app.state.config
     return found
 
 
@@ -73,7 +73,7 @@ window = window_of(timedelta(hours=24))
 MachineFilter = Annotated[str | None, Query(max_length=400, pattern=TEXT)]
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a database row id (SQL INTEGER)
 Store = Annotated[ShadowStore, Depends(store)]
-Config = Annotated[OmbreConfig, Depends(config)]
+Config = Annotated[ServedConfig, Depends(config)]
 Now = Annotated[int, Depends(now_ns)]
 Range = Annotated[Window, Depends(window)]
 AsViewer = Annotated[Token, Depends(require(Role.VIEWER))]

@@ -34,7 +34,7 @@ CALM_PER_S = 10
 FLOOD_PER_S = 1000
 MAX_CONNECTIONS = 2000  # the flooder's, for answers slower than its rate
 PATH = "/api/v1/machines"
-OMBRE = [sys.executable, "-m", "gateway"]  # the `ombre` command of this interpreter
+OMBRE = [sys.executable, "-m", "ombre"]  # the `ombre` command of this interpreter
 RESULTS = Path(__file__).parent / "results" / "api_flood.json"
 UNLIMITED = {"per_token_per_s": 1e9, "per_token_burst": 10**9, "per_address_per_s": 1e9,
              "per_address_burst": 10**9, "per_client_in_flight": 10**6}

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from gateway.config import OmbreConfig
 from shadow import tables as t
 from shadow.calendar import from_ns
+from shadow.config import ShadowedConfig
 from shadow.maturity_facts import LEAD_HORIZON_NS, MachineFacts, PlantFacts, gather
 from shadow.store import ShadowStore
 from shadow.timeline import NS_PER_S, Window
@@ -338,7 +338,7 @@ def next_steps(plant: PlantFacts, verdicts: Sequence[Verdict],
             enumerate(sorted(steps, key=lambda rs: rs[0])[:MAX_NEXT_STEPS])]
 
 
-def assess(store: ShadowStore, config: OmbreConfig, window: Window) -> Assessment:
+def assess(store: ShadowStore, config: ShadowedConfig, window: Window) -> Assessment:
     """The assessment of the plant over `window`, from the config and the shadow's
     tables alone: whoever asks, and whenever, gets the same for the same data."""
     plant = gather(store, config, window)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from gateway.config import MachineConfig, OmbreConfig
 from shadow import tables as t
 from shadow.calendar import shifts
+from shadow.config import ShadowedConfig, ShadowMachineConfig
 from shadow.report import kpi
-from shadow.store import ShadowStore, fed_by
+from shadow.store import ShadowStore
 from shadow.time_elements import Span, intersect, length, normalise
 from shadow.timeline import NS_PER_S, Category, Window
 
@@ -61,7 +61,7 @@ class PlantFacts:
     link_covered_s: float  # of which the gateway's runs covered
 
 
-def machine_lines(config: OmbreConfig) -> Iterator[tuple[MachineConfig, str]]:
+def machine_lines(config: ShadowedConfig) -> Iterator[tuple[ShadowMachineConfig, str]]:
     """Each machine with its line's path, as the equipment table names lines."""
     for site in config.sites:
         groups = [(site.id, site.lines), *((f"{site.id}/{a.id}", a.lines) for a in site.areas)]
@@ -71,11 +71,13 @@ def machine_lines(config: OmbreConfig) -> Iterator[tuple[MachineConfig, str]]:
                     yield machine, f"{parent}/{line.id}"
 
 
-def gather(store: ShadowStore, config: OmbreConfig, window: Window) -> PlantFacts:
+def gather(store: ShadowStore, config: ShadowedConfig, window: Window) -> PlantFacts:
     """The facts of every machine of `config` over `window`, and the gateway's runs."""
     protocols: dict[str, set[str]] = {}
+    everything = [m.id for m in config.machines()]
     for source in config.sources:
-        for machine in fed_by(source, config):
+        fed = source.fed_machines()
+        for machine in everything if fed is None else fed:
             protocols.setdefault(machine, set()).add(source.type)
     ended = [s.window for s in shifts(config.shadow.calendar, window)
              if window.start_ns <= s.window.start_ns and s.window.end_ns <= window.end_ns]
@@ -96,7 +98,8 @@ def gather(store: ShadowStore, config: OmbreConfig, window: Window) -> PlantFact
                       length(intersect(normalise(runs), span)) / NS_PER_S)
 
 
-def _machine(store: ShadowStore, config: OmbreConfig, window: Window, machine: MachineConfig,
+def _machine(store: ShadowStore, config: ShadowedConfig, window: Window,
+             machine: ShadowMachineConfig,
              *, line: str, protocols: Sequence[str], snap: Mapping[str, object] | None,
              clock_ns: int, ended: Sequence[Window]) -> MachineFacts:
     result = kpi(store, config, window, [machine])

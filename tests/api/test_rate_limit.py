@@ -19,7 +19,7 @@ from api.app import create_app
 from api.config import RateLimitConfig
 from api.ratelimit import Buckets, Turns
 from api.tokens import Role, create_token
-from gateway.config_load import load_config
+from ombre.config import load_config
 from shadow.schema import open_engine, upgrade
 from tests.api.conftest import chromium, limited, serving
 from tests.shadow.test_replay import Shop, replay_worked_example

@@ -192,7 +192,7 @@ class OmbreInNamespace(OmbreProcess):
         with self.log.open("ab") as log:
             self._started_at = log.tell()
             self.process = subprocess.Popen(
-                self._link.exec_argv(sys.executable, "-m", "gateway", "run", str(self.config)),
+                self._link.exec_argv(sys.executable, "-m", "ombre", "run", str(self.config)),
                 stdout=log, stderr=log)
 
 

@@ -45,7 +45,7 @@ class FakeTimeOmbre(OmbreProcess):
                "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
         with self.log.open("ab") as log:
             self._started_at = log.tell()
-            self.process = subprocess.Popen([sys.executable, "-m", "gateway", "run",
+            self.process = subprocess.Popen([sys.executable, "-m", "ombre", "run",
                                              str(self.config)], stdout=log, stderr=log, env=env)
 
     def step(self, offset_s: int) -> None:

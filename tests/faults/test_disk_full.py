@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from bench.mosquitto import Mosquitto
+from connectors.sqlite_config import SqliteSinkConfig
 from connectors.sqlite_sink import SqliteSink
 from connectors.sqlite_ts import open_store
-from gateway.config import SqliteSinkConfig
 from gateway.counters import Health
 from gateway.outbox import Outbox
 from gateway.types import Batch

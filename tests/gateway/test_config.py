@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from gateway.cli import main
-from gateway.config import MqttSourceConfig, Reference
-from gateway.config_load import ConfigError, ConfigProblem, load_config
+from connectors.mqtt_config import MqttSourceConfig
+from gateway.config_base import Reference
+from gateway.config_load import ConfigError, ConfigProblem
+from ombre.cli import main
+from ombre.config import load_config
 
 SAMPLES = Path(__file__).parents[2] / "deploy" / "config"
 SECRET = "s3cr3t-Pa55word"
@@ -346,7 +348,7 @@ def test_check_prints_every_problem_to_stderr(tmp_path: Path, capsys: pytest.Cap
 
 def test_console_command_reports_a_broken_file_without_traceback(tmp_path: Path) -> None:
     path = write(tmp_path, "sites:\n  - id: [unclosed\n")
-    done = subprocess.run([sys.executable, "-m", "gateway", "check", str(path)],
+    done = subprocess.run([sys.executable, "-m", "ombre", "check", str(path)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert done.stdout == ""

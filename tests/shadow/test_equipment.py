@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.config import OmbreConfig
+from ombre.config import validate_config
 from shadow.store import _equipment
 
 
 def connections(*sources: dict[str, Any]) -> dict[str, str | None]:
-    config = OmbreConfig.model_validate({
+    config = validate_config({
         "sites": [{"id": "s", "lines": [{"id": "l", "machines": [
             {"id": m, "signals": [{"name": "x"}]} for m in ("a", "b")]}]}],
         "sources": list(sources)})

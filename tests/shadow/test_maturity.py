@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from gateway.config_load import load_config
+from ombre.config import load_config
 from shadow.maturity import CRITERIA, STAGES
 from shadow.schema import open_engine
 from shadow.store import ShadowStore

@@ -21,8 +21,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from api.tokens import Role, create_token
-from gateway.cli import main
-from gateway.config_load import load_config
+from ombre.cli import main
+from ombre.config import load_config
 from shadow import tables as t
 from shadow.schema import alembic_config, database_url, open_engine, upgrade
 from tests.shadow.scenarios import (

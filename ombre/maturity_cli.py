@@ -11,9 +11,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, utc_time
+from ombre.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, utc_time
+from ombre.shadow_cli import config_of, store_of, with_config
 from shadow.calendar import to_ns
-from shadow.cli import config_of, store_of, with_config
 from shadow.maturity import (
     AREAS,
     DEFAULT_DAYS,

@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,10 @@ from api.app import PREFIX, create_app
 from api.deps import AsViewer
 from api.serve import listen, run_beside
 from api.tokens import Role, create_token, list_tokens, revoke_token
-from gateway.app import build_gateway, stop_on_signals, stop_timeout_s
-from gateway.config import OmbreConfig
-from gateway.config_load import load_config
 from gateway.counters import Health
 from gateway.runtime import Gateway
+from ombre.app import build_gateway, stop_on_signals, stop_timeout_s
+from ombre.config import OmbreConfig, load_config
 from shadow.calendar import PlannedSchedule
 from shadow.orders import OrderIn
 from shadow.schema import database_url, open_engine, upgrade
@@ -44,7 +44,7 @@ from sim.scenarios import BAD_PAYLOADS, Scenario
 
 log = logging.getLogger(__name__)
 
-PLANT = Path(__file__).with_name("plant.yaml")
+PLANT = Path(str(resources.files("sim") / "plant.yaml"))  # the simulated plant
 STATE_FILE = "demo.json"
 TICK_S = 0.05  # wall-clock seconds between two rounds of machine steps
 SAVE_EVERY_S = 10.0
