@@ -21,6 +21,7 @@ from api import (
     jobs,
     kpis,
     machines,
+    maturity,
     metrics,
     orders,
     signals,
@@ -108,7 +109,8 @@ def create_app(config: ServedConfig, clock: Callable[[], int] = time.time_ns,
         return FileResponse(STATIC / "orders.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream, audit_log):
+    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream, audit_log,
+                   maturity):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)
     app.include_router(docs.router(config.api.docs, STATIC))

@@ -28,6 +28,7 @@ from ombre.cli_common import (
     utc_time,
 )
 from ombre.demo_cli import add_demo_command
+from ombre.maturity_cli import add_maturity_commands
 from ombre.plugins import PluginError, install_hint, registry
 from ombre.reasons_cli import add_reasons_commands
 from ombre.shadow_cli import add_shadow_commands
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_shadow_commands(commands)
     add_reasons_commands(commands)
+    add_maturity_commands(commands)
     add_api_commands(commands)
     add_demo_command(commands)
     for plugin in registry().all():

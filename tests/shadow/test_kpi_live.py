@@ -22,10 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.tokens import Role, create_token
 from ombre.config import load_config
 from shadow.calendar import to_ns
-from shadow.schema import open_engine
 from sim.clock import SimClock
 from tests.shadow.scenarios import WORKED_ORDERS_CSV, at, reading, stamp
 from tests.shadow.test_replay import Shop
@@ -103,12 +101,7 @@ def test_cli_and_api_agree_field_by_field_while_a_replay_runs(tmp_path: Path) ->
                           timeout=60).returncode == 0
     file = shop.write("bursts.jsonl", bursts())
     config = load_config(shop.config, {})
-    engine = open_engine(shop.engine_url())
-    try:
-        token = create_token(engine, "test", Role.VIEWER)
-    finally:
-        engine.dispose()
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = shop.viewer_headers()
     clock = SimClock(to_ns(FIRST), SPEED)  # the API's now runs with the data, as in
     log = (tmp_path / "replay.log").open("w")
     replay = subprocess.Popen(  # `ombre demo`; the CLI's is the wall clock
