@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
+from connectors.modbus_config import ModbusSourceConfig
 from connectors.mqtt import MqttSource
 from connectors.sqlite_sink import SqliteSink
 from gateway.config import (
@@ -48,6 +49,11 @@ def build_source(config: SourceConfig, plant: OmbreConfig, registry: SignalRegis
 
             on_rejected = functools.partial(certificate_rejected, plant)
         return OpcUaSource(config, plant, registry, plant.runtime, on_rejected)
+    if isinstance(config, ModbusSourceConfig):
+        # pymodbus: loaded only when configured.
+        from connectors.modbus import ModbusSource  # noqa: PLC0415
+
+        return ModbusSource(config, plant, registry, plant.runtime)
     raise ValueError(f"no source type {config.type!r}")  # unreachable: the config is validated
 
 

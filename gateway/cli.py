@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from api.cli import add_api_commands
+from connectors.modbus_cli import add_modbus_commands
 from connectors.opcua_cli import add_opcua_commands
 from connectors.sqlite_ts import StoreError, open_store
 from gateway.app import build_gateway, serve
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reasons_commands(commands)
     add_api_commands(commands)
     add_opcua_commands(commands, on_trusted=audit_trusted)
+    add_modbus_commands(commands)
     add_demo_command(commands)
 
     return parser

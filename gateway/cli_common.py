@@ -10,6 +10,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connectors.modbus_config import ModbusSourceConfig
+from connectors.modbus_map import resolve_items
 from connectors.topics import TopicRouter
 from gateway.config import MqttSourceConfig, OmbreConfig
 from gateway.config_load import ConfigError, load_config
@@ -32,6 +34,8 @@ def load_checked(path: Path) -> OmbreConfig | None:
         try:
             if isinstance(source, MqttSourceConfig):
                 TopicRouter(source.subscriptions, config, registry)
+            elif isinstance(source, ModbusSourceConfig):
+                resolve_items(source, config, registry)
             else:
                 from connectors.opcua_items import resolve_nodes  # noqa: PLC0415 - see app.py
 

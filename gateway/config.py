@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from api.config import ApiConfig
+from connectors.modbus_config import ModbusSourceConfig
 from gateway.config_base import ConfigModel, InvalidKeyError, Loc, Name, require_unique
 from gateway.types import SignalRegistry
 from shadow.config import (
@@ -341,7 +342,8 @@ class OpcUaSourceConfig(ConfigModel):
         return self
 
 
-SourceConfig = Annotated[MqttSourceConfig | OpcUaSourceConfig, Field(discriminator="type")]
+SourceConfig = Annotated[MqttSourceConfig | OpcUaSourceConfig | ModbusSourceConfig,
+                         Field(discriminator="type")]
 
 
 class SqliteSinkConfig(ConfigModel):

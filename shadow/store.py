@@ -13,6 +13,7 @@ from sqlalchemy import Engine, Table, and_, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from connectors.modbus_config import ModbusSourceConfig
 from gateway.config import LineConfig, OmbreConfig, OpcUaSourceConfig, SourceConfig
 from shadow import tables as t
 from shadow.calendar import planned_stops, shifts
@@ -678,7 +679,10 @@ def _equipment(config: OmbreConfig) -> Iterable[dict[str, Any]]:
 def _fed_by(source: SourceConfig, config: OmbreConfig) -> set[str]:
     """The machines a source can deliver for: OPC UA nodes name them, or a browse
     path or companion specification finds them on the server (any of them); an MQTT
-    subscription either fixes one or takes {machine} from the topic (all of them)."""
+    subscription either fixes one or takes {machine} from the topic (all of them); a
+    Modbus item names its machine."""
+    if isinstance(source, ModbusSourceConfig):
+        return {item.machine for item in source.items}
     if isinstance(source, OpcUaSourceConfig):
         if source.companion or any(n.machine is None for n in source.nodes):
             return {m.id for m in config.machines()}
