@@ -180,9 +180,10 @@ class ModbusSource:
         try:
             response = await request(client, read, self._config.unit_id)
         except ModbusIOException:
+            tries = self._config.retries + 1
             raise self._gone(f"no answer from {self._device} to {read} within "
-                             f"{self._config.timeout_s:g} s ({self._config.retries + 1} "
-                             f"tries)") from None
+                             f"{self._config.timeout_s:g} s ({tries} "
+                             f"{'try' if tries == 1 else 'tries'})") from None
         except (ConnectionException, OSError) as exc:
             raise self._gone(f"lost the connection to {self._device} reading {read}: "
                              f"{exc}") from None

@@ -301,7 +301,7 @@ async def test_a_frozen_device_does_not_hold_up_another(tmp_path: Path) -> None:
             assert frozen.readings == 0
             assert frozen.last_error in (
                 f"ConnectionError: no answer from 127.0.0.1:{frozen_port} unit 1 to hr:0 "
-                "within 0.5 s (1 tries)",
+                "within 0.5 s (1 try)",
                 f"ConnectionError: cannot connect to 127.0.0.1:{frozen_port}")
 
 
