@@ -196,7 +196,8 @@ def _row(side: str, *, cpu: float, server_cpu: float, window_ns: int, polls: int
             "expected_readings_per_s": round(DEVICES * ITEMS / PERIOD_S),
             "cpu_percent": round(100 * cpu / seconds, 1),
             "server_cpu_percent": round(100 * server_cpu / seconds, 1),
-            "jitter_p99_ms": round(jitter_ms, 1), "exit": exit_code}
+            "jitter_p99_ms": round(jitter_ms, 1), "exit": exit_code,
+            "load_1m": round(os.getloadavg()[0], 2)}
 
 
 def _spread(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
