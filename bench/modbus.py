@@ -109,13 +109,12 @@ async def baseline(ports: list[int], seconds: float) -> None:
             client.close()
 
     print("ready", flush=True)
-    async with asyncio.timeout(seconds):
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                for i, port in enumerate(ports):
-                    tasks.create_task(poll(i, port))
-        except* TimeoutError:
-            pass
+    async with asyncio.TaskGroup() as group:
+        polls = [group.create_task(poll(i, port), name=f"baseline:{port}")
+                 for i, port in enumerate(ports)]
+        await asyncio.sleep(seconds)
+        for task in polls:
+            task.cancel()
     print(json.dumps(answers), flush=True)
 
 
