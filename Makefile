@@ -14,14 +14,23 @@ DEB_PACKAGES += firefox-esr nodejs
 # the network and clock faults of tests/faults: ip netns and TUN links (iproute2), libfaketime
 DEB_PACKAGES += iproute2 faketime
 
-.PHONY: demo test lint lint-deploy bench system-deps test-services clean
+.PHONY: demo test lint lint-deploy bench lock system-deps test-services clean
 
-$(BIN)/ombre: pyproject.toml
+# Every extra (opcua, modbus, s7, influx, postgres) and the dev tools, at the versions of
+# requirements.lock; again whenever pyproject.toml or the lock changes (`make lock`).
+$(BIN)/ombre: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	@touch $@
+
+# Pins every dependency of `.[dev]` (so of every extra) for all platforms, the Pi's too;
+# keeps the pins that still fit, unless `make lock UPGRADE=--upgrade`.
+lock: $(BIN)/ombre
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		$(UPGRADE) -o requirements.lock
 
 system-deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -34,8 +43,8 @@ demo: $(BIN)/ombre system-deps
 	$(BIN)/ombre demo --speed 30
 
 lint: $(BIN)/ombre lint-deploy
-	$(BIN)/ruff check gateway shadow connectors api sim tests bench
-	$(BIN)/mypy --strict gateway shadow connectors api sim
+	$(BIN)/ruff check gateway shadow connectors api sim ombre tests bench
+	$(BIN)/mypy --strict gateway shadow connectors api sim ombre
 
 lint-deploy: $(BIN)/ombre system-deps
 	shellcheck deploy/install.sh deploy/compose/mosquitto-start.sh

@@ -21,16 +21,17 @@ from api import (
     jobs,
     kpis,
     machines,
+    maturity,
     metrics,
     orders,
     signals,
     stream,
 )
 from api import audit as audit_log
+from api.config import ServedConfig
 from api.deps import AsViewer, Store
 from api.guard import BodyGuard
 from api.ratelimit import RateLimit, RateLimits
-from gateway.config import OmbreConfig
 from gateway.counters import Counters, Health
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
@@ -39,7 +40,7 @@ PREFIX = "/api/v1"
 STATIC = Path(__file__).with_name("static")
 
 
-def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
+def create_app(config: ServedConfig, clock: Callable[[], int] = time.time_ns,
                counters: Counters | None = None) -> FastAPI:
     """The API over the shadow's tables of `config`; `clock` gives now in ns (tests
     pass a fixed one). `counters` are the gateway's when the API runs in its process
@@ -108,7 +109,8 @@ def create_app(config: OmbreConfig, clock: Callable[[], int] = time.time_ns,
         return FileResponse(STATIC / "orders.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream, audit_log):
+    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream, audit_log,
+                   maturity):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)
     app.include_router(docs.router(config.api.docs, STATIC))

@@ -1,4 +1,4 @@
-"""The API's part of the config file (`api:`)."""
+"""The API's part of the config file (`api:`), and the config the API serves from."""
 
 from __future__ import annotations
 
@@ -7,19 +7,23 @@ from typing import Literal
 from pydantic import Field
 
 from gateway.config_base import ConfigModel
+from shadow.config import ShadowedConfig
 
 DocsMode = Literal["public", "auth", "off"]  # see api/docs.py
 
 
 class RateLimitConfig(ConfigModel):
     """Token buckets: a client may send `burst` requests at once, then `per_s` a second.
-    Each token has its bucket and each client address one; /healthz is not counted."""
+    Each token has its bucket and each client address one; /healthz is not counted. Of
+    the requests let in, at most `per_client_in_flight` of one client (token, else
+    address) are worked on at once; the others wait their turn."""
 
     per_token_per_s: float = Field(default=20, gt=0)
     per_token_burst: int = Field(default=60, ge=1)
     per_address_per_s: float = Field(default=50, gt=0)
     per_address_burst: int = Field(default=150, ge=1)
     max_clients: int = Field(default=4096, ge=16, le=1_000_000)  # buckets kept per kind
+    per_client_in_flight: int = Field(default=4, ge=1)  # requests worked on at once
 
 
 class ApiConfig(ConfigModel):
@@ -33,3 +37,9 @@ class ApiConfig(ConfigModel):
     docs: DocsMode = "auth"  # who may read /docs, /redoc and /openapi.json
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
+
+
+class ServedConfig(ShadowedConfig):
+    """The shadow's config with the API's section: what the API and its commands read."""
+
+    api: ApiConfig = Field(default_factory=ApiConfig)

@@ -3,14 +3,15 @@ time ranges checked against the configured bound."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 
 from api.auth import require
+from api.config import ServedConfig
 from api.tokens import Role, Token
-from gateway.config import OmbreConfig
 from shadow.calendar import to_ns
 from shadow.store import ShadowStore
 from shadow.tables import TEXT
@@ -25,8 +26,8 @@ def store(request: Request) -> ShadowStore:
     return found
 
 
-def config(request: Request) -> OmbreConfig:
-    found: OmbreConfig = request.app.state.config
+def config(request: Request) -> ServedConfig:
+    found: ServedConfig = request.app.state.config
     return found
 
 
@@ -43,27 +44,36 @@ def bounded(name: str, ts: datetime) -> datetime:
     return ts
 
 
-def window(request: Request,
-           from_: Annotated[datetime | None, Query(alias="from")] = None,
-           to: Annotated[datetime | None, Query()] = None) -> Window:
-    """`from` and `to` (RFC 3339; without a zone, UTC); default: the last 24 hours. A
-    range longer than api.max_range_days is refused with 400."""
-    end = bounded("to", to or datetime.fromtimestamp(now_ns(request) / 1e9, UTC))
-    start = bounded("from", from_) if from_ else end - timedelta(hours=24)
-    if start > end:
-        raise HTTPException(400, f"`from` ({start.isoformat()}) is after `to` "
-                                 f"({end.isoformat()})")
-    limit = config(request).api.max_range_days
-    if end - start > timedelta(days=limit):
-        raise HTTPException(400, f"the range from {start.isoformat()} to {end.isoformat()} "
-                                 f"is longer than api.max_range_days ({limit:g} days)")
-    return Window(to_ns(start), to_ns(end))
+def window_of(default: timedelta) -> Callable[..., Window]:
+    """The dependency reading `from` and `to` (RFC 3339; without a zone, UTC); by default
+    the `default` span up to now. A range longer than api.max_range_days is refused with
+    400."""
+
+    def window(request: Request,
+               from_: Annotated[datetime | None, Query(alias="from")] = None,
+               to: Annotated[datetime | None, Query()] = None) -> Window:
+        end = bounded("to", to or datetime.fromtimestamp(now_ns(request) / 1e9, UTC))
+        start = bounded("from", from_) if from_ else end - default
+        if start > end:
+            raise HTTPException(400, f"`from` ({start.isoformat()}) is after `to` "
+                                     f"({end.isoformat()})")
+        limit = config(request).api.max_range_days
+        if end - start > timedelta(days=limit):
+            raise HTTPException(400, f"the range from {start.isoformat()} to "
+                                     f"{end.isoformat()} is longer than api.max_range_days "
+                                     f"({limit:g} days)")
+        return Window(to_ns(start), to_ns(end))
+
+    return window
+
+
+window = window_of(timedelta(hours=24))
 
 
 MachineFilter = Annotated[str | None, Query(max_length=400, pattern=TEXT)]
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a database row id (SQL INTEGER)
 Store = Annotated[ShadowStore, Depends(store)]
-Config = Annotated[OmbreConfig, Depends(config)]
+Config = Annotated[ServedConfig, Depends(config)]
 Now = Annotated[int, Depends(now_ns)]
 Range = Annotated[Window, Depends(window)]
 AsViewer = Annotated[Token, Depends(require(Role.VIEWER))]

@@ -14,8 +14,9 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import audit
+from api.config import ServedConfig
 from api.deps import AsOperator, AsViewer, Config, Now, RowId, Store
-from gateway.config import MachineConfig, OmbreConfig
+from shadow.config import ShadowMachineConfig
 from shadow.orders import job_key
 from shadow.tables import TEXT
 
@@ -46,7 +47,7 @@ class JobCommandOut(BaseModel):
     result: str | None
 
 
-def _without_job_signal(config: OmbreConfig, machine_id: str) -> MachineConfig:
+def _without_job_signal(config: ServedConfig, machine_id: str) -> ShadowMachineConfig:
     found = next((m for m in config.machines() if m.id == machine_id), None)
     if found is None:
         raise HTTPException(404, f"no machine {machine_id!r}")

@@ -7,8 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
+from api.config import ServedConfig
 from api.deps import AsViewer, Config, Now, Range, Store
-from gateway.config import MachineConfig, OmbreConfig
+from shadow.config import ShadowMachineConfig
 from shadow.model import Machine
 from shadow.timeline import Category
 
@@ -53,12 +54,12 @@ class MachineDetailOut(MachineOut):
     signals: dict[str, SignalOut]
 
 
-def _line_of(config: OmbreConfig, machine_id: str) -> str:
+def _line_of(config: ServedConfig, machine_id: str) -> str:
     return next(line.id for site in config.sites for line in site.all_lines()
                 for m in line.machines if m.id == machine_id)
 
 
-def machine_view(config: OmbreConfig, machine: MachineConfig, snap: dict[str, Any] | None,
+def machine_view(config: ServedConfig, machine: ShadowMachineConfig, snap: dict[str, Any] | None,
                  now_ns: int) -> dict[str, Any]:
     """A MachineOut's fields from the machine's config and its snapshot (if any)."""
     base = {"id": machine.id, "name": machine.name, "line": _line_of(config, machine.id),

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from api import health
+from api.config import ServedConfig
 from api.deps import AsViewer, Config, Now, Store
 from api.machines import MachineOut, machine_view
 from api.ratelimit import RateLimits
-from gateway.config import OmbreConfig
 from gateway.counters import Counters, Health, label, up_gauge
 from shadow.store import ShadowStore
 
@@ -83,7 +83,7 @@ def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: No
     return "\n".join([*lines, *stats.lines()]) + "\n"
 
 
-def _shadow_lines(store: ShadowStore, config: OmbreConfig, now: int) -> list[str]:
+def _shadow_lines(store: ShadowStore, config: ServedConfig, now: int) -> list[str]:
     """What the shadow knows: machines online and by category, open drift alerts."""
     snaps = store.snapshots()
     views = [MachineOut(**machine_view(config, m, snaps.get(m.id), now))

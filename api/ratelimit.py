@@ -3,10 +3,17 @@ checked by an ASGI middleware in front of everything else, so a refused request 
 no database query and no thread. A refusal is 429 with Retry-After, sent at once:
 holding it would make a client that does not wait for answers open a connection per
 request, which costs the server more than the refusal. /healthz is not counted (a
-health check must not be starved by a flood)."""
+health check must not be starved by a flood).
+
+A request the buckets let through then waits its turn among its client's: at most
+`per_client_in_flight` requests of one client (its token, or its address without one)
+are worked on at once, until each answer starts (a stream holds no turn once it has
+begun). A client's burst is then served a few at a time, between other clients'
+requests, instead of filling the worker threads at once."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -14,7 +21,7 @@ from dataclasses import dataclass, field
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import bearer_credentials
 from api.config import RateLimitConfig
@@ -54,22 +61,55 @@ class Buckets:
         return wait
 
 
+@dataclass
+class Turns:
+    """At most `limit` holders of a turn per key at once; the others wait, first come
+    first served. A key is kept only while one of its requests holds or awaits a turn,
+    so there are never more keys than requests the buckets let in."""
+
+    limit: int
+    _waiting: dict[str, tuple[asyncio.Semaphore, int]] = field(default_factory=dict)
+
+    async def take(self, key: str) -> None:
+        semaphore, users = self._waiting.get(key, (asyncio.Semaphore(self.limit), 0))
+        self._waiting[key] = (semaphore, users + 1)
+        try:
+            await semaphore.acquire()
+        except BaseException:  # cancelled while waiting: the client went away
+            self._leave(key)
+            raise
+
+    def give_back(self, key: str) -> None:
+        self._waiting[key][0].release()
+        self._leave(key)
+
+    def _leave(self, key: str) -> None:
+        semaphore, users = self._waiting[key]
+        if users == 1:
+            del self._waiting[key]
+        else:
+            self._waiting[key] = (semaphore, users - 1)
+
+
 @dataclass(frozen=True)
 class RateLimits:
-    """The buckets of one app: built by create_app from api.rate_limit."""
+    """The buckets and turns of one app: built by create_app from api.rate_limit."""
 
     by_token: Buckets
     by_address: Buckets
+    turns: Turns
 
     @classmethod
     def of(cls, config: RateLimitConfig) -> RateLimits:
         return cls(Buckets(config.per_token_per_s, config.per_token_burst, config.max_clients),
                    Buckets(config.per_address_per_s, config.per_address_burst,
-                           config.max_clients))
+                           config.max_clients),
+                   Turns(config.per_client_in_flight))
 
 
 class RateLimit:
-    """The middleware: the client's address bucket, then its token's (if it sent one)."""
+    """The middleware: the client's address bucket, then its token's (if it sent one);
+    then the client's turn."""
 
     def __init__(self, app: ASGIApp, limits: RateLimits) -> None:
         self.app = app
@@ -80,7 +120,8 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        wait, what = self.limits.by_address.take(client[0] if client else ""), "address"
+        address = client[0] if client else ""
+        wait, what = self.limits.by_address.take(address), "address"
         token = bearer_credentials(Headers(scope=scope).get("authorization"))
         if not wait and token is not None:
             wait, what = self.limits.by_token.take(token[:MAX_KEY_CHARS]), "token"
@@ -90,4 +131,20 @@ class RateLimit:
                                           f"{retry_s} s (api.rate_limit)"}, 429,
                                headers={"Retry-After": str(retry_s)})(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        key = "token:" + token[:MAX_KEY_CHARS] if token is not None else "address:" + address
+        turns = self.limits.turns
+        await turns.take(key)
+        holding = True
+
+        async def send_then_give_back(message: Message) -> None:
+            nonlocal holding
+            if holding and message["type"] == "http.response.start":
+                holding = False
+                turns.give_back(key)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_then_give_back)
+        finally:
+            if holding:  # no answer began (the client went away, an error)
+                turns.give_back(key)

@@ -11,9 +11,10 @@ import numpy.typing as npt
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
+from api.config import ServedConfig
 from api.deps import AsViewer, Config, Range, Store
+from connectors.sqlite_config import SqliteSinkConfig
 from connectors.sqlite_ts import StoreError, open_store
-from gateway.config import OmbreConfig
 from gateway.types import Quality
 from shadow.monitor import DriftMonitor
 from shadow.store import ShadowStore
@@ -54,7 +55,7 @@ class SeriesOut(BaseModel):
     baselines: list[Baseline]
 
 
-def _baselines(config: OmbreConfig, store: ShadowStore, machine: str,
+def _baselines(config: ServedConfig, store: ShadowStore, machine: str,
                signal: str) -> list[Baseline]:
     monitor = DriftMonitor(config.machines(), config.registry())
     saved = store.drift_state()
@@ -80,7 +81,7 @@ def signal_history(machine_id: str, signal: str, *, _: AsViewer, store: Store,
     sid = registry.id_of(machine_id, signal)
     if sid is None:
         raise HTTPException(404, f"no signal {signal!r} on machine {machine_id!r}")
-    sink = next((s for s in config.sinks if s.type == "sqlite"), None)
+    sink = next((s for s in config.sinks if isinstance(s, SqliteSinkConfig)), None)
     if sink is None:
         raise HTTPException(404, "no sqlite time-series sink in the config")
     try:

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.alerts import alert_views
+from api.config import ServedConfig
 from api.deps import AsViewer, Config, Store
 from api.machines import MachineOut, machine_view
-from gateway.config import OmbreConfig
 from shadow.calendar import shifts
 from shadow.report import kpi
 from shadow.store import ShadowStore
@@ -30,7 +30,7 @@ def _event(kind: str, data: str) -> str:
     return f"event: {kind}\ndata: {data}\n\n"
 
 
-def _shift_kpis(store: ShadowStore, config: OmbreConfig, now_ns: int) -> str:
+def _shift_kpis(store: ShadowStore, config: ServedConfig, now_ns: int) -> str:
     """OEE, its factors, coverage and the unknown share per machine over the shift
     running now (the last 8 hours when the calendar has no shift)."""
     current = [s.window for s in shifts(config.shadow.calendar, Window(now_ns, now_ns + 1))

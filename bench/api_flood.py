@@ -34,10 +34,10 @@ CALM_PER_S = 10
 FLOOD_PER_S = 1000
 MAX_CONNECTIONS = 2000  # the flooder's, for answers slower than its rate
 PATH = "/api/v1/machines"
-OMBRE = [sys.executable, "-m", "gateway"]  # the `ombre` command of this interpreter
+OMBRE = [sys.executable, "-m", "ombre"]  # the `ombre` command of this interpreter
 RESULTS = Path(__file__).parent / "results" / "api_flood.json"
 UNLIMITED = {"per_token_per_s": 1e9, "per_token_burst": 10**9, "per_address_per_s": 1e9,
-             "per_address_burst": 10**9}
+             "per_address_burst": 10**9, "per_client_in_flight": 10**6}
 
 
 def paced(port: int, token: str, *, per_s: float, seconds: float, latencies: list[float],
@@ -154,13 +154,24 @@ def calm_phase(port: int, token: str) -> tuple[list[float], Counter[int]]:
     return latencies, codes
 
 
-def run(port: int, calm: str, flooder: str) -> dict[str, Any]:
+def cpu_s(pid: int) -> float:
+    """The CPU time (user and system) a running process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(port: int, server: int, calm: str, flooder: str) -> dict[str, Any]:
+    """One run: the calm client alone, then beside the flood; with the share of one CPU
+    the server (pid `server`) and the flooder used while the calm client measured."""
     alone, alone_codes = calm_phase(port, calm)
     process = subprocess.Popen([sys.executable, "-m", "bench.api_flood", "flood", str(port),
                                 flooder, str(PHASE_S + 1)], stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)  # the flood is running before the measure starts
+        began, server_cpu, flood_cpu = time.monotonic(), cpu_s(server), cpu_s(process.pid)
         flooded, flooded_codes = calm_phase(port, calm)
+        elapsed = time.monotonic() - began
+        server_cpu, flood_cpu = cpu_s(server) - server_cpu, cpu_s(process.pid) - flood_cpu
         flood_report = json.loads(process.communicate(timeout=300)[0])
     finally:
         process.kill()
@@ -168,7 +179,9 @@ def run(port: int, calm: str, flooder: str) -> dict[str, Any]:
     return {"p99_alone_ms": p99_ms(alone), "p99_flooded_ms": p99_ms(flooded),
             "ratio": round(p99_ms(flooded) / p99_ms(alone), 2),
             "calm_codes": {str(k): v for k, v in sorted((alone_codes + flooded_codes).items())},
-            "flood": flood_report, "load_average_1m": os.getloadavg()[0]}
+            "flood": flood_report, "server_cpu_pct": round(100 * server_cpu / elapsed),
+            "flooder_cpu_pct": round(100 * flood_cpu / elapsed),
+            "load_average_1m": os.getloadavg()[0]}
 
 
 def ombre(*args: str | Path) -> str:
@@ -195,7 +208,7 @@ def scenario(workdir: Path, limited: bool) -> dict[str, Any]:
         wait_for_port(port, 30)
         runs = []
         for _ in range(RUNS):
-            runs.append(run(port, calm, flooder))
+            runs.append(run(port, server.pid, calm, flooder))
             print(f"rate limit {'default' if limited else 'off'}: {runs[-1]}", file=sys.stderr,
                   flush=True)
             if server.poll() is not None:
@@ -222,8 +235,9 @@ def main() -> None:
               f"{result['ratio_max']})")
         for r in result["runs"]:
             print(f"  alone {r['p99_alone_ms']} ms, flooded {r['p99_flooded_ms']} ms, "
-                  f"calm answers {r['calm_codes']}, flood {r['flood']}, "
-                  f"load average {r['load_average_1m']:.1f}")
+                  f"calm answers {r['calm_codes']}, flood {r['flood']}, CPU while flooded: "
+                  f"server {r['server_cpu_pct']} %, flooder {r['flooder_cpu_pct']} % of one "
+                  f"core; load average {r['load_average_1m']:.1f}")
     RESULTS.write_text(json.dumps({"calm_per_s": CALM_PER_S, "flood_per_s": FLOOD_PER_S,
                                    "phase_s": PHASE_S, "path": PATH,
                                    "scenarios": results}, indent=2) + "\n")

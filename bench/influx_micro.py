@@ -16,9 +16,10 @@ from influxdb_client.client.write.point import Point
 from pydantic import SecretStr
 
 from bench.decode_micro import median_s
+from connectors.influx_config import InfluxSinkConfig
 from connectors.line_protocol import LineLayout
-from gateway.config import InfluxSinkConfig, OmbreConfig
 from gateway.types import Batch
+from ombre.config import validate_config
 
 READINGS = 100_000
 REQUEST_LINES = 5_000
@@ -38,7 +39,7 @@ def main() -> None:
     machines = [{"id": f"dev-{i:02d}", "type": "bench device",
                  "signals": [{"name": f"s{j:02d}", "unit": "degC"} for j in range(20)]}
                 for i in range(50)]
-    plant = OmbreConfig.model_validate(
+    plant = validate_config(
         {"sites": [{"id": "bench", "lines": [{"id": "line-1", "machines": machines}]}]})
     registry = plant.registry()
     config = InfluxSinkConfig(type="influxdb", url="http://127.0.0.1:8086", org="o",

@@ -154,7 +154,7 @@ def run_ombre(ports: list[int], workdir: Path, server_pid: int) -> dict[str, Any
         "sinks": [{"type": "sqlite", "name": "timeseries"}],
         "shadow": {"enabled": False},
     }))
-    ombre = subprocess.Popen([sys.executable, "-m", "gateway", "run", str(config),
+    ombre = subprocess.Popen([sys.executable, "-m", "ombre", "run", str(config),
                               "--log-level", "warning"], text=True)
     server0 = cpu_s(server_pid)
     cpu, lo, hi = measure(ombre)

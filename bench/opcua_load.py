@@ -91,7 +91,7 @@ def run(n: int, workdir: Path) -> dict[str, Any]:
     assert server.stdout is not None
     try:
         assert server.stdout.readline().strip() == "ready"
-        ombre = subprocess.Popen([sys.executable, "-m", "gateway", "run", str(config),
+        ombre = subprocess.Popen([sys.executable, "-m", "ombre", "run", str(config),
                                   "--log-level", "warning"])
         produced = json.loads(server.stdout.readline())
         time.sleep(3)  # the last publish and commit

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from connectors.sqlite_ts import TimeSeriesStore
-from gateway.config import OmbreConfig
 from gateway.types import Batch
+from ombre.config import OmbreConfig, validate_config
 from shadow.calendar import PlannedSchedule
 from shadow.model import ShadowModel
 from shadow.monitor import DriftMonitor
@@ -34,7 +34,7 @@ def _config(drift: bool = False) -> OmbreConfig:
                  "state": {"type": "table", "signal": "s0", "map": {"1": "APT", "0": "ADOT"}},
                  "counters": {"total": "s1"}, "drift": detectors if drift else []}
                 for m in range(MACHINES)]
-    return OmbreConfig.model_validate(
+    return validate_config(
         {"sites": [{"id": "site", "lines": [{"id": "l", "machines": machines}]}]})
 
 

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.app import build_gateway, build_sink
-from gateway.config import OmbreConfig
-from gateway.config_load import load_config
 from gateway.counters import Health
 from gateway.types import Batch, Event, Sink, Written
+from ombre.app import build_context, build_gateway, build_sink
+from ombre.config import OmbreConfig, load_config
 
 
 class TimedSink:
@@ -59,7 +58,7 @@ async def run(config: OmbreConfig, expect: int, shadow: bool,
     """Runs until every sink wrote `expect` readings; with `shadow`, the shadow (and the
     drift detectors its config declares) is a second sink beside the timed one."""
     registry = config.registry()
-    sink = TimedSink(build_sink(config.sinks[0], config, registry))
+    sink = TimedSink(build_sink(config.sinks[0], build_context(config, registry)))
     sinks: list[Sink] = [sink]
     if shadow:
         from shadow.sink import ShadowSink  # noqa: PLC0415 - the plain runs stay without it

@@ -30,8 +30,9 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.rest import ApiException
 
+from connectors.influx_config import InfluxSinkConfig
 from connectors.line_protocol import LineLayout
-from gateway.config import InfluxSinkConfig, OmbreConfig
+from gateway.config import Plant
 from gateway.types import Batch, Event, QuarantineRecord, SignalRegistry, Written
 
 HEAD_BYTES = 256  # how much of a refused line the quarantine keeps
@@ -48,7 +49,7 @@ class InfluxSink:
     returns once every line is written or refused; the Written report lists the refused
     lines and counts the valueless readings. After `aclose`, `write` raises RuntimeError."""
 
-    def __init__(self, config: InfluxSinkConfig, plant: OmbreConfig,
+    def __init__(self, config: InfluxSinkConfig, plant: Plant,
                  registry: SignalRegistry) -> None:
         self.name = config.name
         self._config = config

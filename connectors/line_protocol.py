@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.config import InfluxSinkConfig, OmbreConfig
+from connectors.influx_config import InfluxSinkConfig
+from gateway.config import Plant
 from gateway.types import Batch, Event, EventValue, Quality, SignalRegistry
 
 _MEASUREMENT = str.maketrans({"\\": "\\\\", ",": "\\,", " ": "\\ "})
@@ -67,7 +68,7 @@ class Place:
     type: str | None
 
 
-def places(plant: OmbreConfig) -> dict[str, Place]:
+def places(plant: Plant) -> dict[str, Place]:
     """Machine id -> its place, for every machine of the plant."""
     found: dict[str, Place] = {}
     for site in plant.sites:
@@ -83,7 +84,7 @@ class LineLayout:
     """The escaped series key of every signal, built once; then lines for batches and
     events. Read-only after construction, so any thread may use it."""
 
-    def __init__(self, config: InfluxSinkConfig, plant: OmbreConfig,
+    def __init__(self, config: InfluxSinkConfig, plant: Plant,
                  registry: SignalRegistry) -> None:
         where = places(plant)
         self._field = escape_key(config.value_field)

@@ -39,7 +39,7 @@ from pymodbus.pdu import ModbusPDU
 from connectors.modbus_address import BIT_TABLES, decode
 from connectors.modbus_config import ModbusSourceConfig
 from connectors.modbus_map import Item, Read, Tick, plan_ticks, resolve_items
-from gateway.config import OmbreConfig, RuntimeConfig
+from gateway.config import Plant, RuntimeConfig
 from gateway.outbox import GATEWAY_MACHINE
 from gateway.types import (
     Batch,
@@ -96,7 +96,7 @@ class ModbusSource:
     stamped with (the demo passes its simulated one); `runtime` is unused, taken as
     every source takes it."""
 
-    def __init__(self, config: ModbusSourceConfig, plant: OmbreConfig, registry: SignalRegistry,
+    def __init__(self, config: ModbusSourceConfig, plant: Plant, registry: SignalRegistry,
                  runtime: RuntimeConfig, now_ns: Callable[[], int] = time.time_ns) -> None:
         self.name = config.name
         self._config = config

@@ -133,16 +133,3 @@ def decode(address: Address, data: Sequence[int] | Sequence[bool], offset: int,
     return float(struct.unpack(">" + fmt, b"".join(w.to_bytes(2, byte_order)
                                                    for w in words))[0])
 
-
-def encode(address: Address, value: float | str, byte_order: ByteOrder,
-           word_order: ByteOrder) -> list[int]:
-    """The registers that hold `value` at `address` (a register table, not a bit):
-    the inverse of `decode`, for simulators and tests that serve a device's map."""
-    if address.type == "string":
-        raw = str(value).encode("latin-1")[:address.length].ljust(address.count * 2, b"\x00")
-        return [int.from_bytes(raw[i:i + 2], byte_order) for i in range(0, len(raw), 2)]
-    fmt = NUMBERS[address.type][0]
-    number = value if fmt in "fd" else int(value)
-    raw = struct.pack(">" + fmt, number)
-    words = [int.from_bytes(raw[i:i + 2], byte_order) for i in range(0, len(raw), 2)]
-    return words[::-1] if word_order == "little" else words

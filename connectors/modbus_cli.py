@@ -1,5 +1,7 @@
 """`ombre modbus read`: read a few addresses of a Modbus TCP device, to commission it
-(find the unit id, the addresses, the byte and word order) before writing its items."""
+(find the unit id, the addresses, the byte and word order) before writing its items.
+Registered by the modbus plug-in (connectors/modbus_plugin.py); pymodbus is imported
+when the command runs, so `ombre` starts without the modbus extra."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from connectors.modbus_address import (
     parse_address,
 )
 from connectors.modbus_map import Read
-from gateway.cli_common import EXIT_OK, EXIT_USAGE
+from gateway.plugins import EXIT_OK, EXIT_USAGE, Commands
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -99,7 +101,7 @@ def cmd_modbus_read(args: argparse.Namespace) -> int:
     return asyncio.run(_read_all(args))
 
 
-def add_modbus_commands(commands: argparse._SubParsersAction[Any]) -> None:
+def add_modbus_commands(commands: Commands) -> None:
     """Registers `modbus read`."""
     modbus = commands.add_parser("modbus", help="commission a Modbus TCP device")
     actions = modbus.add_subparsers(title="actions", metavar="ACTION", required=True)
@@ -107,7 +109,8 @@ def add_modbus_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "read", help="read addresses of a device and print them decoded",
         description=f"Addresses: TABLE:ADDRESS[.BIT][:TYPE[:LENGTH]], e.g. {EXAMPLES}; "
                     "tables co, di, hr, ir; types bool, int16, uint16, int32, uint32, int64, "
-                    "uint64, float32, float64, string (with a length). See docs/modbus.md.")
+                    "uint64, float32, float64, string (with a length). See "
+                    "docs/connectors/modbus.md.")
     read.add_argument("device", type=_host_port, metavar="HOST[:PORT]",
                       help="the device (port 502 unless given)")
     read.add_argument("addresses", type=_address, nargs="+", metavar="ADDRESS",

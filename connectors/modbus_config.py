@@ -1,6 +1,6 @@
 """The config of a Modbus TCP source: one device (host, port, unit id) and its register
 map, each item an address (connectors/modbus_address.py) mapped to a plant signal.
-docs/modbus.md explains every key with a worked example."""
+docs/connectors/modbus.md explains every key with a worked example."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from connectors.modbus_address import ByteOrder, parse_address
+from gateway.config import SourceConfig
 from gateway.config_base import ConfigModel, InvalidKeyError, Name, require_unique
 
 MAX_REGISTERS_PER_READ = 125  # the protocol's limit for function codes 3 and 4
@@ -44,7 +45,7 @@ class ModbusItemConfig(ConfigModel):
         return self
 
 
-class ModbusSourceConfig(ConfigModel):
+class ModbusSourceConfig(SourceConfig):
     """A Modbus TCP device, polled: each item every `poll_interval_ms`, neighbouring
     addresses of the same table and interval read together, at most
     `max_registers_per_read` registers (or `max_bits_per_read` bits) per request and
@@ -54,7 +55,6 @@ class ModbusSourceConfig(ConfigModel):
     any change)."""
 
     type: Literal["modbus"]
-    name: Name
     host: str = Field(min_length=1)
     port: int = Field(default=502, ge=1, le=65535)
     unit_id: int = Field(default=1, ge=0, le=255)
@@ -81,3 +81,6 @@ class ModbusSourceConfig(ConfigModel):
                                       f"max_registers_per_read ({self.max_registers_per_read})"
                                       f" registers, found {item.address} ({count})")
         return self
+
+    def fed_machines(self) -> frozenset[str] | None:
+        return frozenset(item.machine for item in self.items)

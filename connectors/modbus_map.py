@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from connectors.modbus_address import BIT_TABLES, Address, ByteOrder, Table, parse_address
 from connectors.modbus_config import ModbusSourceConfig
-from gateway.config import OmbreConfig
+from gateway.config import Plant
+from gateway.config_base import InvalidKeyError
 from gateway.types import SignalRegistry
 
 
@@ -65,22 +66,22 @@ class Tick:
     due_s: float = 0.0
 
 
-def resolve_items(config: ModbusSourceConfig, plant: OmbreConfig,
+def resolve_items(config: ModbusSourceConfig, plant: Plant,
                   registry: SignalRegistry) -> list[Item]:
-    """The source's items in config order; ValueError naming the first bad key."""
+    """The source's items in config order; InvalidKeyError naming the first bad key."""
     types = {(m.id, s.name): s.type for m in plant.machines() for s in m.signals}
     items = []
     for i, c in enumerate(config.items):
         signal_id = registry.id_of(c.machine, c.signal)
         if signal_id is None:
-            raise ValueError(f"items[{i}]: expected a signal declared in the plant, found "
-                             f"{c.machine}/{c.signal}")
+            raise InvalidKeyError(("items", i), "expected a signal declared in the plant, "
+                                  f"found {c.machine}/{c.signal}")
         address = parse_address(c.address)
         is_string = address.type == "string"
         signal_type = types[(c.machine, c.signal)]
         if is_string != (signal_type == "string"):
-            raise ValueError(f"items[{i}].address: expected a {signal_type} for signal "
-                             f"{c.machine}/{c.signal}, found {c.address}")
+            raise InvalidKeyError(("items", i, "address"), f"expected a {signal_type} for "
+                                  f"signal {c.machine}/{c.signal}, found {c.address}")
         items.append(Item(
             i, address, signal_id, c.machine, c.signal, is_string,
             c.byte_order or config.byte_order, c.word_order or config.word_order, c.scale,

@@ -26,9 +26,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from connectors.mqtt_config import MqttSourceConfig
 from connectors.mqtt_decode import PayloadDecoder
 from gateway.chunks import ChunkTimer
-from gateway.config import MqttSourceConfig, OmbreConfig, RuntimeConfig
+from gateway.config import Plant, RuntimeConfig
 from gateway.types import Delivery, SignalRegistry
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class MqttSource:
     the session), `read` returns the next chunk and raises ConnectionError once the
     link is lost and the buffer is empty, `aclose` disconnects and joins the thread."""
 
-    def __init__(self, config: MqttSourceConfig, plant: OmbreConfig, registry: SignalRegistry,
+    def __init__(self, config: MqttSourceConfig, plant: Plant, registry: SignalRegistry,
                  runtime: RuntimeConfig) -> None:
         self.name = config.name
         self._config = config

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from connectors.mqtt_config import SubscriptionConfig
 from connectors.payload_limits import load_json, size_reason
 from connectors.payload_values import bare_number, event_value, number_column, number_value
 from connectors.reject import Reject, describe
 from connectors.timestamps import TsLimits, TsWindow
 from connectors.topics import Route, SignalRef, TopicRouter
-from gateway.config import OmbreConfig, SubscriptionConfig
+from gateway.config import Plant
 from gateway.types import (
     Batch,
     Event,
@@ -116,7 +117,7 @@ class PayloadDecoder:
     topic cache and is not thread-safe. It never raises on bad topics or payloads."""
 
     def __init__(self, source: str, subscriptions: Sequence[SubscriptionConfig],
-                 config: OmbreConfig, registry: SignalRegistry, *,
+                 config: Plant, registry: SignalRegistry, *,
                  now_ns: Callable[[], int] = time.time_ns, cache_size: int = 50_000) -> None:
         self.source = source
         self._router = TopicRouter(subscriptions, config, registry, cache_size=cache_size)
@@ -187,10 +188,16 @@ class PayloadDecoder:
         if not isinstance(doc, dict):
             raise Reject(f"expected a JSON object, found {describe(doc)}")
         sub = route.sub
-        ts_raw = doc.get(sub.ts_field)
+        values = doc if sub.values_path is None else _at(doc, sub.values_path, "values_path")
+        if not isinstance(values, dict):
+            raise Reject(f"values_path {'.'.join(sub.values_path or ())!r}: expected a JSON "
+                         f"object, found {describe(values)}")
+        ts_raw = values.get(sub.ts_field) if sub.ts_path is None else _at(doc, sub.ts_path,
+                                                                          "ts_path")
         ts, quality = out.window.reading_time(ts_raw, sub.ts_unit, rx)
-        for key, raw in doc.items():
-            if key == sub.ts_field:
+        skip = sub.ts_key
+        for key, raw in values.items():
+            if key == skip:
                 continue
             signal = route.signals.get(key)
             if signal is None:
@@ -224,6 +231,20 @@ class PayloadDecoder:
                 _store_one(route, *split(item, sub), rx, out)
             except Reject as exc:
                 out.reject(f"item {i}: {exc.reason}", signal.id)
+
+
+def _at(doc: dict[str, Any], path: tuple[str, ...], key: str) -> Any:
+    """The value at `path` in `doc`; Reject naming the subscription's `key` and where
+    the payload stops matching it."""
+    node: Any = doc
+    for i, part in enumerate(path):
+        if not isinstance(node, dict):
+            raise Reject(f"{key} {'.'.join(path)!r}: expected a JSON object at "
+                         f"{'.'.join(path[:i])!r}, found {describe(node)}")
+        node = node.get(part, _MISSING)
+        if node is _MISSING:
+            raise Reject(f"{key} {'.'.join(path)!r}: no key {'.'.join(path[:i + 1])!r}")
+    return node
 
 
 def _signal(route: Route) -> SignalRef:

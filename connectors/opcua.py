@@ -35,6 +35,7 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from connectors.opcua_browse import Browser
+from connectors.opcua_config import OpcUaSourceConfig
 from connectors.opcua_items import NotificationBuffer, item_request, match_paths, resolve_nodes
 from connectors.opcua_poll import Poller
 from connectors.opcua_security import (
@@ -47,7 +48,7 @@ from connectors.opcua_security import (
     secure,
 )
 from gateway.chunks import ChunkTimer
-from gateway.config import OmbreConfig, OpcUaSourceConfig, RuntimeConfig
+from gateway.config import Plant, RuntimeConfig
 from gateway.outbox import GATEWAY_MACHINE
 from gateway.types import Batch, Delivery, Event, QuarantineRecord, SignalRegistry
 
@@ -98,7 +99,7 @@ class OpcUaSource:
     CLOSE_TIMEOUT_S. Not used after `aclose`. `on_rejected` records each distinct
     server certificate the trust list refuses, once (the audit log's writer)."""
 
-    def __init__(self, config: OpcUaSourceConfig, plant: OmbreConfig, registry: SignalRegistry,
+    def __init__(self, config: OpcUaSourceConfig, plant: Plant, registry: SignalRegistry,
                  runtime: RuntimeConfig, on_rejected: OnRejected | None = None) -> None:
         self.name = config.name
         self._config = config

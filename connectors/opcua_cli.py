@@ -1,39 +1,35 @@
 """The OPC UA `ombre` commands: `trust`, which trusts the server certificate a source
 last rejected, and `browse`, which shows a server's address space or writes config
-for it."""
+for it. Registered by the opcua plug-in (connectors/opcua_config.py); asyncua is
+imported when a command runs, so `ombre` starts without the opcua extra."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
-from asyncua.ua.uaerrors import UaError
 
-from connectors.opcua_browse import Browser, Tree, config_fragment, render
+from connectors.opcua_config import OpcUaSourceConfig
 from connectors.opcua_paths import PathPattern
-from connectors.opcua_security import (
-    Pki,
-    describe,
-    load_certificate,
-    new_client,
-    secure,
-    trust_rejected,
-)
-from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, load_checked
-from gateway.config import OmbreConfig, OpcUaSourceConfig
+from gateway.plugins import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, Commands, Load
+
+if TYPE_CHECKING:
+    from connectors.opcua_browse import Tree
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
     """Moves <data_dir>/pki/rejected/<source>.der into <data_dir>/pki/trusted/ and
     prints what was trusted; a running gateway uses it at its next reconnect."""
-    config = load_checked(args.config)
-    if config is None:
+    from connectors.opcua_security import Pki, describe, load_certificate, trust_rejected  # noqa: PLC0415
+
+    context = args.load(args.config)
+    if context is None:
         return EXIT_CONFIG
+    config = context.plant
     names = [s.name for s in config.sources if isinstance(s, OpcUaSourceConfig)]
     if args.source not in names:
         print(f"ombre trust: expected the name of an opcua source ({', '.join(names) or 'none'}"
@@ -45,13 +41,18 @@ def cmd_trust(args: argparse.Namespace) -> int:
         print(f"ombre trust: {exc}", file=sys.stderr)
         return EXIT_USAGE
     certificate = describe(load_certificate(trusted))
-    args.on_trusted(config, args.source, {"certificate": certificate, "file": str(trusted)})
+    if context.audit is not None:
+        context.audit(None, "trust.add", f"OPC UA source {args.source}",
+                      {"certificate": certificate, "file": str(trusted)})
     print(f"trusted {certificate} for source {args.source}: {trusted}")
     return EXIT_OK
 
 
 async def _browse(args: argparse.Namespace, source: OpcUaSourceConfig | None,
                   data_dir: Path) -> Tree:
+    from connectors.opcua_browse import Browser  # noqa: PLC0415
+    from connectors.opcua_security import new_client, secure  # noqa: PLC0415
+
     client = new_client(args.endpoint, args.timeout_s)
     if source is not None:
         await secure(client, source, data_dir)
@@ -62,11 +63,16 @@ async def _browse(args: argparse.Namespace, source: OpcUaSourceConfig | None,
 def cmd_browse(args: argparse.Namespace) -> int:
     """Prints the address space below the Objects folder as a tree, or with
     --emit-config the matching variables as a config fragment (YAML)."""
+    from asyncua.ua.uaerrors import UaError  # noqa: PLC0415
+
+    from connectors.opcua_browse import config_fragment, render  # noqa: PLC0415
+
     source, data_dir = None, Path("data")
     if args.config is not None:
-        config = load_checked(args.config)
-        if config is None:
+        context = args.load(args.config)
+        if context is None:
             return EXIT_CONFIG
+        config = context.plant
         sources = {s.name: s for s in config.sources if isinstance(s, OpcUaSourceConfig)}
         source, data_dir = sources.get(args.source or ""), config.data_dir
         if source is None:
@@ -110,17 +116,15 @@ def _positive(text: str) -> int:
     return value
 
 
-OnTrusted = Callable[[OmbreConfig, str, dict[str, Any]], None]
-
-
-def add_opcua_commands(commands: argparse._SubParsersAction[Any], on_trusted: OnTrusted) -> None:
-    """Registers `trust` and `browse`; `on_trusted(config, source, details)` records a
-    certificate `trust` added (the composition root passes the audit log's writer)."""
+def add_opcua_commands(commands: Commands, load: Load) -> None:
+    """Registers `trust` and `browse`; they read their config through `load`, and
+    `trust` records the certificate it added in the audit log, as done by the person
+    at the console."""
     trust = commands.add_parser("trust", help="trust the OPC UA server certificate a source "
                                 "rejected (see <data_dir>/pki/rejected)")
     trust.add_argument("config", type=Path, metavar="CONFIG", help="the YAML config file")
     trust.add_argument("source", help="the opcua source's name")
-    trust.set_defaults(command=cmd_trust, on_trusted=on_trusted)
+    trust.set_defaults(command=cmd_trust, load=load)
 
     browse = commands.add_parser("browse", help="show an OPC UA server's address space, "
                                  "or with --emit-config a config fragment for it")
@@ -138,4 +142,4 @@ def add_opcua_commands(commands: argparse._SubParsersAction[Any], on_trusted: On
     browse.add_argument("--max-nodes", type=_positive, default=200_000,
                         help="stop after this many nodes (200000)")
     browse.add_argument("--timeout-s", type=float, default=10, help="per request (10)")
-    browse.set_defaults(command=cmd_browse)
+    browse.set_defaults(command=cmd_browse, load=load)

@@ -20,8 +20,10 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
 from connectors.opcua_companion import COMPANION_PATHS
+from connectors.opcua_config import DeadbandConfig, OpcUaSourceConfig
 from connectors.opcua_paths import PathPattern
-from gateway.config import DeadbandConfig, OmbreConfig, OpcUaSourceConfig
+from gateway.config import Plant
+from gateway.config_base import InvalidKeyError
 from gateway.types import Batch, Event, Quality, QuarantineRecord, SignalRegistry
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,10 +84,10 @@ class NodePlan:
         return machine, signal_id
 
 
-def resolve_nodes(config: OpcUaSourceConfig, plant: OmbreConfig,
+def resolve_nodes(config: OpcUaSourceConfig, plant: Plant,
                   registry: SignalRegistry) -> NodePlan:
     """The source's node ids and patterns in config order, then its companion
-    specifications' patterns; ValueError naming the first bad key."""
+    specifications' patterns; InvalidKeyError naming the first bad key."""
     types = {(m.id, s.name): s.type for m in plant.machines() for s in m.signals}
     machines = {m.id for m in plant.machines()}
     fixed, paths = [], []
@@ -98,14 +100,14 @@ def resolve_nodes(config: OpcUaSourceConfig, plant: OmbreConfig,
             try:
                 pattern = PathPattern.parse(n.browse_path)
             except ValueError as exc:
-                raise ValueError(f"nodes[{i}].browse_path: {exc}") from None
+                raise InvalidKeyError(("nodes", i, "browse_path"), str(exc)) from None
             if n.machine is not None and n.machine not in machines:
-                raise ValueError(f"nodes[{i}].machine: expected a machine of the plant, "
-                                 f"found {n.machine!r}")
+                raise InvalidKeyError(("nodes", i, "machine"), "expected a machine of the "
+                                      f"plant, found {n.machine!r}")
             if n.machine is not None and n.signal is not None and \
                     registry.id_of(n.machine, n.signal) is None:
-                raise ValueError(f"nodes[{i}]: expected a signal declared in the plant, "
-                                 f"found {n.machine}/{n.signal}")
+                raise InvalidKeyError(("nodes", i, "signal"), "expected a signal declared in "
+                                      f"the plant, found {n.machine}/{n.signal}")
             paths.append(PathNodes(n.browse_path, pattern, n.machine, n.signal, *settings))
             continue
         assert n.node_id is not None  # the config requires machine and signal with it
@@ -113,12 +115,13 @@ def resolve_nodes(config: OpcUaSourceConfig, plant: OmbreConfig,
         assert n.signal is not None
         signal_id = registry.id_of(n.machine, n.signal)
         if signal_id is None:
-            raise ValueError(f"nodes[{i}]: expected a signal declared in the plant, found "
-                             f"{n.machine}/{n.signal}")
+            raise InvalidKeyError(("nodes", i, "signal"), "expected a signal declared in the "
+                                  f"plant, found {n.machine}/{n.signal}")
         try:
             node_id = ua.NodeId.from_string(n.node_id)
         except (ValueError, UaError) as exc:
-            raise ValueError(f"nodes[{i}].node_id: cannot parse {n.node_id!r}: {exc}") from None
+            raise InvalidKeyError(("nodes", i, "node_id"),
+                                  f"cannot parse {n.node_id!r}: {exc}") from None
         fixed.append(MonitoredNode(n.node_id, node_id, signal_id, n.machine, n.signal,
                                    types[(n.machine, n.signal)] == "string", *settings))
     for spec in config.companion:

@@ -33,7 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.config import OpcUaSourceConfig
+from connectors.opcua_config import OpcUaSourceConfig
 
 APP_URI = "urn:ombre:gateway"
 APP_NAME = "Ombre gateway"

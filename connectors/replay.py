@@ -22,7 +22,7 @@ import orjson
 from connectors.payload_values import event_value, number_value
 from connectors.reject import Reject, clip, describe
 from connectors.timestamps import parse_rfc3339
-from gateway.config import OmbreConfig
+from gateway.config import Plant
 from gateway.types import Batch, Delivery, Event, Quality, QuarantineRecord, SignalRegistry
 
 CHUNK_LINES = 5_000  # lines per delivery
@@ -35,7 +35,7 @@ class ReplaySource:
     number X paces the lines so that data time runs X times as fast as wall time.
     `historical` flags every reading HISTORICAL: a backfill, which raises no alert."""
 
-    def __init__(self, path: Path, plant: OmbreConfig, registry: SignalRegistry, *,
+    def __init__(self, path: Path, plant: Plant, registry: SignalRegistry, *,
                  speed: float | None, on_done: Callable[[], None],
                  historical: bool = False) -> None:
         self.name = "replay"

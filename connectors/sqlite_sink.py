@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from connectors.sqlite_config import SqliteSinkConfig
 from connectors.sqlite_ts import TimeSeriesStore
-from gateway.config import SqliteSinkConfig
 from gateway.types import Batch, Event, Int64Array, SignalRegistry
 
 log = logging.getLogger(__name__)

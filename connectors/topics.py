@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.config import LineConfig, OmbreConfig, SubscriptionConfig
+from connectors.mqtt_config import SubscriptionConfig
+from gateway.config import LineConfig, MachineConfig, Plant
 from gateway.types import SignalRegistry
 
 PLACEHOLDERS = ("site", "area", "line", "machine", "signal")
@@ -110,7 +111,7 @@ class TopicRouter:
     start-up, raising ValueError on a template that does not fit the plant; `route` is
     then called from one thread at a time."""
 
-    def __init__(self, subscriptions: Sequence[SubscriptionConfig], config: OmbreConfig,
+    def __init__(self, subscriptions: Sequence[SubscriptionConfig], config: Plant,
                  registry: SignalRegistry, *, cache_size: int = 50_000) -> None:
         self._machines = _plant_index(config, registry)
         self._templates = [TopicTemplate.parse(sub) for sub in subscriptions]
@@ -190,10 +191,11 @@ class TopicRouter:
             raise _template_error(sub, f"machine {sub.machine} has no signal {sub.signal!r}")
 
 
-def _plant_index(config: OmbreConfig, registry: SignalRegistry) -> dict[str, _Machine]:
+def _plant_index(config: Plant, registry: SignalRegistry) -> dict[str, _Machine]:
     index: dict[str, _Machine] = {}
     for site in config.sites:
-        located: list[tuple[str | None, LineConfig]] = [(None, line) for line in site.lines]
+        located: list[tuple[str | None, LineConfig[MachineConfig]]] = [
+            (None, line) for line in site.lines]
         located += [(area.id, line) for area in site.areas for line in area.lines]
         for area_id, line in located:
             for machine in line.machines:

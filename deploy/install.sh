@@ -1,10 +1,12 @@
 #!/bin/sh
 # Installs or upgrades Ombre as a system service on Raspberry Pi OS or Debian 12+:
-#   sudo deploy/install.sh [--source DIR] [--root DIR] [--no-systemd]
+#   sudo deploy/install.sh [--source DIR] [--extras LIST] [--root DIR] [--no-systemd]
 #
 # - creates the system user `ombre` (no login, no home of its own);
 # - installs the project from --source (default: this script's repository) into the
-#   virtual environment /opt/ombre/venv, replacing the previous version;
+#   virtual environment /opt/ombre/venv, replacing the previous version, with the
+#   connectors of --extras (default: all; e.g. `opcua,influx`, or `none` for MQTT and
+#   SQLite only) at the versions of the source's requirements.lock;
 # - writes /etc/ombre/plant.yaml from deploy/systemd/plant.yaml only when it is absent;
 # - installs ombre.service and ombre-api.service, enables them and (re)starts them.
 # Running it again upgrades: /etc/ombre and the data in /var/lib/ombre (created by
@@ -15,16 +17,18 @@
 set -eu
 
 usage() {
-    echo "usage: $0 [--source DIR] [--root DIR] [--no-systemd]" >&2
+    echo "usage: $0 [--source DIR] [--extras LIST] [--root DIR] [--no-systemd]" >&2
     exit 2
 }
 
 source_dir=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
 root=/
+extras=all
 systemd=yes
 while [ $# -gt 0 ]; do
     case $1 in
         --source) [ $# -ge 2 ] || usage; source_dir=$2; shift 2 ;;
+        --extras) [ $# -ge 2 ] || usage; extras=$2; shift 2 ;;
         --root) [ $# -ge 2 ] || usage; root=$2; shift 2 ;;
         --no-systemd) systemd=no; shift ;;
         *) usage ;;
@@ -62,8 +66,11 @@ if [ ! -x "$venv/bin/python" ]; then
     say "creating $venv"
     python3 -m venv "$venv"
 fi
-say "installing Ombre from $source_dir into $venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "$source_dir"
+target=$source_dir
+[ "$extras" = none ] || target="${source_dir}[${extras}]"
+say "installing Ombre from $target into $venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade \
+    -c "$source_dir/requirements.lock" "$target"
 
 # The config directory is root's; the service's group may read it (ombre.env: root only).
 install -d -m 0750 -o 0 -g "$gid" "$root/etc/ombre"

@@ -77,7 +77,7 @@ inside systemd-analyze security --no-pager ombre ombre-api | grep 'Overall expos
 
 inside sh -c 'echo kept > /var/lib/ombre/marker'
 inside systemctl stop ombre
-inside journalctl --no-pager -u ombre | grep -q 'gateway.app: stopped' \
+inside journalctl --no-pager -u ombre | grep -q 'ombre.app: stopped' \
     || fail "the gateway did not log its orderly stop"
 inside sh /root/ombre-src/deploy/install.sh --source /root/ombre-src | grep -v '^WARNING'
 wait_active

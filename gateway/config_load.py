@@ -1,10 +1,12 @@
-"""Reading the YAML config file into an OmbreConfig, with errors a person can act on.
+"""Reading the YAML config file into a config model, with errors a person can act on.
 
-`load_config(path, environ)` reads the file, substitutes `${ENV_NAME}` (from `environ`)
-and `${file:/path}` (the file's content, trailing newline stripped) in string values,
-validates, and raises ConfigError listing every problem found, each with its key path
-and line. Relative paths, in `${file:...}` and in path keys (`data_dir`, `sinks[].path`,
-`sources[].tls.*_file`), are relative to the config file's directory."""
+`load_file(path, environ, model, check)` reads the file, substitutes `${ENV_NAME}`
+(from `environ`) and `${file:/path}` (the file's content, trailing newline stripped) in
+string values, validates it as `model`, runs `check` on the result, and raises
+ConfigError listing every problem found, each with its key path and line. Relative
+paths, in `${file:...}` and in path keys (`data_dir`, `sinks[].path`,
+`sources[].tls.*_file`), are relative to the config file's directory. The composition
+root (ombre/config.py) passes the model it assembled from the plug-ins."""
 
 from __future__ import annotations
 
@@ -12,18 +14,21 @@ import difflib
 import enum
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from gateway.config import REFERENCE, OmbreConfig, Reference
-from gateway.config_base import Loc, format_loc
+from gateway.config_base import REFERENCE, Loc, Reference, format_loc
+
+C = TypeVar("C", bound=BaseModel)
+# Problems with a validated config, found by the caller: (key path, message) each.
+Check = Callable[[C], Iterable[tuple[Loc, str]]]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
@@ -75,9 +80,10 @@ def located(path: Path, loc: Loc, message: str) -> ConfigProblem:
     return ConfigProblem(format_loc(loc), reader.line(loc) if reader.lines else None, message)
 
 
-def load_config(path: Path, environ: Mapping[str, str]) -> OmbreConfig:
-    """The validated config in `path`; raises ConfigError naming every problem found.
-    Reads no environment but `environ`; called once at start-up and by `ombre check`."""
+def load_file(path: Path, environ: Mapping[str, str], model: type[C],
+              check: Check[C] | None = None) -> C:
+    """The config in `path`, validated as `model` and by `check`; raises ConfigError
+    naming every problem found. Reads no environment but `environ`."""
     file = str(path)
     try:
         text = _read_text(path)
@@ -101,11 +107,14 @@ def load_config(path: Path, environ: Mapping[str, str]) -> OmbreConfig:
         problem = ConfigProblem("", 1, f"expected a mapping of keys, found {found}")
         raise ConfigError(file, [problem])
     try:
-        config = OmbreConfig.model_validate(data, context={"base_dir": base_dir})
+        config = model.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         for error in exc.errors():
-            reader.report(error)
+            reader.report(error, model)
         raise ConfigError(file, reader.problems) from None  # never empty: see report()
+    if not reader.problems and check is not None:
+        for loc, message in check(config):
+            reader.problem(loc, message)
     if reader.problems:
         raise ConfigError(file, reader.problems)
     return config
@@ -192,9 +201,10 @@ class _Reader:
             raise LookupError(f"expected environment variable {ref!r} to be set, found it unset")
         return self.environ[ref]
 
-    def report(self, error: ErrorDetails) -> None:
-        """Adds the problem a pydantic error stands for, unless its key already has one."""
-        loc, annotation, metadata, keys = _locate(error["loc"])
+    def report(self, error: ErrorDetails, model: type[BaseModel]) -> None:
+        """Adds the problem a pydantic error of `model` stands for, unless its key
+        already has one."""
+        loc, annotation, metadata, keys = _locate(error["loc"], model)
         kind, ctx = error["type"], error.get("ctx", {})
         if kind in ("union_tag_invalid", "union_tag_not_found"):
             tags = ", ".join(repr(t) for m in _models_in(annotation) for t in _tags(m))
@@ -225,12 +235,13 @@ def _read_text(file: Path) -> str:
         raise LookupError(f"cannot read file '{file}': {reason}") from None
 
 
-def _locate(raw: tuple[int | str, ...]) -> tuple[Loc, Any, list[Any], list[str]]:
-    """Where a pydantic error location points in the model tree: the key path as
+def _locate(raw: tuple[int | str, ...], model: type[BaseModel]
+            ) -> tuple[Loc, Any, list[Any], list[str]]:
+    """Where a pydantic error location points in `model`'s tree: the key path as
     written in YAML (union tags removed), the annotation and constraints expected
     there, and the keys valid beside it."""
     loc: list[str | int] = []
-    annotation: Any = OmbreConfig
+    annotation: Any = model
     metadata: list[Any] = []
     keys: list[str] = []
     for part in raw:
@@ -264,7 +275,7 @@ def _describe(annotation: Any, metadata: list[Any]) -> str:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "one of " + ", ".join(repr(member.value) for member in tp)
     if "pattern" in constraints:
-        return "a name without '/', '#', '+' or spaces at either end"
+        return "a name without '/', '#', '+', line breaks or spaces at either end"
     if get_origin(tp) is list:
         return "a list" + (" with at least one item" if constraints.get("min_length") else "")
     if _models_in(tp):

@@ -10,12 +10,12 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from gateway.config import OmbreConfig
 from shadow import tables as t
+from shadow.config import ShadowedConfig
 from shadow.schema import database_url, open_engine, upgrade
 
 Action = Literal["token.create", "token.revoke", "alert.acknowledge", "alert.close",
@@ -57,7 +57,15 @@ def record(db: Engine | Connection, actor: str, action: Action, target: str,
         c.execute(insert(t.audit_log).values(row))
 
 
-def record_in(config: OmbreConfig, actor: str, action: Action, target: str,
+def as_action(name: str) -> Action:
+    """`name` as an Action; ValueError naming the ones the log knows if it is not one
+    (a plug-in's audit hook passes a plain string)."""
+    if name not in ACTIONS:
+        raise ValueError(f"expected an audit action ({', '.join(ACTIONS)}), found {name!r}")
+    return cast(Action, name)
+
+
+def record_in(config: ShadowedConfig, actor: str, action: Action, target: str,
               details: dict[str, Any]) -> None:
     """Adds one row to the configured shadow database from code that holds no engine
     for it (a command, a connector's callback), migrating it first as every process
@@ -70,7 +78,7 @@ def record_in(config: OmbreConfig, actor: str, action: Action, target: str,
         engine.dispose()
 
 
-def certificate_rejected(config: OmbreConfig, source: str, endpoint: str,
+def certificate_rejected(config: ShadowedConfig, source: str, endpoint: str,
                          details: dict[str, str]) -> None:
     """Records that the running gateway's OPC UA source refused the server certificate
     at `endpoint` (details: its subject, SHA-256 fingerprint and the file it was saved

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.config import MachineConfig
+from shadow.config import ShadowMachineConfig
 from shadow.store import ShadowStore
 
 
@@ -33,7 +33,7 @@ class Completion:
     changed: bool
 
 
-def complete_order(store: ShadowStore, machines: Sequence[MachineConfig], key: str,
+def complete_order(store: ShadowStore, machines: Sequence[ShadowMachineConfig], key: str,
                    by: str, now_ns: int) -> Completion:
     """Completes the order of job key `key` for `by`, as the module says."""
     found = store.orders(key)

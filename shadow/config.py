@@ -1,6 +1,7 @@
 """The shadow's part of the config file: per machine, where its state, job and part
-counts come from; for the plant, the database, the shift calendar and the reason codes.
-All of it is data: the model in shadow/model.py interprets it."""
+counts come from (ShadowMachineConfig extends the plant's machine); for the plant, the
+database, the shift calendar and the reason codes (`shadow:`). All of it is data: the
+model in shadow/model.py interprets it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from gateway.config import GatewayConfig, MachineConfig
 from gateway.config_base import ConfigModel, InvalidKeyError, Name, require_unique
 from shadow.drift import DEFAULT_BASELINE_POINTS, MIN_BASELINE_POINTS
 from shadow.timeline import Category
@@ -349,3 +351,52 @@ def signal_references(state: StateConfig | None, counters: CountersConfig | None
         if detector.signal != CYCLE_TIME or counters is None:
             refs.append((("drift", i, "signal"), detector.signal, "number"))
     return refs
+
+
+class ShadowMachineConfig(MachineConfig):
+    """A machine and its signals; `state`, `counters`, `job_signal`, `reason`,
+    `silence_s`, `exclude_idle` and `complete_at_planned_qty` tell the shadow how to read
+    it."""
+
+    state: StateConfig | None = None
+    counters: CountersConfig | None = None
+    job_signal: Name | None = None
+    reason: ReasonConfig | None = None  # where the machine says why it stopped
+    silence_s: float = Field(default=120, gt=0)  # no reading this long: state unknown
+    exclude_idle: bool = False  # leave ADOT (no job loaded) out of planned busy time
+    complete_at_planned_qty: bool = False  # a job ends once its order's planned_qty is made
+    drift: list[DriftConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _signal_references(self) -> ShadowMachineConfig:
+        types = {s.name: s.type for s in self.signals}
+        for loc, name, expected in signal_references(self.state, self.counters,
+                                                     self.job_signal, self.drift,
+                                                     self.reason):
+            if name not in types:
+                raise InvalidKeyError(loc, f"expected one of this machine's signals "
+                                      f"({', '.join(types) or 'none declared'}), found {name!r}")
+            if expected is not None and types[name] != expected:
+                raise InvalidKeyError(loc, f"expected a {expected} signal, found {name!r} "
+                                      f"of type {types[name]}")
+        return self
+
+
+class ShadowedConfig(GatewayConfig[ShadowMachineConfig]):
+    """The gateway's config with the shadow's keys: per machine, and `shadow:`."""
+
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+
+    @model_validator(mode="after")
+    def _shadow_names(self) -> ShadowedConfig:
+        for i, sink in enumerate(self.sinks):
+            if sink.name == SHADOW_SINK:
+                raise InvalidKeyError(("sinks", i, "name"), f"expected a name other than "
+                                      f"{SHADOW_SINK!r}, which the shadow uses, found it")
+        machines = {m.id for m in self.machines()}
+        for i, stop in enumerate(self.shadow.calendar.planned_stops):
+            for j, name in enumerate(stop.machines):
+                if name not in machines:
+                    raise InvalidKeyError(("shadow", "calendar", "planned_stops", i, "machines", j),
+                                          f"expected a machine id of the plant, found {name!r}")
+        return self

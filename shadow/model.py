@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from gateway.config import MachineConfig
 from gateway.types import Batch, Event, Int64Array, Quality, SignalRegistry
-from shadow.config import CYCLE_TIME, signal_references
+from shadow.config import CYCLE_TIME, ShadowMachineConfig, signal_references
 from shadow.counting import CounterTrack
 from shadow.states import NO_STATE, UNKNOWN, SignalValue, State, as_text, evaluate
 from shadow.timeline import BUCKET_NS, NS_PER_S, Category, Interval
@@ -82,7 +81,7 @@ class Changes:
 class Machine:
     """One machine's live state; `snapshot` and `restore` carry it across restarts."""
 
-    config: MachineConfig
+    config: ShadowMachineConfig
     state: State = NO_STATE
     planned: bool = False
     job: str | None = None
@@ -176,7 +175,7 @@ class ShadowModel:
     """Every machine of the plant. `apply` takes what the gateway delivered, `advance`
     moves the clock (silence, planned-stop edges) when nothing arrives."""
 
-    def __init__(self, machines: Sequence[MachineConfig], registry: SignalRegistry,
+    def __init__(self, machines: Sequence[ShadowMachineConfig], registry: SignalRegistry,
                  planned: PlannedCheck, boundaries: Boundaries,
                  planned_qty: PlannedQty = lambda _job: None) -> None:
         """`planned_qty` is asked, for a machine with `complete_at_planned_qty`, at each
@@ -448,7 +447,7 @@ class ShadowModel:
         m.cycle_from_ns = None  # a cycle never spans a change of state
 
 
-def _roles(machine: MachineConfig) -> dict[str, tuple[str, ...]]:
+def _roles(machine: ShadowMachineConfig) -> dict[str, tuple[str, ...]]:
     """Signal name -> its roles for the shadow: "state", "job", "reason",
     "counter:<kind>"."""
     roles: dict[str, list[str]] = {}

@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from gateway.config import MachineConfig
 from gateway.types import Batch, Float64Array, Int64Array, Quality, SignalRegistry
-from shadow.config import CYCLE_TIME, DriftConfig
+from shadow.config import CYCLE_TIME, DriftConfig, ShadowMachineConfig
 from shadow.drift import Alarm, DetectorBank, DetectorSpec
 from shadow.model import Derived
 from shadow.timeline import NS_PER_S
@@ -51,7 +50,7 @@ def _spec(config: DriftConfig) -> DetectorSpec:
 
 
 class DriftMonitor:
-    def __init__(self, machines: Sequence[MachineConfig], registry: SignalRegistry) -> None:
+    def __init__(self, machines: Sequence[ShadowMachineConfig], registry: SignalRegistry) -> None:
         self.watches: list[Watch] = []
         pairs: list[tuple[int, int]] = []  # (signal id, detector)
         self._cycle: dict[str, list[int]] = {}

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from gateway.config import MachineConfig, OmbreConfig
 from shadow import tables as t
 from shadow.calendar import days, from_ns, shifts
+from shadow.config import ShadowedConfig, ShadowMachineConfig
 from shadow.kpi import KpiResult, compute
 from shadow.store import ShadowStore
 from shadow.timeline import Window
@@ -29,8 +29,8 @@ class Report:
     result: KpiResult
 
 
-def select_machines(config: OmbreConfig, machine: str | None,
-                    line: str | None) -> list[MachineConfig]:
+def select_machines(config: ShadowedConfig, machine: str | None,
+                    line: str | None) -> list[ShadowMachineConfig]:
     """The machines of one machine id or one line id (all machines if neither); raises
     KeyError naming what is unknown."""
     if machine is not None:
@@ -46,8 +46,8 @@ def select_machines(config: OmbreConfig, machine: str | None,
     return config.machines()
 
 
-def kpi(store: ShadowStore, config: OmbreConfig, window: Window,
-        machines: Sequence[MachineConfig], *, job: str | None = None) -> KpiResult:
+def kpi(store: ShadowStore, config: ShadowedConfig, window: Window,
+        machines: Sequence[ShadowMachineConfig], *, job: str | None = None) -> KpiResult:
     """The KPIs of `machines` over `window` (or of one job in it): the one computation
     behind `ombre kpi`, the API, its stream, the exports and the shift_kpi rows. It
     depends on the tables alone, never on the caller's clock."""
@@ -60,8 +60,8 @@ def kpi(store: ShadowStore, config: OmbreConfig, window: Window,
                    job=job, coverage=timeline.coverage)
 
 
-def reports(store: ShadowStore, config: OmbreConfig, window: Window,
-            machines: Sequence[MachineConfig], by: By) -> list[Report]:
+def reports(store: ShadowStore, config: ShadowedConfig, window: Window,
+            machines: Sequence[ShadowMachineConfig], by: By) -> list[Report]:
     """One report for the window, or one per shift, local day or job within it."""
     calendar = config.shadow.calendar
     if by == "order":
@@ -84,12 +84,12 @@ def reports(store: ShadowStore, config: OmbreConfig, window: Window,
     return [Report(label, kpi(store, config, w, machines)) for label, w in parts]
 
 
-def _day_label(window: Window, config: OmbreConfig) -> str:
+def _day_label(window: Window, config: ShadowedConfig) -> str:
     return from_ns(window.start_ns).astimezone(ZoneInfo(config.shadow.calendar.timezone)
                                                 ).date().isoformat()
 
 
-def record_shift_kpis(store: ShadowStore, config: OmbreConfig, span: Window) -> None:
+def record_shift_kpis(store: ShadowStore, config: ShadowedConfig, span: Window) -> None:
     """Writes the shift_kpi rows of every shift that ended within (start, end] of
     `span`, one per machine, for the shift_kpis view."""
     ended = [s for s in shifts(config.shadow.calendar, span)

@@ -19,11 +19,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from gateway.config import OmbreConfig
 from gateway.counters import ConnectorCounters, Health, describe
 from gateway.types import Batch, Event, SignalRegistry
 from shadow.calendar import DAY_NS, PlannedSchedule
-from shadow.config import SHADOW_SINK
+from shadow.config import SHADOW_SINK, ShadowedConfig
 from shadow.coverage import Run
 from shadow.model import Changes, ShadowModel
 from shadow.monitor import DriftMonitor
@@ -51,7 +50,7 @@ class ShadowSink:
 
     name = SHADOW_SINK
 
-    def __init__(self, config: OmbreConfig, registry: SignalRegistry) -> None:
+    def __init__(self, config: ShadowedConfig, registry: SignalRegistry) -> None:
         self._config = config
         self._registry = registry
         self.url = database_url(config.shadow.database, config.data_dir)

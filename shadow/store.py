@@ -13,11 +13,10 @@ from sqlalchemy import Engine, Table, and_, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from connectors.modbus_config import ModbusSourceConfig
-from gateway.config import LineConfig, OmbreConfig, OpcUaSourceConfig, SourceConfig
+from gateway.config import LineConfig
 from shadow import tables as t
 from shadow.calendar import planned_stops, shifts
-from shadow.config import CalendarConfig
+from shadow.config import CalendarConfig, ShadowedConfig, ShadowMachineConfig
 from shadow.coverage import Coverage, Run
 from shadow.drift import Alarm
 from shadow.model import Changes, JobRecord
@@ -77,7 +76,7 @@ class ShadowStore:
     def _insert(self, table: Table) -> Any:  # the dialect's INSERT with ON CONFLICT
         return self._dialect.insert(table)
 
-    def sync_plant(self, config: OmbreConfig) -> None:
+    def sync_plant(self, config: ShadowedConfig) -> None:
         """The equipment hierarchy and reason codes as the config declares them."""
         rows = list(_equipment(config))
         with self.engine.begin() as c:
@@ -654,16 +653,19 @@ def _row(eid: str, parent: str | None, level: str, name: str | None, *,
             "connection": connection}
 
 
-def _equipment(config: OmbreConfig) -> Iterable[dict[str, Any]]:
+def _equipment(config: ShadowedConfig) -> Iterable[dict[str, Any]]:
     """The ISA-95 hierarchy as equipment rows: sites, areas and lines by path, machines
     by their (plant-unique) id, with the sources that feed them."""
     feeds: dict[str, list[str]] = {}
+    everything = [m.id for m in config.machines()]
     for source in config.sources:
-        for machine in sorted(_fed_by(source, config)):
+        fed = source.fed_machines()
+        for machine in sorted(everything if fed is None else fed):
             feeds.setdefault(machine, []).append(f"{source.type}:{source.name}")
     for site in config.sites:
         yield _row(site.id, None, "site", site.name)
-        groups: list[tuple[str, list[LineConfig]]] = [(site.id, site.lines)]
+        groups: list[tuple[str, list[LineConfig[ShadowMachineConfig]]]] = [
+            (site.id, site.lines)]
         for area in site.areas:
             yield _row(f"{site.id}/{area.id}", site.id, "area", area.name)
             groups.append((f"{site.id}/{area.id}", area.lines))
@@ -674,21 +676,3 @@ def _equipment(config: OmbreConfig) -> Iterable[dict[str, Any]]:
                 for m in line.machines:
                     yield _row(m.id, line_id, "machine", m.name, kind=m.type,
                                connection=", ".join(feeds.get(m.id, [])) or None)
-
-
-def _fed_by(source: SourceConfig, config: OmbreConfig) -> set[str]:
-    """The machines a source can deliver for: OPC UA nodes name them, or a browse
-    path or companion specification finds them on the server (any of them); an MQTT
-    subscription either fixes one or takes {machine} from the topic (all of them); a
-    Modbus item names its machine."""
-    if isinstance(source, ModbusSourceConfig):
-        return {item.machine for item in source.items}
-    if isinstance(source, OpcUaSourceConfig):
-        if source.companion or any(n.machine is None for n in source.nodes):
-            return {m.id for m in config.machines()}
-        return {n.machine for n in source.nodes if n.machine is not None}
-    fixed = {s.machine for s in source.subscriptions if s.machine}
-    if any("{machine}" in s.topic for s in source.subscriptions):
-        return {m.id for m in config.machines()}
-    return fixed
-

@@ -227,6 +227,16 @@ audit_log = Table(  # every operator and admin action (shadow/audit.py); never u
     Index("ix_audit_log_ts", "ts_ns"),
 )
 
+maturity_assessment = Table(  # shadow/maturity.py: the latest assessment ending on each day
+    "maturity_assessment", metadata,
+    Column("day", String(10), primary_key=True),  # UTC date of the window's end
+    Column("from_ns", BigInteger, nullable=False),
+    Column("to_ns", BigInteger, nullable=False),
+    Column("assessed_ns", BigInteger, nullable=False),  # wall clock when it was made
+    Column("stage", Integer, nullable=False),  # the plant's overall stage, 0 to 6
+    Column("result", Text, nullable=False),  # JSON: Assessment.to_dict()
+)
+
 # The views the migrations create, for reading (not part of `metadata`).
 order_confirmation = table(
     "order_confirmation",

@@ -1,5 +1,5 @@
 """A simulated machine's Modbus TCP server (pymodbus, in this process): an old lathe's
-controller with a handful of holding registers, laid out as `REGISTERS` says and
+controller with a handful of holding registers, laid out as `registers_of` says and
 sim/plant.yaml maps them. The controller keeps no time: the gateway stamps each value
 when it reads it."""
 
@@ -11,34 +11,30 @@ from collections.abc import Mapping
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from connectors.modbus_address import encode, parse_address
 from sim.machines import Reading
 
 log = logging.getLogger(__name__)
 
 UNIT = 1
 SIZE = 16  # holding registers 0-15
-# reading -> (address, factor): the controller keeps the spindle load in tenths of a
-# percent, the part counter in two registers (high word first), run and fault as bits
-# of a status word, and the order an operator keyed in as ten characters.
-REGISTERS: Mapping[str, tuple[str, float]] = {
-    "spindle_load": ("hr:0", 10), "parts_total": ("hr:1:uint32", 1), "running": ("hr:3.0", 1),
-    "fault": ("hr:3.1", 1), "order": ("hr:10:string:10", 1),
-}
+ORDER_AT, ORDER_CHARS = 10, 10  # the order number: registers 10-14
 
 
 def registers_of(readings: Mapping[str, Reading]) -> list[int]:
-    """The holding registers 0..SIZE-1 that hold `readings`."""
+    """The holding registers 0..SIZE-1 of the lathe's controller, which keeps the
+    spindle load in tenths of a percent at 0, the part counter at 1-2 (high word first),
+    a status word at 3 (bit 0 running, bit 1 fault), and the order an operator keyed in
+    at 10-14 (two Latin-1 characters a register, the first in the high byte, NUL-padded).
+    Encoded here as the controller's manual would say, not by the connector's code, so
+    the demo reads it as it would a real device."""
     image = [0] * SIZE
-    for name, value in readings.items():
-        text, factor = REGISTERS[name]
-        address = parse_address(text)
-        if address.bit is not None:
-            image[address.start] |= (1 if value else 0) << address.bit
-            continue
-        scaled = value if isinstance(value, str) else round(float(value) * factor)
-        words = encode(address, scaled, "big", "big")
-        image[address.start:address.start + len(words)] = words
+    image[0] = round(float(readings["spindle_load"]) * 10)
+    total = int(readings["parts_total"])
+    image[1:3] = [total >> 16 & 0xFFFF, total & 0xFFFF]
+    image[3] = (1 if readings["running"] else 0) | (2 if readings["fault"] else 0)
+    order = str(readings["order"]).encode("latin-1")[:ORDER_CHARS].ljust(ORDER_CHARS, b"\0")
+    image[ORDER_AT:ORDER_AT + ORDER_CHARS // 2] = [
+        int.from_bytes(order[i:i + 2], "big") for i in range(0, ORDER_CHARS, 2)]
     return image
 
 

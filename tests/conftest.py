@@ -20,10 +20,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.mosquitto import Mosquitto, find_binary
 from bench.victoria import BINARY as VICTORIA_BINARY
 from bench.victoria import VictoriaMetrics
-from gateway.app import build_gateway
-from gateway.config import OmbreConfig
 from gateway.runtime import Gateway
 from gateway.types import Batch, Event, Sink
+from ombre.app import build_gateway
+from ombre.config import OmbreConfig, validate_config
 
 
 def require_binary(name: str) -> str:
@@ -47,7 +47,7 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 def plant_config(port: int, data_dir: Path, **runtime: object) -> OmbreConfig:
     """Three machines on one line, an MQTT source on `port` with the four payload
     formats, and the SQLite sink; `runtime` overrides runtime settings."""
-    return OmbreConfig.model_validate(plant_dict(port, data_dir, **runtime))
+    return validate_config(plant_dict(port, data_dir, **runtime))
 
 
 def plant_dict(port: int, data_dir: Path, **runtime: object) -> dict[str, Any]:

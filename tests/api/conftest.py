@@ -17,7 +17,7 @@ from selenium.webdriver.chrome.service import Service
 
 from api.config import RateLimitConfig
 from bench.mosquitto import free_port
-from gateway.config import OmbreConfig
+from ombre.config import OmbreConfig
 from tests.conftest import require_binary
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.tokens import Role, create_token, revoke_token
-from gateway.config_load import load_config
+from ombre.config import load_config
 from shadow.calendar import to_ns
 from shadow.schema import open_engine
 from tests.shadow.scenarios import D_DAY, at, scenario_d_lines

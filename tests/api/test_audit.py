@@ -24,8 +24,8 @@ from api.app import create_app
 from api.tokens import Role, create_token
 from bench.mosquitto import free_port
 from connectors.opcua_security import Pki, ensure_own_certificate
-from gateway.cli import main
-from gateway.config_load import load_config
+from ombre.cli import main
+from ombre.config import load_config
 from shadow import tables as t
 from shadow.schema import open_engine
 from tests.api.test_api import SHIFT, Api
@@ -190,7 +190,7 @@ def test_the_first_admin_token_goes_to_a_file_only_the_service_user_reads(
             {"id": "m", "signals": [{"name": "temp"}]}]}]}]}))
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with out.open("w") as o, err.open("w") as e:
-        server = subprocess.Popen([sys.executable, "-m", "gateway", "api", "-c", str(config)],
+        server = subprocess.Popen([sys.executable, "-m", "ombre", "api", "-c", str(config)],
                                   stdout=o, stderr=e)
     try:
         deadline = time.monotonic() + 60

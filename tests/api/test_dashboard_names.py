@@ -18,7 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from api.app import create_app
 from api.tokens import Role, create_token
-from gateway.config_load import load_config
+from ombre.config import load_config
 from shadow.calendar import to_ns
 from shadow.schema import open_engine
 from tests.api.conftest import serving

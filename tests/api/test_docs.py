@@ -16,7 +16,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from api.app import create_app
 from api.tokens import Role, create_token
-from gateway.config import OmbreConfig
+from ombre.config import OmbreConfig, validate_config
 from shadow.schema import database_url, open_engine
 from tests.api.conftest import serving
 from tests.shadow.scenarios import plant
@@ -28,7 +28,7 @@ def shop_config(data_dir: Path, docs: str | None) -> OmbreConfig:
     data = plant(data_dir, job_signal=None)
     if docs is not None:
         data["api"] = {"docs": docs}
-    return OmbreConfig.model_validate(data)
+    return validate_config(data)
 
 
 def viewer_token(config: OmbreConfig) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config_load import load_config
+from ombre.config import load_config
 from tests.api.test_dashboard import Served, served, shift_oee  # noqa: F401 (a fixture)
 from tests.conftest import require_binary
 from tests.shadow.scenarios import D_DAY, at, reading

@@ -14,7 +14,7 @@ from fastapi import Request
 
 from api.app import create_app
 from api.tokens import Role, create_token
-from gateway.config_load import load_config
+from ombre.config import load_config
 from shadow.schema import open_engine
 from tests.api.conftest import serving
 from tests.shadow.test_replay import Shop

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.tokens import Role, create_token
 from bench.mosquitto import Mosquitto
-from gateway.config import OmbreConfig
+from ombre.config import OmbreConfig
 from shadow import tables as t
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.sink import ShadowSink

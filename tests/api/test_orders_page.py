@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from api.app import create_app
 from api.tokens import Role
 from bench.mosquitto import Mosquitto
-from gateway.config import OmbreConfig
+from ombre.config import OmbreConfig
 from shadow.sink import ShadowSink
 from tests.api.conftest import serving
 from tests.api.test_jobs import config_without_job_signal, tokens

@@ -4,6 +4,7 @@ within half the default limits."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +17,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from api.app import create_app
 from api.config import RateLimitConfig
-from api.ratelimit import Buckets
+from api.ratelimit import Buckets, Turns
 from api.tokens import Role, create_token
-from gateway.config_load import load_config
-from shadow.schema import open_engine
+from ombre.config import load_config
+from shadow.schema import open_engine, upgrade
 from tests.api.conftest import chromium, limited, serving
 from tests.shadow.test_replay import Shop, replay_worked_example
 
@@ -45,6 +46,35 @@ def test_buckets_are_bounded_dropping_the_least_recently_used() -> None:
         buckets.take(f"k{i}")
         assert buckets.take("flood") > 0  # used each round: never the one dropped
     assert len(buckets._levels) == 16
+
+
+async def test_turns_let_a_few_requests_of_one_client_in_at_once_first_come_first_served(
+        ) -> None:
+    turns = Turns(limit=2)
+    holding: list[str] = []
+    release = asyncio.Event()
+
+    async def request(key: str, name: str) -> None:
+        await turns.take(key)
+        holding.append(name)
+        try:
+            await release.wait()
+        finally:
+            holding.remove(name)
+            turns.give_back(key)
+
+    burst = [asyncio.create_task(request("flood", f"f{i}")) for i in range(5)]
+    await asyncio.sleep(0.01)
+    assert holding == ["f0", "f1"]  # the rest of the burst waits its turn
+    calm = asyncio.create_task(request("calm", "c"))
+    await asyncio.sleep(0.01)
+    assert holding == ["f0", "f1", "c"]  # another client is not behind the burst
+    burst[4].cancel()  # a waiting client goes away: its place is not kept
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(*burst[:4], calm)
+    assert burst[4].cancelled()
+    assert turns._waiting == {}  # no key kept once its requests are done
 
 
 @contextmanager
@@ -90,6 +120,23 @@ def test_a_flooding_client_gets_429_and_others_do_not(tmp_path: Path,
             assert 'ombre_http_rate_limited_total{by="address"} 2' in metrics
 
 
+def test_a_running_stream_holds_no_turn(tmp_path: Path) -> None:
+    """One request in flight per client: the live stream, once it has begun, does not
+    keep the same token's next requests waiting."""
+    shop = Shop(tmp_path, None, [])
+    config = limited(load_config(shop.config, {}), per_client_in_flight=1)
+    engine = open_engine(shop.engine_url())
+    try:
+        upgrade(engine)
+        token = create_token(engine, "screen", Role.VIEWER)
+    finally:
+        engine.dispose()
+    with serving(create_app(config)) as url, client_from(url, "127.0.0.2", token) as client, \
+            client.stream("GET", "/api/v1/stream") as stream:
+        assert stream.status_code == 200
+        assert client.get("/api/v1/machines", timeout=5).status_code == 200
+
+
 def test_the_dashboard_stays_within_half_the_default_limits(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every page of the dashboard loaded in turn with one token from one address, the
@@ -102,7 +149,8 @@ def test_the_dashboard_stays_within_half_the_default_limits(
                      per_token_per_s=default.per_token_per_s / 2,
                      per_token_burst=default.per_token_burst // 2,
                      per_address_per_s=default.per_address_per_s / 2,
-                     per_address_burst=default.per_address_burst // 2)
+                     per_address_burst=default.per_address_burst // 2,
+                     per_client_in_flight=default.per_client_in_flight // 2)
     engine = open_engine(shop.engine_url())
     try:
         token = create_token(engine, "screen", Role.OPERATOR)

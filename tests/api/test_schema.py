@@ -13,7 +13,7 @@ from schemathesis.checks import not_a_server_error
 
 from api.app import create_app
 from api.tokens import Role, create_token
-from gateway.config_load import load_config
+from ombre.config import load_config
 from shadow.schema import open_engine
 from shadow.store import ShadowStore
 from tests.api.conftest import limited

@@ -16,7 +16,7 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.config import OmbreConfig
+from ombre.config import OmbreConfig, validate_config
 
 UNIT = 1
 FUNCTIONS = {"co": 1, "di": 2, "hr": 3, "ir": 4}  # a table's read function code
@@ -111,7 +111,7 @@ def source(name: str, port: int, items: list[dict[str, Any]], **settings: Any) -
 
 def config(data_dir: Path, machines: dict[str, list[dict[str, Any]]],
            sources: list[dict[str, Any]]) -> OmbreConfig:
-    return OmbreConfig.model_validate({
+    return validate_config({
         "data_dir": str(data_dir),
         "sites": [{"id": "site", "lines": [{"id": "l1", "machines": [
             {"id": m, "signals": signals} for m, signals in machines.items()]}]}],

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from connectors.sqlite_ts import StoreError, open_store
-from gateway.config import OmbreConfig
-from gateway.config_load import ConfigError, load_config
+from gateway.config_load import ConfigError
 from gateway.runtime import Gateway
+from ombre.config import OmbreConfig, load_config, validate_config
 from tests.conftest import wait_until
 
 ALL = (-(2**63), 2**63 - 1)
@@ -255,7 +255,7 @@ async def plc(port: int, variables: dict[str, Any], security: Security | None = 
 
 def config(port: int, data_dir: Path, nodes: list[dict[str, Any]],
            machines: dict[str, list[dict[str, Any]]], **source: Any) -> OmbreConfig:
-    return OmbreConfig.model_validate({
+    return validate_config({
         "data_dir": str(data_dir),
         "sites": [{"id": "site", "lines": [{"id": "l1", "machines": [
             {"id": m, "signals": signals} for m, signals in machines.items()]}]}],

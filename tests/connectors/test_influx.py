@@ -29,11 +29,11 @@ from bench.victoria import VictoriaMetrics
 from connectors.influx import failing_lines
 from connectors.line_protocol import LineLayout
 from connectors.replay import ReplaySource
-from gateway.app import build_gateway, build_sink
-from gateway.config import OmbreConfig
-from gateway.config_load import ConfigError, load_config
+from gateway.config_load import ConfigError
 from gateway.runtime import Gateway
 from gateway.types import Batch, Event, Quality
+from ombre.app import build_context, build_gateway, build_sink
+from ombre.config import OmbreConfig, load_config, validate_config
 from tests.conftest import wait_until
 
 SIGNALS = [{"name": "temp", "unit": "degC"}, {"name": "speed"},
@@ -45,7 +45,7 @@ STALL_S = 1.0  # how long the InfluxDB front stalls when told to
 def plant(data_dir: Path, url: str, site: str, **sink: object) -> OmbreConfig:
     """Two machines on one line: m1 of type `press`, m2 of none (its measurement is the
     site id); one influxdb sink and no shadow."""
-    return OmbreConfig.model_validate({
+    return validate_config({
         "data_dir": str(data_dir),
         "sites": [{"id": site, "lines": [{"id": "l1", "machines": [
             {"id": "m1", "type": "press", "signals": SIGNALS},
@@ -147,7 +147,7 @@ async def test_timestamps_go_in_ns_and_victoria_keeps_ms(victoria: VictoriaMetri
     batch = Batch(ts, np.zeros(3, np.int32), np.array([1.0, 2.0, 3.0]), np.zeros(3, np.uint8))
     lines, _ = LineLayout(config.sinks[0], config, config.registry()).reading_lines(batch)
     assert [line.rsplit(" ", 1)[1] for line in lines] == [str(t) for t in ts.tolist()]
-    sink = build_sink(config.sinks[0], config, config.registry())
+    sink = build_sink(config.sinks[0], build_context(config))
     await sink.connect()
     try:
         await sink.write(batch, [])
@@ -163,7 +163,7 @@ async def test_nan_inf_and_bad_quality_are_kept_as_quality_and_counted(
         victoria: VictoriaMetrics, tmp_path: Path) -> None:
     site = f"site-{uuid.uuid4().hex[:8]}"
     config = plant(tmp_path, victoria.url, site)
-    sink = build_sink(config.sinks[0], config, config.registry())
+    sink = build_sink(config.sinks[0], build_context(config))
     base = (time.time_ns() - 600 * 10**9) // MS * MS
     values = np.array([1.5, np.nan, np.inf, -np.inf, 7.0])
     quality = np.array([0, Quality.BAD, 0, 0, Quality.UNCERTAIN | Quality.TS_RECEIVED],
@@ -209,7 +209,7 @@ def test_names_never_make_extra_series_nor_break_a_line(victoria: VictoriaMetric
     site, machines, machine_type = names["site"], names["machines"], names["type"]
     signals, unit = names["signals"], names["unit"]
     line = f"line-{uuid.uuid4().hex}"
-    config = OmbreConfig.model_validate({
+    config = validate_config({
         "sites": [{"id": site, "lines": [{"id": line, "machines": [
             {"id": m, "type": machine_type, "signals": [{"name": s, "unit": unit}
                                                         for s in signals]}
@@ -221,7 +221,7 @@ def test_names_never_make_extra_series_nor_break_a_line(victoria: VictoriaMetric
     n = len(registry)
     ts = np.full(n, (time.time_ns() - 600 * 10**9) // MS * MS, np.int64)
     batch = Batch(ts, np.arange(n, dtype=np.int32), np.arange(n) + 0.5, np.zeros(n, np.uint8))
-    sink = build_sink(config.sinks[0], config, registry)
+    sink = build_sink(config.sinks[0], build_context(config, registry))
 
     async def write() -> None:
         await sink.connect()

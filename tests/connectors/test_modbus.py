@@ -18,11 +18,11 @@ from bench.mosquitto import free_port
 from connectors.modbus import GAP_EVENT, ModbusSource
 from connectors.modbus_config import ModbusSourceConfig
 from connectors.sqlite_ts import open_store
-from gateway.cli import main
-from gateway.config import OmbreConfig
 from gateway.counters import Health
 from gateway.outbox import GATEWAY_MACHINE
 from gateway.types import Delivery, Quality
+from ombre.cli import main
+from ombre.config import OmbreConfig
 from tests.conftest import running, wait_until
 from tests.connectors.modbus_device import UNIT, config, device, frozen_device, source
 
@@ -329,9 +329,9 @@ sources:
      ":14: sources[0].items[1].address: expected a type (bool, int16, uint16, int32, uint32, "
      "int64, uint64, float32, float64, string), found 'float33' in 'hr:1:float33'"),
     ('{machine: lathe, signal: speed, address: "hr:1"}',
-     ": sources[0].items[1]: expected a signal declared in the plant, found lathe/speed"),
+     ":14: sources[0].items[1]: expected a signal declared in the plant, found lathe/speed"),
     ('{machine: lathe, signal: count, address: "hr:1:string:8"}',
-     ": sources[0].items[1].address: expected a number for signal lathe/count, found "
+     ":14: sources[0].items[1].address: expected a number for signal lathe/count, found "
      "hr:1:string:8"),
 ])
 def test_check_names_the_key_of_a_bad_item(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -351,7 +351,7 @@ async def test_modbus_read_prints_each_address_decoded(tmp_path: Path) -> None:
         await dev.set("hr", 2, [0x4142, 0x4300, 0b100])
         await dev.set("co", 5, [True])
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "modbus", "read", f"127.0.0.1:{port}",
+            sys.executable, "-m", "ombre", "modbus", "read", f"127.0.0.1:{port}",
             "--unit", "1", "--word-order", "little", "hr:0:float32", "hr:2:string:3", "40005.2",
             "co:5", "hr:7", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await child.communicate()
@@ -364,7 +364,7 @@ async def test_modbus_read_prints_each_address_decoded(tmp_path: Path) -> None:
     ]
     assert child.returncode == 1, err.decode()  # one address failed
     done = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "modbus", "read", f"127.0.0.1:{free_port()}", "hr:0",
+        sys.executable, "-m", "ombre", "modbus", "read", f"127.0.0.1:{free_port()}", "hr:0",
         stderr=asyncio.subprocess.PIPE)
     _, err = await done.communicate()
     assert done.returncode == 1

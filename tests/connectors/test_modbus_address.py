@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.modbus_address import Address, encode, parse_address
+from connectors.modbus_address import Address, parse_address
 from connectors.modbus_config import ModbusSourceConfig
 from connectors.modbus_map import Read, plan_ticks, resolve_items
-from gateway.config import OmbreConfig
+from gateway.config import Plant
 
 
 @pytest.mark.parametrize(("text", "expected", "canonical"), [
@@ -63,19 +63,9 @@ def test_bad_addresses_say_what_was_expected(text: str, message: str) -> None:
         parse_address(text)
 
 
-def test_encode_knows_the_four_orders_of_a_float32() -> None:
-    # 1500.25 is 0x44BB8800: ABCD, CDAB, BADC, DCBA
-    address = parse_address("hr:0:float32")
-    assert encode(address, 1500.25, "big", "big") == [0x44BB, 0x8800]
-    assert encode(address, 1500.25, "big", "little") == [0x8800, 0x44BB]
-    assert encode(address, 1500.25, "little", "big") == [0xBB44, 0x0088]
-    assert encode(address, 1500.25, "little", "little") == [0x0088, 0xBB44]
-    assert encode(parse_address("hr:0:string:3"), "ABC", "big", "big") == [0x4142, 0x4300]
-
-
 def _plan(items: list[str], **settings: object) -> list[list[str]]:
     """Each tick's reads, for items given as addresses (optionally 'address@ms')."""
-    plant = OmbreConfig.model_validate({"sites": [{"id": "s", "lines": [{"id": "l", "machines": [
+    plant = Plant.model_validate({"sites": [{"id": "s", "lines": [{"id": "l", "machines": [
         {"id": "m", "signals": [{"name": f"s{i}"} for i in range(len(items))]}]}]}]})
     config = ModbusSourceConfig.model_validate({
         "type": "modbus", "name": "d", "host": "h", **settings, "items": [
@@ -108,7 +98,7 @@ def test_each_poll_interval_has_its_own_reads() -> None:
 
 
 def test_a_refused_read_splits_into_its_items() -> None:
-    plant = OmbreConfig.model_validate({"sites": [{"id": "s", "lines": [{"id": "l", "machines": [
+    plant = Plant.model_validate({"sites": [{"id": "s", "lines": [{"id": "l", "machines": [
         {"id": "m", "signals": [{"name": "a"}, {"name": "b"}]}]}]}]})
     config = ModbusSourceConfig.model_validate({"type": "modbus", "name": "d", "host": "h",
         "items": [{"machine": "m", "signal": "a", "address": "hr:0:float32"},

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.mqtt_config import SubscriptionConfig
 from connectors.mqtt_decode import PayloadDecoder
-from gateway.config import OmbreConfig, SubscriptionConfig
 from gateway.types import Batch, Event, Quality, QuarantineRecord
+from ombre.config import validate_config
 
 NOW_NS = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
 RX_NS = NOW_NS - 5 * 10**9
@@ -33,7 +34,7 @@ Result = tuple[Batch, list[Event], list[QuarantineRecord]]
 
 
 def make(*subs: dict[str, Any], cache_size: int = 50_000, **limits: Any) -> PayloadDecoder:
-    config = OmbreConfig.model_validate({**PLANT, "runtime": {"limits": limits}})
+    config = validate_config({**PLANT, "runtime": {"limits": limits}})
     subscriptions = [SubscriptionConfig.model_validate(s) for s in subs]
     return PayloadDecoder("mqtt-a", subscriptions, config, config.registry(),
                           now_ns=lambda: NOW_NS, cache_size=cache_size)
@@ -46,7 +47,7 @@ def run(decoder: PayloadDecoder, *messages: tuple[str, bytes | str]) -> Result:
 
 
 def sid(machine: str, signal: str) -> int:
-    signal_id = OmbreConfig.model_validate(PLANT).registry().id_of(machine, signal)
+    signal_id = validate_config(PLANT).registry().id_of(machine, signal)
     assert signal_id is not None
     return signal_id
 
@@ -263,6 +264,57 @@ def test_object_format_quarantines_only_the_bad_keys() -> None:
         ("machine cnc-1 has no signal 'spindle_temp2'", None),
         ("spindle_speed: expected a number, found string 'fast'", sid("cnc-1", "spindle_speed")),
     ]
+
+
+def test_object_format_reads_the_thingsboard_shape_through_paths() -> None:
+    decoder = make({"topic": "v1/{machine}", "format": "object", "values_path": "values",
+                    "ts_path": "ts"})
+    payload = f'{{"ts": {TS_MS}, "values": {{"spindle_speed": 1200, "program": "P-17"}}}}'
+    batch, events, quarantined = run(decoder, ("v1/cnc-1", payload))
+    ts = TS_MS * 10**6
+    assert rows(batch) == [(ts, sid("cnc-1", "spindle_speed"), 1200.0, Quality.GOOD)]
+    assert events == [Event(ts, "cnc-1", "program", "P-17")]
+    assert quarantined == []
+
+
+def test_object_format_dotted_paths_and_a_timestamp_inside_the_values() -> None:
+    decoder = make({"topic": "v1/{machine}", "format": "object",
+                    "values_path": "data.values", "ts_path": "data.values.time"})
+    payload = f'{{"data": {{"values": {{"time": {TS_MS}, "spindle_temp": 41.5}}}}}}'
+    batch, _, quarantined = run(decoder, ("v1/cnc-1", payload))
+    assert rows(batch) == [(TS_MS * 10**6, sid("cnc-1", "spindle_temp"), 41.5, Quality.GOOD)]
+    assert quarantined == []  # `time` is the timestamp, not an unknown signal
+
+
+def test_object_format_without_ts_path_reads_ts_field_in_the_values() -> None:
+    decoder = make({"topic": "v1/{machine}", "format": "object", "values_path": "values"})
+    batch, _, _ = run(decoder, ("v1/cnc-1", f'{{"values": {{"ts": {TS_MS}, "spindle_temp": 1}}}}'))
+    assert rows(batch) == [(TS_MS * 10**6, sid("cnc-1", "spindle_temp"), 1.0, Quality.GOOD)]
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (f'{{"ts": {TS_MS}, "vals": {{"spindle_temp": 1}}}}', "values_path 'values': no key 'values'"),
+    (f'{{"ts": {TS_MS}, "values": [1, 2]}}',
+     "values_path 'values': expected a JSON object, found array"),
+    ('{"values": {"spindle_temp": 1}}', "ts_path 'meta.ts': no key 'meta'"),
+    ('{"meta": 5, "values": {"spindle_temp": 1}}',
+     "ts_path 'meta.ts': expected a JSON object at 'meta', found number 5"),
+])
+def test_object_format_paths_that_do_not_match_quarantine_the_message(
+        payload: str, reason: str) -> None:
+    decoder = make({"topic": "v1/{machine}", "format": "object", "values_path": "values",
+                    "ts_path": "meta.ts"})
+    assert one_reason(run(decoder, ("v1/cnc-1", payload))) == reason
+
+
+@pytest.mark.parametrize(("sub", "problem"), [
+    ({"format": "value", "values_path": "values"}, "expected values_path only with format"),
+    ({"format": "object", "ts_path": "ts", "ts_field": "time"}, "expected ts_path or ts_field"),
+    ({"format": "object", "values_path": "a..b"}, "expected a dotted path of keys"),
+])
+def test_paths_are_checked_in_the_config(sub: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        SubscriptionConfig.model_validate({"topic": "v1/{machine}", **sub})
 
 
 def array_decoder(**sub: Any) -> PayloadDecoder:

@@ -13,7 +13,7 @@ import pytest
 
 from bench.mosquitto import Mosquitto
 from connectors.mqtt import BUFFER_CHUNKS, MqttSource
-from gateway.config import MqttSourceConfig
+from connectors.mqtt_config import MqttSourceConfig
 from gateway.types import Delivery
 from tests.conftest import Publisher, plant_config, wait_until
 

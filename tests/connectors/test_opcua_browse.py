@@ -12,7 +12,7 @@ import yaml
 from asyncua import Server, ua
 
 from bench.mosquitto import free_port
-from gateway.cli import main
+from ombre.cli import main
 from tests.connectors.opcua_plc import config, plc
 
 MACHINES = ("Press1", "Press2")

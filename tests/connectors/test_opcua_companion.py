@@ -15,7 +15,7 @@ from asyncua import Node, Server, ua
 
 from bench.mosquitto import free_port
 from connectors.sqlite_ts import open_store
-from gateway.cli import main
+from ombre.cli import main
 from shadow.config import MachineryState, PackmlState
 from shadow.states import evaluate
 from shadow.timeline import Category

@@ -19,9 +19,8 @@ from pydantic import SecretStr
 from bench.mosquitto import free_port
 from connectors import opcua_security
 from connectors.opcua_security import Pki, Rejected, RejectionAudit, fingerprint, load_certificate
-from gateway.cli import main
-from gateway.config import OmbreConfig
-from gateway.config_load import load_config
+from ombre.cli import main
+from ombre.config import OmbreConfig, load_config
 from shadow import audit
 from shadow.schema import database_url, open_engine
 from tests.conftest import running, wait_until

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from connectors import sqlite_sink
+from connectors.sqlite_config import SqliteSinkConfig
 from connectors.sqlite_sink import SqliteSink
 from connectors.sqlite_ts import BLOCK_NS, TimeSeriesStore, open_store
-from gateway.config import SqliteSinkConfig
 from gateway.types import Batch, Event, SignalRegistry
 
 ALL = (-(2**63), 2**63 - 1)

@@ -21,9 +21,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from bench.mosquitto import free_port, wait_for_port
-from gateway.cli import build_parser, cmd_run
-from gateway.config import REFERENCE, RuntimeConfig
-from gateway.config_load import load_config
+from gateway.config import RuntimeConfig
+from gateway.config_base import REFERENCE
+from ombre.cli import build_parser, cmd_run
+from ombre.config import load_config
 from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -80,6 +80,23 @@ class Flow:
         """The values SIGNALS[signal_index] must hold once everything sent arrived."""
         return np.arange(len(range(signal_index, self.sent, len(SIGNALS))), dtype=np.float64)
 
+    def lost(self, stored: list[np.ndarray]) -> int:
+        """Readings sent that are not in `stored` (the stored values of each signal)."""
+        return sum(len(np.setdiff1d(self.expected(k), v)) for k, v in enumerate(stored))
+
+    def assert_each_stored_once(self, stored: list[np.ndarray]) -> None:
+        for k, values in enumerate(stored):
+            np.testing.assert_array_equal(values, self.expected(k))  # none lost, each once
+
+
+def end(flow: Flow, ombre: OmbreProcess) -> None:
+    """A fault test's last step, passed or failed: the flow's client closed, and the
+    process killed if it still runs (the test failed before stopping it)."""
+    flow.publisher.close()
+    if ombre.process is not None and ombre.process.poll() is None:
+        ombre.process.kill()
+        ombre.process.wait()
+
 
 def postgres_bin(name: str) -> str:
     """A PostgreSQL server program (initdb, pg_ctl) of the newest installed version."""
@@ -157,16 +174,23 @@ class Driven:
     rate: int
     start: float = field(default_factory=time.monotonic)
 
-    def publish_for(self, seconds: float, until: str | None = None) -> float:
-        """Go on with the flow for `seconds`, or until the log has `until` once more
-        than now (then the time it took); fails if the process dies."""
+    def mark(self) -> int:
+        """Where the log ends now: pass it to `publish_for` as `since`, taken before the
+        action that should make a line appear (a line logged in between counts)."""
+        return self.ombre.log.stat().st_size
+
+    def publish_for(self, seconds: float, until: str | None = None,
+                    since: int | None = None) -> float:
+        """Go on with the flow for `seconds`, or until the log has `until` after the
+        point `since` (a `mark`; by default, the log's end now), then the time it took;
+        fails if the process dies."""
         ombre = self.ombre
         assert ombre.process is not None
-        seen = ombre.log.read_text().count(until) if until else 0
+        since = self.mark() if since is None else since
         began = time.monotonic()
         while time.monotonic() - began < seconds:
             self.flow.publish_until(int((time.monotonic() - self.start) * self.rate))
-            if until and ombre.log.read_text().count(until) > seen:
+            if until and until.encode() in ombre.log.read_bytes()[since:]:
                 return time.monotonic() - began
             assert ombre.process.poll() is None, ombre.log.read_text()[-3000:]
             time.sleep(0.01)

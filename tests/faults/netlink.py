@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.mosquitto import Mosquitto
 from connectors.sqlite_ts import open_store
-from tests.conftest import Publisher, plant_dict
+from tests.conftest import Publisher, plant_dict, require_binary
 from tests.gateway.test_process import OmbreProcess
 
 TUNSETIFF = 0x400454CA
@@ -192,8 +192,18 @@ class OmbreInNamespace(OmbreProcess):
         with self.log.open("ab") as log:
             self._started_at = log.tell()
             self.process = subprocess.Popen(
-                self._link.exec_argv(sys.executable, "-m", "gateway", "run", str(self.config)),
+                self._link.exec_argv(sys.executable, "-m", "ombre", "run", str(self.config)),
                 stdout=log, stderr=log)
+
+
+def link_broker(link: FaultyLink, tmp_path: Path) -> Mosquitto:
+    """A Mosquitto started on the host's side of the link, its files in tmp_path/mosquitto;
+    the caller stops it."""
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    broker = Mosquitto(require_binary("mosquitto"), workdir, host=link.outer)
+    broker.start()
+    return broker
 
 
 def start_ombre(link: FaultyLink, broker: Mosquitto, tmp_path: Path,

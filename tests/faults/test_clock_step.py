@@ -13,12 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bench.mosquitto import Mosquitto
 from tests.conftest import Publisher
-from tests.faults.harness import Driven, Flow, rss_kb
+from tests.faults.harness import Driven, Flow, end, rss_kb
 from tests.faults.test_sigkill import stored
 from tests.gateway.test_process import OmbreProcess, write_config
 
@@ -46,7 +45,7 @@ class FakeTimeOmbre(OmbreProcess):
                "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
         with self.log.open("ab") as log:
             self._started_at = log.tell()
-            self.process = subprocess.Popen([sys.executable, "-m", "gateway", "run",
+            self.process = subprocess.Popen([sys.executable, "-m", "ombre", "run",
                                              str(self.config)], stdout=log, stderr=log, env=env)
 
     def step(self, offset_s: int) -> None:
@@ -68,28 +67,24 @@ def test_clock_stepped_an_hour_each_way_is_flagged_without_reconnects_or_loss(
         driven.publish_for(5.0)
         rss_before = rss_kb(ombre.process.pid)
         for offset in (STEP_S, 0):
-            stepped = time.monotonic()
+            stepped, since = time.monotonic(), driven.mark()
             ombre.step(offset)
-            detected_s.append(driven.publish_for(30, until=FLAGGED) if offset else
-                              driven.publish_for(30, until="the system clock stepped -"))
+            detected_s.append(driven.publish_for(
+                30, until=FLAGGED if offset else "the system clock stepped -", since=since))
             driven.publish_for(max(0.0, 10 - (time.monotonic() - stepped)))
         driven.drain(lambda: sum(map(len, stored(data))))
         rss_after = rss_kb(ombre.process.pid)
         assert ombre.signal(signal.SIGTERM) == 0
     finally:
-        flow.publisher.close()
-        if ombre.process.poll() is None:
-            ombre.process.kill()
-            ombre.process.wait()
+        end(flow, ombre)
     values = stored(data)
-    lost = sum(len(np.setdiff1d(flow.expected(k), v)) for k, v in enumerate(values))
+    lost = flow.lost(values)
     connects = (broker.workdir / "mosquitto.log").read_text().count("as ombre-test")
     print(f"\nwall clock stepped +{STEP_S} s then -{STEP_S} s at {RATE} readings/s: "
           f"{flow.sent} published, {lost} lost; {connects} connection(s) from Ombre at the "
           f"broker; each step flagged in health after {detected_s[0]:.1f} s and "
           f"{detected_s[1]:.1f} s; RSS {rss_before / 1024:.1f} MB before, "
           f"{rss_after / 1024:.1f} MB after")
-    for k, v in enumerate(values):
-        np.testing.assert_array_equal(v, flow.expected(k))  # none lost, each once
+    flow.assert_each_stored_once(values)
     assert connects == 1  # no reconnect, let alone a storm
     assert "Traceback" not in ombre.log.read_text()

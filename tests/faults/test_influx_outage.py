@@ -14,8 +14,8 @@ import pytest
 
 from bench.victoria import BINARY, VictoriaMetrics
 from connectors.replay import ReplaySource
-from gateway.app import build_gateway
 from gateway.counters import Health
+from ombre.app import build_gateway
 from tests.conftest import require_binary, wait_until
 from tests.connectors.test_influx import plant, rfc3339
 

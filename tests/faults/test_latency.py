@@ -9,13 +9,17 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from bench.mosquitto import Mosquitto
-from tests.conftest import Publisher, require_binary
-from tests.faults.harness import Driven, Flow, rss_kb
-from tests.faults.netlink import FaultyLink, start_ombre, stored_values, wait_subscribed
+from tests.conftest import Publisher
+from tests.faults.harness import Driven, Flow, end, rss_kb
+from tests.faults.netlink import (
+    FaultyLink,
+    link_broker,
+    start_ombre,
+    stored_values,
+    wait_subscribed,
+)
 from tests.faults.test_sigkill import duplicates, stored
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -27,10 +31,7 @@ FLOW_S = 30.0
 def test_latency_loss_and_reordering_lose_nothing_and_store_nothing_twice(
         tmp_path: Path) -> None:
     with FaultyLink() as link:
-        workdir = tmp_path / "mosquitto"
-        workdir.mkdir()
-        broker = Mosquitto(require_binary("mosquitto"), workdir, host=link.outer)
-        broker.start()
+        broker = link_broker(link, tmp_path)
         link.faults.delay_s, link.faults.jitter_s, link.faults.loss = 0.3, 0.1, 0.05
         ombre = start_ombre(link, broker, tmp_path)
         assert ombre.process is not None
@@ -46,13 +47,10 @@ def test_latency_loss_and_reordering_lose_nothing_and_store_nothing_twice(
             forwarded, dropped = link.counts()
             assert ombre.signal(signal.SIGTERM) == 0
         finally:
-            flow.publisher.close()
-            if ombre.process.poll() is None:
-                ombre.process.kill()
-                ombre.process.wait()
+            end(flow, ombre)
             broker.stop()
     values = stored(tmp_path / "data")
-    lost = sum(len(np.setdiff1d(flow.expected(k), v)) for k, v in enumerate(values))
+    lost = flow.lost(values)
     # Rows beyond the distinct readings, less the subscription probes on m3/temp.
     twice = duplicates(tmp_path / "data") - len(stored_values(tmp_path / "data", "m3", "temp"))
     log = ombre.log.read_text()
@@ -61,7 +59,6 @@ def test_latency_loss_and_reordering_lose_nothing_and_store_nothing_twice(
           f"{lost} lost, {twice} stored twice, {log.count('source broker is up')} "
           f"connection(s); all stored {drained_s:.1f} s after the first publish; RSS "
           f"{rss_before / 1024:.1f} MB before, {rss_after / 1024:.1f} MB after")
-    for k, v in enumerate(values):
-        np.testing.assert_array_equal(v, flow.expected(k))  # none lost
+    flow.assert_each_stored_once(values)
     assert twice == 0
     assert "Traceback" not in log

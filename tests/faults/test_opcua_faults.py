@@ -64,7 +64,7 @@ class ApiOmbre(OmbreProcess):
     def start(self) -> None:
         with self.log.open("ab") as log:
             self._started_at = log.tell()
-            self.process = subprocess.Popen([sys.executable, "-m", "gateway", "run",
+            self.process = subprocess.Popen([sys.executable, "-m", "ombre", "run",
                                              str(self.config), "--api"], stdout=log, stderr=log)
 
     def get(self, path: str) -> bytes:
@@ -183,7 +183,7 @@ def test_server_certificate_swapped_for_an_untrusted_one_fails_closed(tmp_path: 
             ready, refusals = ombre.readyz(), ombre.retries("plc") - retries
             log = ombre.log.read_text()
             audit = subprocess.run(
-                [sys.executable, "-m", "gateway", "audit", "-c", str(ombre.config),
+                [sys.executable, "-m", "ombre", "audit", "-c", str(ombre.config),
                  "--action", "opcua.certificate_rejected"],
                 capture_output=True, text=True, timeout=60, check=True).stdout
     finally:

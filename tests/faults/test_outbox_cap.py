@@ -18,9 +18,9 @@ import pytest
 
 from bench.mosquitto import Mosquitto
 from connectors.sqlite_ts import open_store
-from gateway.config import OmbreConfig
 from gateway.counters import Health
 from gateway.outbox import EVENTS, GATEWAY_MACHINE, OVERFLOW_EVENT, TELEMETRY, decode_batch
+from ombre.config import OmbreConfig, validate_config
 from tests.conftest import Publisher, plant_dict, running, wait_until
 from tests.faults.harness import SIGNALS, Flow, PostgresCluster
 
@@ -72,7 +72,7 @@ async def test_outbox_over_its_cap_drops_exactly_the_oldest_for_the_sink_that_is
     data = plant_dict(broker.port, tmp_path / "data", outbox_max_bytes=CAP_BYTES,
                       batch_max_messages=100)  # small deliveries: none bigger than the cap
     data["shadow"] = {"database": postgres.url("cap")}
-    config = OmbreConfig.model_validate(data)
+    config = validate_config(data)
     postgres.stop()  # from now on the shadow's connections are refused
     flow = Flow(Publisher(broker.port, client_id="faults-publisher"))
     try:

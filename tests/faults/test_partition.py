@@ -8,13 +8,11 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from bench.mosquitto import Mosquitto
-from tests.conftest import Publisher, require_binary
-from tests.faults.harness import Driven, Flow, rss_kb
-from tests.faults.netlink import FaultyLink, start_ombre
+from tests.conftest import Publisher
+from tests.faults.harness import Driven, Flow, end, rss_kb
+from tests.faults.netlink import FaultyLink, link_broker, start_ombre
 from tests.faults.test_sigkill import duplicates, stored
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -27,10 +25,7 @@ PARTITION_S = 20.0
 def test_partition_is_detected_within_one_and_a_half_keepalives_and_loses_nothing(
         tmp_path: Path) -> None:
     with FaultyLink() as link:
-        workdir = tmp_path / "mosquitto"
-        workdir.mkdir()
-        broker = Mosquitto(require_binary("mosquitto"), workdir, host=link.outer)
-        broker.start()
+        broker = link_broker(link, tmp_path)
         ombre = start_ombre(link, broker, tmp_path, keepalive_s=KEEPALIVE_S)
         assert ombre.process is not None
         flow = Flow(Publisher(broker.port, client_id="partition-publisher", host=link.outer))
@@ -38,31 +33,30 @@ def test_partition_is_detected_within_one_and_a_half_keepalives_and_loses_nothin
         try:
             driven.publish_for(5.0)
             rss_before = rss_kb(ombre.process.pid)
+            since = driven.mark()
             link.faults.partitioned = True
-            detected_s = driven.publish_for(PARTITION_S, until="source broker is down")
+            detected_s = driven.publish_for(PARTITION_S, until="source broker is down",
+                                            since=since)
             driven.publish_for(PARTITION_S - detected_s)
             forwarded, dropped = link.counts()
+            since = driven.mark()
             link.faults.partitioned = False
-            recovered_s = driven.publish_for(60.0, until="source broker is up")
+            recovered_s = driven.publish_for(60.0, until="source broker is up", since=since)
             driven.publish_for(5.0)
             driven.drain(lambda: sum(map(len, stored(tmp_path / "data"))))
             rss_after = rss_kb(ombre.process.pid)
             assert ombre.signal(signal.SIGTERM) == 0
         finally:
-            flow.publisher.close()
-            if ombre.process.poll() is None:
-                ombre.process.kill()
-                ombre.process.wait()
+            end(flow, ombre)
             broker.stop()
     values = stored(tmp_path / "data")
-    lost = sum(len(np.setdiff1d(flow.expected(k), v)) for k, v in enumerate(values))
+    lost = flow.lost(values)
     print(f"\npartition of {PARTITION_S:.0f} s (packets dropped: {dropped} of "
           f"{forwarded + dropped} by then) at {RATE} readings/s, keep-alive {KEEPALIVE_S} s: "
           f"{flow.sent} published, {lost} lost, {duplicates(tmp_path / 'data')} written twice "
           f"(deduplicated on read); detected after {detected_s:.1f} s, connected again "
           f"{recovered_s:.1f} s after the link came back; RSS {rss_before / 1024:.1f} MB "
           f"before, {rss_after / 1024:.1f} MB after")
-    for k, v in enumerate(values):
-        np.testing.assert_array_equal(v, flow.expected(k))  # none lost, each once
+    flow.assert_each_stored_once(values)
     assert detected_s <= 1.5 * KEEPALIVE_S
     assert "Traceback" not in ombre.log.read_text()

@@ -23,8 +23,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from gateway.config_load import load_config
 from gateway.counters import Health
+from ombre.config import load_config
 from shadow import tables as t
 from shadow.sink import ShadowSink
 from tests.conftest import wait_until
@@ -91,7 +91,7 @@ def test_postgres_down_for_a_minute_loses_no_row(
     log = tmp_path / "replay.log"
     with log.open("wb") as out:
         replay = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "replay", "-c", str(shop.config), str(shift),
+            [sys.executable, "-m", "ombre", "replay", "-c", str(shop.config), str(shift),
              "--speed", str(SPEED), "--log-level", "info"], stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + REPLAY_S

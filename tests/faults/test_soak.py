@@ -26,7 +26,7 @@ import pytest
 
 from bench.mosquitto import Mosquitto
 from tests.conftest import Publisher
-from tests.faults.harness import Driven, Flow, open_fds, rss_kb
+from tests.faults.harness import Driven, Flow, end, open_fds, rss_kb
 from tests.faults.test_sigkill import stored
 from tests.gateway.test_process import OmbreProcess, write_config
 
@@ -75,8 +75,10 @@ def run_soak(driven: Driven, broker: Mosquitto, usage: Usage) -> list[float]:
         if down_at <= now < down_at + OUTAGE_S:
             broker.stop()
             driven.publish_for(down_at + OUTAGE_S - now)
+            since = driven.mark()  # Ombre may reconnect before broker.start returns
             broker.start()
-            reconnect_s.append(driven.publish_for(60, until="source broker is up"))
+            reconnect_s.append(driven.publish_for(60, until="source broker is up",
+                                                  since=since))
         driven.publish_for(0.05)
         if now >= next_sample:
             usage.sample(now)
@@ -99,12 +101,9 @@ def test_soak_at_twice_the_rate_with_broker_outages_stays_flat_and_loses_nothing
         driven.drain(lambda: sum(map(len, stored(data))), timeout_s=120)
         assert ombre.signal(signal.SIGTERM) == 0
     finally:
-        flow.publisher.close()
-        if ombre.process.poll() is None:
-            ombre.process.kill()
-            ombre.process.wait()
+        end(flow, ombre)
     values = stored(data)
-    lost = sum(len(np.setdiff1d(flow.expected(k), v)) for k, v in enumerate(values))
+    lost = flow.lost(values)
     extra = sum(len(v) for v in values) - flow.sent + lost
     # Warm-up: the first period (imports, SQLite caches, the first backlog) is excluded.
     rss_slope, fd_slope = usage.slopes(PERIOD_S, SOAK_S)

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from gateway.cli import main
-from gateway.config import MqttSourceConfig, Reference
-from gateway.config_load import ConfigError, ConfigProblem, load_config
+from connectors.mqtt_config import MqttSourceConfig
+from gateway.config_base import Reference
+from gateway.config_load import ConfigError, ConfigProblem
+from ombre.cli import main
+from ombre.config import load_config
 
 SAMPLES = Path(__file__).parents[2] / "deploy" / "config"
 SECRET = "s3cr3t-Pa55word"
@@ -143,14 +145,16 @@ def test_bad_source_type_lists_the_allowed_types(tmp_path: Path) -> None:
     text = BASE.replace("type: mqtt", "type: kafka")
     problem = only_problem(tmp_path, text)
     assert problem == ConfigProblem("sources[0].type", line_of(text, "kafka"),
-                                    "expected one of 'mqtt', 'opcua', 'modbus', found 'kafka'")
+                                    "expected one of 'modbus', 'mqtt', 'opcua', 's7', "
+                                    "found 'kafka'")
 
 
 def test_missing_source_type(tmp_path: Path) -> None:
     text = BASE.replace("  - type: mqtt\n    name: broker", "  - name: broker")
     problem = only_problem(tmp_path, text)
     assert problem == ConfigProblem("sources[0].type", line_of(text, "name: broker"),
-                                    "missing required key (one of 'mqtt', 'opcua', 'modbus')")
+                                    "missing required key (one of 'modbus', 'mqtt', 'opcua', "
+                                    "'s7')")
 
 
 def test_missing_required_key_points_at_its_parent(tmp_path: Path) -> None:
@@ -346,7 +350,7 @@ def test_check_prints_every_problem_to_stderr(tmp_path: Path, capsys: pytest.Cap
 
 def test_console_command_reports_a_broken_file_without_traceback(tmp_path: Path) -> None:
     path = write(tmp_path, "sites:\n  - id: [unclosed\n")
-    done = subprocess.run([sys.executable, "-m", "gateway", "check", str(path)],
+    done = subprocess.run([sys.executable, "-m", "ombre", "check", str(path)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert done.stdout == ""

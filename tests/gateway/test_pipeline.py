@@ -17,9 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.mosquitto import Mosquitto
 from connectors.sqlite_sink import SqliteSink
 from connectors.sqlite_ts import open_store
-from gateway.config import OmbreConfig
-from gateway.config_load import load_config
 from gateway.counters import Health
+from ombre.config import load_config, validate_config
 from tests.conftest import (
     Publisher,
     RecordingSink,
@@ -148,6 +147,38 @@ async def test_bad_payloads_are_quarantined_and_the_rest_goes_on(
     assert "source broker" in logged[0]
     assert store_values(tmp_path / "data", "m2", "temp")[1].tolist() == list(
         range(len(BAD_PAYLOADS)))
+
+
+async def test_the_thingsboard_shape_arrives_through_payload_paths(
+        broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
+    """`{"ts": ..., "values": {...}}` through a real broker: read with `values_path` and
+    `ts_path`; a message whose shape does not match is quarantined with the path."""
+    data = plant_dict(broker.port, tmp_path / "data")
+    data["sources"][0]["subscriptions"].append(
+        {"topic": "v1/devices/{machine}/telemetry", "format": "object",
+         "values_path": "values", "ts_path": "ts"})
+    base = time.time_ns() // 1_000_000 - 60_000
+    async with running(validate_config(data)) as gateway:
+        source = gateway.counters.connector("broker", "source")
+        await wait_until(lambda: source.health is Health.UP, what="the source to connect")
+        for i in range(50):
+            publisher.publish("v1/devices/m1/telemetry", orjson.dumps(
+                {"ts": base + i, "values": {"temp": i / 2, "speed": 1000 + i}}))
+        publisher.publish("v1/devices/m2/telemetry", orjson.dumps({"ts": base, "temp": 1}))
+        publisher.publish("v1/devices/m2/telemetry", orjson.dumps(
+            {"ts": base, "values": {"state": "RUNNING"}}))
+        sink = gateway.counters.connector("timeseries", "sink")
+        await wait_until(lambda: sink.readings == 100 and sink.events == 1,
+                         what="every reading in SQLite")
+        assert source.quarantined == 1
+    ts, value = store_values(tmp_path / "data", "m1", "temp")
+    np.testing.assert_array_equal(ts, (base + np.arange(50)) * 1_000_000)
+    np.testing.assert_array_equal(value, np.arange(50) / 2)
+    assert store_values(tmp_path / "data", "m1", "speed")[1].tolist() == list(range(1000, 1050))
+    db = sqlite3.connect(tmp_path / "data" / "gateway.sqlite")
+    rows = db.execute("SELECT topic, reason FROM quarantine").fetchall()
+    db.close()
+    assert rows == [("v1/devices/m2/telemetry", "values_path 'values': no key 'values'")]
 
 
 async def test_broker_restart_during_a_qos1_flow_loses_nothing_and_keeps_order(
@@ -283,7 +314,7 @@ async def test_tls_connects_to_a_trusted_broker_and_refuses_an_unknown_one(
         for trusted, health in ((other_ca, Health.DOWN), (ca, Health.UP)):
             data = plant_dict(broker.port, tmp_path / "data")
             data["sources"][0]["tls"] = {"ca_file": str(trusted)}
-            async with running(OmbreConfig.model_validate(data)) as gateway:
+            async with running(validate_config(data)) as gateway:
                 source = gateway.counters.connector("broker", "source")
                 await wait_until(lambda s=source, h=health: s.health is h,
                                  what=f"the TLS source {health}")

@@ -20,15 +20,15 @@ import pytest
 
 from bench.mosquitto import Mosquitto, free_port
 from connectors.sqlite_ts import open_store
-from gateway.app import EXIT_FORCED, stop_timeout_s
 from gateway.config import RuntimeConfig
+from ombre.app import EXIT_FORCED, stop_timeout_s
 from tests.conftest import Publisher, plant_dict
 
 pytestmark = pytest.mark.slow
 
 
 class OmbreProcess:
-    """`python -m gateway run CONFIG` as a child process, its log in a file."""
+    """`python -m ombre run CONFIG` as a child process, its log in a file."""
 
     def __init__(self, config: Path, log: Path) -> None:
         self.config, self.log = config, log
@@ -39,7 +39,7 @@ class OmbreProcess:
         with self.log.open("ab") as log:
             self._started_at = log.tell()  # where this run's lines begin
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run", str(self.config)],
+                [sys.executable, "-m", "ombre", "run", str(self.config)],
                 stdout=log, stderr=log)
 
     def wait_for_log(self, text: str, timeout_s: float = 20) -> None:
@@ -151,7 +151,7 @@ def test_run_with_api_serves_connector_health_and_runtime_counters(
     path.write_text(json.dumps(config, default=str))
     log = tmp_path / "ombre.log"
     with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "gateway", "run", str(path),
+        process = subprocess.Popen([sys.executable, "-m", "ombre", "run", str(path),
                                     "--api"], stdout=out, stderr=out)
     ombre = OmbreProcess(path, log)
     ombre.process = process

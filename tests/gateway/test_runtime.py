@@ -17,13 +17,13 @@ import pytest
 from bench.mosquitto import Mosquitto
 from connectors.sqlite_sink import SqliteSink
 from connectors.sqlite_ts import open_store
-from gateway.app import build_gateway
-from gateway.config import OmbreConfig
 from gateway.counters import Health
 from gateway.outbox import GATEWAY_MACHINE, OVERFLOW_EVENT
 from gateway.queue import DeliveryQueue
 from gateway.runtime import Backoff
 from gateway.types import Batch, Delivery, Event
+from ombre.app import build_gateway
+from ombre.config import OmbreConfig
 from tests.conftest import Publisher, plant_config, running, wait_until
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.config import OmbreConfig
 from gateway.types import Batch, Quality
+from ombre.config import validate_config
 from shadow.monitor import DriftMonitor
 from tests.shadow.scenarios import D_DAY, D_RAMP, at, plant, reading, scenario_d_lines
 from tests.shadow.test_replay import Shop
@@ -89,7 +89,7 @@ def test_a_person_acknowledges_then_closes_with_a_cause(
 
 
 def monitor_for(drift: dict[str, Any]) -> tuple[DriftMonitor, int]:
-    config = OmbreConfig.model_validate(plant(Path("data"), drift=[drift]))
+    config = validate_config(plant(Path("data"), drift=[drift]))
     registry = config.registry()
     sid = registry.id_of("press-1", "temp")
     assert sid is not None

@@ -22,10 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.tokens import Role, create_token
-from gateway.config_load import load_config
+from ombre.config import load_config
 from shadow.calendar import to_ns
-from shadow.schema import open_engine
 from sim.clock import SimClock
 from tests.shadow.scenarios import WORKED_ORDERS_CSV, at, reading, stamp
 from tests.shadow.test_replay import Shop
@@ -87,7 +85,7 @@ def from_cli(shop: Shop) -> list[Any]:
     out = []
     for start, end, by in WINDOWS:
         done = subprocess.run(
-            [sys.executable, "-m", "gateway", "kpi", "-c", str(shop.config), "--from",
+            [sys.executable, "-m", "ombre", "kpi", "-c", str(shop.config), "--from",
              stamp(at(start)), "--to", stamp(at(end)), "--by", by, "--json"],
             capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
@@ -98,21 +96,16 @@ def from_cli(shop: Shop) -> list[Any]:
 def test_cli_and_api_agree_field_by_field_while_a_replay_runs(tmp_path: Path) -> None:
     shop = Shop(tmp_path, None, [], silence_s=3600)
     orders = shop.write("orders.csv", WORKED_ORDERS_CSV)
-    assert subprocess.run([sys.executable, "-m", "gateway", "orders", "import", str(orders),
+    assert subprocess.run([sys.executable, "-m", "ombre", "orders", "import", str(orders),
                            "-c", str(shop.config)], capture_output=True, check=False,
                           timeout=60).returncode == 0
     file = shop.write("bursts.jsonl", bursts())
     config = load_config(shop.config, {})
-    engine = open_engine(shop.engine_url())
-    try:
-        token = create_token(engine, "test", Role.VIEWER)
-    finally:
-        engine.dispose()
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = shop.viewer_headers()
     clock = SimClock(to_ns(FIRST), SPEED)  # the API's now runs with the data, as in
     log = (tmp_path / "replay.log").open("w")
     replay = subprocess.Popen(  # `ombre demo`; the CLI's is the wall clock
-        [sys.executable, "-m", "gateway", "replay", str(file), "--speed", str(SPEED), "-c",
+        [sys.executable, "-m", "ombre", "replay", str(file), "--speed", str(SPEED), "-c",
          str(shop.config)], stdout=subprocess.DEVNULL, stderr=log)
     compared = []
     try:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from bench.mosquitto import Mosquitto
-from gateway.config import OmbreConfig
+from ombre.config import OmbreConfig, validate_config
 from shadow import tables as t
 from shadow.sink import ShadowSink
 from shadow.store import ShadowStore
@@ -29,7 +29,7 @@ def live_config(port: int, data_dir: Path, database: str | None,
                         "client_id": "ombre-shadow-test",
                         "subscriptions": [{"topic": "plant/{machine}/{signal}"}]}]
     data["runtime"] = {"flush_interval_ms": 20, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
-    return OmbreConfig.model_validate(data)
+    return validate_config(data)
 
 
 def publish(pub: Publisher, signal: str, value: object, ts_ms: int) -> None:

@@ -15,8 +15,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.config import OmbreConfig
 from gateway.types import Batch, Event, EventValue, Quality
+from ombre.config import OmbreConfig, validate_config
 from shadow.calendar import PlannedSchedule, to_ns
 from shadow.model import Changes, JobRecord, Rejected, ShadowModel
 from shadow.states import UNKNOWN, State
@@ -52,7 +52,7 @@ def machine_config(machine: str, **fields: Any) -> dict[str, Any]:
 
 
 def plant(*machines: dict[str, Any], stops: Sequence[dict[str, Any]] = ()) -> OmbreConfig:
-    return OmbreConfig.model_validate({
+    return validate_config({
         "sites": [{"id": "plant", "lines": [{"id": "line-1",
                                             "machines": list(machines)}]}],
         "shadow": {"calendar": {"planned_stops": list(stops)}},

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from bench.mosquitto import Mosquitto
-from gateway.cli import main
-from gateway.config import OmbreConfig
+from ombre.cli import main
+from ombre.config import OmbreConfig, validate_config
 from shadow import tables as t
 from shadow.model import Changes, JobRecord
 from shadow.schema import database_url, open_engine, upgrade
@@ -58,7 +58,7 @@ def write_jobs(store: ShadowStore, *records: JobRecord) -> None:
 
 def test_a_job_end_completes_its_order_once_no_machine_runs_it(
         tmp_path: Path, database: str | None) -> None:
-    config = OmbreConfig.model_validate(plant(tmp_path / "data", database))
+    config = validate_config(plant(tmp_path / "data", database))
     store = open_store(config)
     try:
         # An order imported after its job started (the ERP a little late) runs.
@@ -92,7 +92,7 @@ def test_a_restart_closes_the_jobs_and_orders_a_previous_run_left_open(
         tmp_path: Path, database: str | None) -> None:
     """Each job row still open must be its machine's current job in the restored model;
     any other is aborted, and a running order no job runs is closed, with the reason."""
-    config = OmbreConfig.model_validate(plant(tmp_path / "data", database))
+    config = validate_config(plant(tmp_path / "data", database))
     store = open_store(config)
     try:
         store.import_orders([order(k) for k in ("A", "B", "C", "D", "E")])
@@ -136,8 +136,8 @@ def test_orders_complete_from_the_command_line(
     data["sites"][0]["lines"][0]["machines"].append(
         {**press, "id": "press-2", "job_signal": None})
     path = tmp_path / "plant.yaml"
-    path.write_text(OmbreConfig.model_validate(data).model_dump_json())
-    store = open_store(OmbreConfig.model_validate(data))
+    path.write_text(validate_config(data).model_dump_json())
+    store = open_store(validate_config(data))
     try:
         store.import_orders([order("A"), order("B"), order("C", machine="press-2")])
         write_jobs(store, JobRecord("press-1", "B", 10 * S, None),
@@ -191,7 +191,7 @@ def test_orders_finish_across_real_restarts_of_ombre_run(
     path = tmp_path / "plant.yaml"
     path.write_text(json.dumps(data))
     ombre = OmbreProcess(path, tmp_path / "ombre.log")
-    store = open_store(OmbreConfig.model_validate(data))
+    store = open_store(validate_config(data))
     base = time.time_ns() // 10**6 - 600_000
 
     def publish(at_s: float, name: str, value: object) -> None:

@@ -15,8 +15,7 @@ from sqlalchemy import select, text
 
 from api.app import create_app
 from api.tokens import Role, create_token
-from gateway.config import OmbreConfig
-from gateway.config_load import load_config
+from ombre.config import load_config, validate_config
 from shadow import tables as t
 from shadow.schema import alembic_config, open_engine, upgrade
 from shadow.states import State, evaluate
@@ -148,7 +147,7 @@ def test_the_readmes_examples_are_valid_and_mean_what_it_says() -> None:
     machines = [{"id": f"m{i}", "signals": signals, **block, "job_signal": None}
                 for i, block in enumerate([{"state": table["state"]}, {"state": rules["state"]},
                                            {"reason": reason["reason"]}])]
-    config = OmbreConfig.model_validate({"sites": [{"id": "s", "lines": [
+    config = validate_config({"sites": [{"id": "s", "lines": [
         {"id": "l", "machines": machines}]}]})
     m0, m1, m2 = config.machines()
     assert evaluate(m0.state, {"status": "IDLE"}, job=True).category is Category.ADET

@@ -20,8 +20,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
-from gateway.cli import main
-from gateway.config_load import load_config
+from api.tokens import Role, create_token
+from ombre.cli import main
+from ombre.config import load_config
 from shadow import tables as t
 from shadow.schema import alembic_config, database_url, open_engine, upgrade
 from tests.shadow.scenarios import (
@@ -79,6 +80,14 @@ class Shop:
     def engine_url(self) -> Any:
         config = load_config(self.config, {})
         return database_url(config.shadow.database, config.data_dir)
+
+    def viewer_headers(self) -> dict[str, str]:
+        """The Authorization header of a new viewer token for the API on this shop."""
+        engine = open_engine(self.engine_url())
+        try:
+            return {"Authorization": f"Bearer {create_token(engine, 'test', Role.VIEWER)}"}
+        finally:
+            engine.dispose()
 
     def dump(self, leave_out: frozenset[str] = frozenset()) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every shadow table, sorted, to compare two states; without the

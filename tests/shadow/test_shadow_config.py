@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import OmbreConfig
-from gateway.config_load import ConfigProblem, load_config
+from gateway.config_load import ConfigProblem
+from ombre.config import OmbreConfig, load_config
 from shadow.config import CountersConfig, MachineryState, RulesState, TableState
 from shadow.timeline import Category
 from tests.gateway.test_config import line_of, only_problem, write

@@ -63,7 +63,7 @@ def _iso(ns: int) -> str:
 
 def _start(data_dir: Path, port: int, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--data-dir", str(data_dir), "--port",
+        [sys.executable, "-m", "ombre", "demo", "--data-dir", str(data_dir), "--port",
          str(port), "--log-level", "warning", *args],
         stderr=subprocess.PIPE, text=True)
 

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.tokens import Role, create_token, first_admin_token, list_tokens, revoke_token
-from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, setup_logging, utc_time
+from ombre.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, setup_logging, utc_time
+from ombre.shadow_cli import config_of, store_of, with_config
 from shadow import audit
 from shadow.calendar import from_ns, to_ns
-from shadow.cli import config_of, store_of, with_config
 
 
 def cmd_token(args: argparse.Namespace) -> int:

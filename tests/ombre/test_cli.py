@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from connectors.sqlite_sink import SqliteSink
-from gateway.cli import main
 from gateway.types import Batch, Event
+from ombre.cli import main
 from tests.conftest import plant_config, plant_dict
 
 
@@ -19,7 +19,7 @@ def write_config(tmp_path: Path, **changes: object) -> Path:
     data = plant_dict(1883, tmp_path / "data")
     data["sources"][0].update(changes)
     path = tmp_path / "plant.yaml"
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data, indent=1))
     return path
 
 
@@ -31,7 +31,9 @@ def test_check_reports_a_topic_template_that_does_not_fit_the_plant(
     ])
     assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"{path}: sources[0].subscriptions: subscription topic 'fixed/topic': " \
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
+                if "fixed/topic" in text) - 1  # the subscription's opening brace
+    assert f"{path}:{line}: sources[0].subscriptions[1]: subscription topic 'fixed/topic': " \
            "unknown machine 'm7'" in err
     assert "Traceback" not in err
 

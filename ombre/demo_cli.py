@@ -10,14 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.cli_common import EXIT_CONFIG, EXIT_OK, setup_logging
 from gateway.config_load import ConfigError
+from ombre.cli_common import EXIT_CONFIG, EXIT_OK, setup_logging
 from sim.broker import DemoError
 from sim.scenarios import SCENARIOS
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sim.demo import Options, run  # noqa: PLC0415 - the demo's stack, on demand
+    from ombre.demo import Options, run  # noqa: PLC0415 - the demo's stack, on demand
 
     setup_logging(args.log_level)
     logging.getLogger("asyncua").setLevel(logging.WARNING)  # a line per request at INFO

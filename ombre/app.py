@@ -1,4 +1,5 @@
-"""Builds a gateway from a validated config and runs it until SIGTERM/SIGINT.
+"""Builds a gateway from a validated config, its connectors through their plug-ins
+(ombre/plugins.py), and runs it until SIGTERM/SIGINT.
 
 The first signal starts the ordered shutdown; a second one exits at once."""
 
@@ -6,29 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import faulthandler
 import logging
 import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
-from connectors.modbus_config import ModbusSourceConfig
-from connectors.mqtt import MqttSource
-from connectors.sqlite_sink import SqliteSink
-from gateway.config import (
-    InfluxSinkConfig,
-    MqttSourceConfig,
-    OmbreConfig,
-    OpcUaSourceConfig,
-    RuntimeConfig,
-    SinkConfig,
-    SourceConfig,
-)
+from gateway.config import ConnectorConfig, RuntimeConfig, SinkConfig, SourceConfig
 from gateway.counters import Counters
 from gateway.outbox import Outbox
+from gateway.plugins import Audit, BuildContext, Plugin
 from gateway.runtime import CLOSE_TIMEOUT_S, Gateway
 from gateway.types import SignalRegistry, Sink, Source
+from ombre import plugins
+from ombre.config import OmbreConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,39 +30,45 @@ EXIT_FORCED = 3  # a second signal ended the process without waiting for the dra
 EXIT_STOP_TIMEOUT = 4  # the stop outlasted its deadline (a thread stuck in a call)
 
 
-def build_source(config: SourceConfig, plant: OmbreConfig, registry: SignalRegistry) -> Source:
-    if isinstance(config, MqttSourceConfig):
-        return MqttSource(config, plant, registry, plant.runtime)
-    if isinstance(config, OpcUaSourceConfig):
-        # asyncua and its crypto stack cost ~20 MB of RSS: loaded only when configured.
-        from connectors.opcua import OpcUaSource  # noqa: PLC0415
+def build_context(config: OmbreConfig, registry: SignalRegistry | None = None) -> BuildContext:
+    """What the plug-ins get: the config, its signal registry, and the audit log's
+    writer when the shadow, which keeps the log, runs."""
+    audit: Audit | None = None
+    if config.shadow.enabled:
+        def audit(actor: str | None, action: str, target: str, details: dict[str, Any]) -> None:
+            # SQLAlchemy loads only when something is audited.
+            from shadow.audit import as_action, cli_actor, record_in  # noqa: PLC0415
 
-        on_rejected = None
-        if plant.shadow.enabled:  # the audit log is a table of the shadow's database
-            from shadow.audit import certificate_rejected  # noqa: PLC0415
-
-            on_rejected = functools.partial(certificate_rejected, plant)
-        return OpcUaSource(config, plant, registry, plant.runtime, on_rejected)
-    if isinstance(config, ModbusSourceConfig):
-        # pymodbus costs ~7 MB of RSS and 0.25 s: loaded only when configured.
-        from connectors.modbus import ModbusSource  # noqa: PLC0415
-
-        return ModbusSource(config, plant, registry, plant.runtime)
-    raise ValueError(f"no source type {config.type!r}")  # unreachable: the config is validated
+            record_in(config, actor or cli_actor(), as_action(action), target, details)
+    return BuildContext(config, registry or config.registry(), audit)
 
 
-def build_sink(config: SinkConfig, plant: OmbreConfig, registry: SignalRegistry) -> Sink:
-    if isinstance(config, InfluxSinkConfig):
-        # influxdb-client costs ~25 MB of RSS and 0.6 s: loaded only when configured.
-        from connectors.influx import InfluxSink  # noqa: PLC0415
+def build_source(config: SourceConfig, context: BuildContext) -> Source:
+    """The source of one validated block, through its plug-in."""
+    plugin = plugins.registry().sources[config.type]
+    _require(plugin, config)
+    return plugin.build(config, context)
 
-        return InfluxSink(config, plant, registry)
-    return SqliteSink(config, plant.data_dir, registry)
+
+def build_sink(config: SinkConfig, context: BuildContext) -> Sink:
+    """The sink of one validated block, through its plug-in."""
+    plugin = plugins.registry().sinks[config.type]
+    _require(plugin, config)
+    return plugin.build(config, context)
+
+
+def _require(plugin: Plugin[Any, Any], config: ConnectorConfig) -> None:
+    """Raises PluginError if the plug-in's modules are missing (load_config reports
+    that before anything is built)."""
+    if missing := plugins.missing_modules(plugin):
+        raise plugins.PluginError(f"{config.type} {config.name!r} needs {', '.join(missing)}: "
+                                  f"{plugins.install_hint(plugin)}")
 
 
 def build_sinks(config: OmbreConfig, registry: SignalRegistry) -> list[Sink]:
     """The configured sinks, and the shadow unless `shadow.enabled` is false."""
-    sinks = [build_sink(c, config, registry) for c in config.sinks]
+    context = build_context(config, registry)
+    sinks = [build_sink(c, context) for c in config.sinks]
     if config.shadow.enabled:
         # SQLAlchemy and Alembic cost ~20 MB of RSS: loaded only when the shadow runs.
         from shadow.sink import ShadowSink  # noqa: PLC0415
@@ -87,7 +87,8 @@ def build_gateway(config: OmbreConfig, sinks: Sequence[Sink] | None = None,
     if sinks is None:
         sinks = build_sinks(config, registry)
     if sources is None:
-        sources = [build_source(c, config, registry) for c in config.sources]
+        context = build_context(config, registry)
+        sources = [build_source(c, context) for c in config.sources]
     outbox = Outbox(config.data_dir / outbox_name, [s.name for s in sinks],
                     [(info.machine, info.signal) for info in registry],
                     config.runtime.outbox_max_bytes, config.runtime.quarantine_max_rows)
@@ -100,12 +101,15 @@ def stop_timeout_s(config: RuntimeConfig) -> float:
     return config.drain_timeout_s + 2 * CLOSE_TIMEOUT_S
 
 
-def _exit_now(code: int, message: str, *args: object) -> None:
+def _exit_now(code: int, message: str, *args: object, stacks: bool = False) -> None:
     """End the process without waiting for any thread. What the outbox committed is
     safe (SQLite in WAL mode, like a kill -9); deliveries not yet committed were not
-    acked, so their sources send them again."""
+    acked, so their sources send them again. `stacks`: first print every thread's stack
+    to stderr, to show what the stop was waiting for."""
     log.warning(message, *args)
     logging.shutdown()  # flush the log
+    if stacks:
+        faulthandler.dump_traceback(all_threads=True)
     os._exit(code)
 
 
@@ -122,7 +126,8 @@ def stop_on_signals(stop: asyncio.Event, timeout_s: float) -> Iterator[None]:
         log.info("%s: shutting down", name)
         stop.set()
         watchdog = threading.Timer(timeout_s, _exit_now, (
-            EXIT_STOP_TIMEOUT, "the stop did not end within %.0f s: exiting", timeout_s))
+            EXIT_STOP_TIMEOUT, "the stop did not end within %.0f s: exiting; the stacks of "
+            "its threads follow", timeout_s), {"stacks": True})
         watchdog.daemon = True
         watchdog.start()
 

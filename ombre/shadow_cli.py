@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.replay import ReplaySource
-from gateway.app import build_gateway, serve
-from gateway.cli_common import (
+from ombre.app import build_gateway, serve
+from ombre.cli_common import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_USAGE,
@@ -30,7 +30,7 @@ from gateway.cli_common import (
     setup_logging,
     utc_time,
 )
-from gateway.config import OmbreConfig
+from ombre.config import OmbreConfig
 from shadow import audit
 from shadow import tables as t
 from shadow.calendar import from_ns, to_ns
@@ -62,12 +62,6 @@ def store_of(config: OmbreConfig) -> Iterator[ShadowStore]:
         yield ShadowStore(engine)
     finally:
         engine.dispose()
-
-
-def audit_trusted(config: OmbreConfig, source: str, details: dict[str, Any]) -> None:
-    """Records in the audit log that the person at the console trusted a certificate for
-    an OPC UA source (`ombre trust`, whose connector cannot reach the shadow's tables)."""
-    audit.record_in(config, audit.cli_actor(), "trust.add", f"OPC UA source {source}", details)
 
 
 def _window(args: argparse.Namespace) -> Window:

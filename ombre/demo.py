@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,11 @@ from api.serve import listen, run_beside
 from api.tokens import Role, create_token, list_tokens, revoke_token
 from connectors.modbus import ModbusSource
 from connectors.modbus_config import ModbusSourceConfig
-from gateway.app import build_gateway, build_source, stop_on_signals, stop_timeout_s
-from gateway.config import OmbreConfig
-from gateway.config_load import load_config
 from gateway.counters import Health
 from gateway.runtime import Gateway
 from gateway.types import Source
+from ombre.app import build_context, build_gateway, build_source, stop_on_signals, stop_timeout_s
+from ombre.config import OmbreConfig, load_config
 from shadow.calendar import PlannedSchedule
 from shadow.orders import OrderIn
 from shadow.schema import database_url, open_engine, upgrade
@@ -50,7 +50,7 @@ from sim.scenarios import BAD_PAYLOADS, Scenario
 
 log = logging.getLogger(__name__)
 
-PLANT = Path(__file__).with_name("plant.yaml")
+PLANT = Path(str(resources.files("sim") / "plant.yaml"))  # the simulated plant
 STATE_FILE = "demo.json"
 TICK_S = 0.05  # wall-clock seconds between two rounds of machine steps
 SAVE_EVERY_S = 10.0
@@ -336,11 +336,12 @@ async def run(options: Options) -> None:
 
 
 def _sources(config: OmbreConfig, clock: SimClock) -> list[Source]:
-    """The configured sources; a Modbus one stamps what it reads with the simulated
-    time, as the other machines' servers and publishers do (Modbus carries none)."""
-    registry = config.registry()
-    return [ModbusSource(c, config, registry, config.runtime, clock.now_ns)
-            if isinstance(c, ModbusSourceConfig) else build_source(c, config, registry)
+    """The configured sources, each through its plug-in, except a Modbus one: it stamps
+    what it reads with the simulated time, as the other machines' servers and
+    publishers do (Modbus carries none)."""
+    context = build_context(config)
+    return [ModbusSource(c, context.plant, context.registry, config.runtime, clock.now_ns)
+            if isinstance(c, ModbusSourceConfig) else build_source(c, context)
             for c in config.sources]
 
 

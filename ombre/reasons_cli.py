@@ -10,12 +10,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gateway.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
-from gateway.config import OmbreConfig
 from gateway.config_base import Loc
 from gateway.config_load import format_problem, located
+from ombre.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
+from ombre.config import OmbreConfig
+from ombre.shadow_cli import config_of, config_path, store_of, with_config
 from shadow.calendar import from_ns
-from shadow.cli import config_of, config_path, store_of, with_config
 from shadow.config import ReasonCodeConfig
 from shadow.csv_rows import CsvError, parse_rows, read_csv
 

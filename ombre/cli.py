@@ -14,23 +14,25 @@ from pathlib import Path
 
 import orjson
 
-from api.cli import add_api_commands
-from connectors.modbus_cli import add_modbus_commands
-from connectors.opcua_cli import add_opcua_commands
+from connectors.sqlite_config import SqliteSinkConfig
 from connectors.sqlite_ts import StoreError, open_store
-from gateway.app import build_gateway, serve
-from gateway.cli_common import (
+from ombre.api_cli import add_api_commands
+from ombre.app import build_gateway, serve
+from ombre.cli_common import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_USAGE,
     load_checked,
+    load_context,
     setup_logging,
     utc_time,
 )
+from ombre.demo_cli import add_demo_command
+from ombre.maturity_cli import add_maturity_commands
+from ombre.plugins import PluginError, install_hint, registry
+from ombre.reasons_cli import add_reasons_commands
+from ombre.shadow_cli import add_shadow_commands
 from shadow.calendar import to_ns
-from shadow.cli import add_shadow_commands, audit_trusted
-from shadow.reasons_cli import add_reasons_commands
-from sim.cli import add_demo_command
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -88,7 +90,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     config = load_checked(args.config)
     if config is None:
         return EXIT_CONFIG
-    sink = next((s for s in config.sinks if s.type == "sqlite"), None)
+    sink = next((s for s in config.sinks if isinstance(s, SqliteSinkConfig)), None)
     if sink is None:
         print(f"{args.config}: no sqlite sink to read from", file=sys.stderr)
         return EXIT_USAGE
@@ -150,17 +152,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_shadow_commands(commands)
     add_reasons_commands(commands)
+    add_maturity_commands(commands)
     add_api_commands(commands)
-    add_opcua_commands(commands, on_trusted=audit_trusted)
-    add_modbus_commands(commands)
     add_demo_command(commands)
+    for plugin in registry().all():
+        if plugin.add_commands is not None:
+            plugin.add_commands(commands, load_context)
 
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `ombre` console script and `python -m gateway`; returns the
+    """Entry point of the `ombre` console script and `python -m ombre`; returns the
     exit code. Bad usage exits with status 2 through argparse."""
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except PluginError as exc:
+        print(f"ombre: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    args = parser.parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
-    return command(args)
+    try:
+        return command(args)
+    except ModuleNotFoundError as exc:  # a plug-in's command whose extra is not installed
+        plugin = next((p for p in registry().all()
+                       if exc.name and exc.name.split(".")[0] in p.requires), None)
+        if plugin is None:
+            raise
+        print(f"ombre: this command needs {exc.name}, which is not installed: "
+              f"{install_hint(plugin)}", file=sys.stderr)
+        return EXIT_USAGE
