@@ -160,9 +160,22 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def idle(server: int, timeout_s: float = 120) -> None:
+    """Wait until the server has worked off what an earlier flood left queued: under 5 %
+    of a core for a whole second (else the next run's calm phase measures that backlog)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = cpu_s(server)
+        time.sleep(1.0)
+        if cpu_s(server) - before < 0.05:
+            return
+    raise RuntimeError(f"the server stayed busy for {timeout_s:.0f} s after the flood")
+
+
 def run(port: int, server: int, calm: str, flooder: str) -> dict[str, Any]:
     """One run: the calm client alone, then beside the flood; with the share of one CPU
     the server (pid `server`) and the flooder used while the calm client measured."""
+    idle(server)
     alone, alone_codes = calm_phase(port, calm)
     process = subprocess.Popen([sys.executable, "-m", "bench.api_flood", "flood", str(port),
                                 flooder, str(PHASE_S + 1)], stdout=subprocess.PIPE, text=True)
