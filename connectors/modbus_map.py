@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from connectors.modbus_address import BIT_TABLES, Address, ByteOrder, Table, parse_address
 from connectors.modbus_config import ModbusSourceConfig
-from gateway.config import Plant
-from gateway.config_base import InvalidKeyError
+from gateway.config import Plant, item_signals
 from gateway.types import SignalRegistry
 
 
@@ -69,25 +68,14 @@ class Tick:
 def resolve_items(config: ModbusSourceConfig, plant: Plant,
                   registry: SignalRegistry) -> list[Item]:
     """The source's items in config order; InvalidKeyError naming the first bad key."""
-    types = {(m.id, s.name): s.type for m in plant.machines() for s in m.signals}
-    items = []
-    for i, c in enumerate(config.items):
-        signal_id = registry.id_of(c.machine, c.signal)
-        if signal_id is None:
-            raise InvalidKeyError(("items", i), "expected a signal declared in the plant, "
-                                  f"found {c.machine}/{c.signal}")
-        address = parse_address(c.address)
-        is_string = address.type == "string"
-        signal_type = types[(c.machine, c.signal)]
-        if is_string != (signal_type == "string"):
-            raise InvalidKeyError(("items", i, "address"), f"expected a {signal_type} for "
-                                  f"signal {c.machine}/{c.signal}, found {c.address}")
-        items.append(Item(
-            i, address, signal_id, c.machine, c.signal, is_string,
-            c.byte_order or config.byte_order, c.word_order or config.word_order, c.scale,
-            c.offset, (c.poll_interval_ms or config.poll_interval_ms) / 1000,
-            c.deadband if c.deadband is not None else config.deadband))
-    return items
+    addresses = [parse_address(c.address) for c in config.items]
+    ids = item_signals(plant, registry, ((c.machine, c.signal, a.type == "string", str(a))
+                                         for c, a in zip(config.items, addresses, strict=True)))
+    return [Item(i, a, signal_id, c.machine, c.signal, a.type == "string",
+                 c.byte_order or config.byte_order, c.word_order or config.word_order,
+                 c.scale, c.offset, (c.poll_interval_ms or config.poll_interval_ms) / 1000,
+                 c.deadband if c.deadband is not None else config.deadband)
+            for i, (c, a, signal_id) in enumerate(zip(config.items, addresses, ids, strict=True))]
 
 
 def plan_ticks(items: list[Item], config: ModbusSourceConfig) -> list[Tick]:

@@ -331,8 +331,8 @@ sources:
     ('{machine: lathe, signal: speed, address: "hr:1"}',
      ":14: sources[0].items[1]: expected a signal declared in the plant, found lathe/speed"),
     ('{machine: lathe, signal: count, address: "hr:1:string:8"}',
-     ":14: sources[0].items[1].address: expected a number for signal lathe/count, found "
-     "hr:1:string:8"),
+     ":14: sources[0].items[1].signal: expected a string signal for hr:1:string:8, found "
+     "lathe/count of type number"),
 ])
 def test_check_names_the_key_of_a_bad_item(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            items: str, problem: str) -> None:
