@@ -14,8 +14,7 @@ import numpy as np
 
 from connectors.s7_address import Address, Value
 from connectors.s7_config import S7SourceConfig
-from gateway.config import Plant
-from gateway.config_base import InvalidKeyError
+from gateway.config import Plant, item_signals
 from gateway.types import Batch, Event, SignalRegistry
 
 
@@ -37,25 +36,17 @@ class S7Item:
 def resolve_items(config: S7SourceConfig, plant: Plant,
                   registry: SignalRegistry) -> list[S7Item]:
     """The source's items in config order; InvalidKeyError naming the first bad key."""
-    types = {(m.id, s.name): s.type for m in plant.machines() for s in m.signals}
+    addresses = [item.parsed() for item in config.items]
+    ids = item_signals(plant, registry, (
+        (item.machine, item.signal, a.type.name == "STRING", f"{a.text} ({a.type.name})")
+        for item, a in zip(config.items, addresses, strict=True)))
     items = []
-    for i, item in enumerate(config.items):
-        signal_id = registry.id_of(item.machine, item.signal)
-        if signal_id is None:
-            raise InvalidKeyError(("items", i), "expected a signal declared in the plant, "
-                                  f"found {item.machine}/{item.signal}")
-        address = item.parsed()
-        is_string = address.type.name == "STRING"
-        if is_string != (types[(item.machine, item.signal)] == "string"):
-            raise InvalidKeyError(("items", i, "signal"),
-                                  f"expected a {'string' if is_string else 'number'} signal "
-                                  f"for {address.text} ({address.type.name}), found "
-                                  f"{item.machine}/{item.signal} of type "
-                                  f"{types[(item.machine, item.signal)]}")
+    for item, address, signal_id in zip(config.items, addresses, ids, strict=True):
         interval_ms = (item.poll_interval_ms if item.poll_interval_ms is not None
                        else config.poll_interval_ms)
-        items.append(S7Item(address, signal_id, item.machine, item.signal, is_string,
-                            item.scale, item.offset, item.deadband, interval_ms / 1000))
+        items.append(S7Item(address, signal_id, item.machine, item.signal,
+                            address.type.name == "STRING", item.scale, item.offset,
+                            item.deadband, interval_ms / 1000))
     return items
 
 

@@ -9,7 +9,7 @@ and the composition root assembles the whole file (ombre/config.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
@@ -185,3 +185,25 @@ class GatewayConfig(ConfigModel, Generic[M_co]):
 
 # What a connector sees of the plant: machines of any layer's machine model.
 Plant = GatewayConfig[MachineConfig]
+
+
+def item_signals(plant: Plant, registry: SignalRegistry,
+                 items: Iterable[tuple[str, str, bool, str]]) -> list[int]:
+    """The signal ids of a polling source's `items`, each given as (machine, signal,
+    whether it reads a string, what it reads), in order. Raises InvalidKeyError at
+    `items[i]` for a signal the plant does not declare, and at `items[i].signal` for one
+    whose type (string or number) is not what the item reads."""
+    types = {(m.id, s.name): s.type for m in plant.machines() for s in m.signals}
+    ids = []
+    for i, (machine, signal, string, what) in enumerate(items):
+        signal_id = registry.id_of(machine, signal)
+        if signal_id is None:
+            raise InvalidKeyError(("items", i), "expected a signal declared in the plant, "
+                                  f"found {machine}/{signal}")
+        if string != (types[(machine, signal)] == "string"):
+            raise InvalidKeyError(("items", i, "signal"),
+                                  f"expected a {'string' if string else 'number'} signal "
+                                  f"for {what}, found {machine}/{signal} of type "
+                                  f"{types[(machine, signal)]}")
+        ids.append(signal_id)
+    return ids

@@ -20,15 +20,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter
 
 from api.app import PREFIX, create_app
 from api.deps import AsViewer
 from api.serve import listen, run_beside
 from api.tokens import Role, create_token, list_tokens, revoke_token
+from connectors.modbus import ModbusSource
+from connectors.modbus_config import ModbusSourceConfig
 from gateway.counters import Health
 from gateway.runtime import Gateway
-from ombre.app import build_gateway, stop_on_signals, stop_timeout_s
+from gateway.types import Source
+from ombre.app import build_context, build_gateway, build_source, stop_on_signals, stop_timeout_s
 from ombre.config import OmbreConfig, load_config
 from shadow.calendar import PlannedSchedule
 from shadow.orders import OrderIn
@@ -37,6 +42,7 @@ from shadow.store import ShadowStore
 from sim.broker import Broker, DemoError, free_port
 from sim.clock import SimClock
 from sim.machines import MACHINES, MachineSim
+from sim.modbus_server import ModbusMachineServer
 from sim.opcua_server import MachineServer
 from sim.publisher import Publisher
 from sim.relay import Relay
@@ -68,10 +74,11 @@ class Demo:
     """The running demo: its clock, machines, servers, gateway and API."""
 
     def __init__(self, options: Options, config: OmbreConfig, state: dict[str, Any], *,
-                 clock: SimClock, links: tuple[Relay, Relay], opcua: MachineServer) -> None:
+                 clock: SimClock, links: tuple[Relay, Relay], opcua: MachineServer,
+                 modbus: ModbusMachineServer) -> None:
         self.options, self.config, self.clock = options, config, clock
         self.gateway_link, self.machines_link = links
-        self.opcua = opcua
+        self.opcua, self.modbus = opcua, modbus
         self.gateway: Gateway | None = None
         self.publisher = Publisher("127.0.0.1", self.machines_link.port,
                                    f"{state['client']}-machines", _topic(state))
@@ -85,6 +92,11 @@ class Demo:
             if sim.model.id in state.get("machines", {}):
                 sim.restore(state["machines"][sim.model.id])
         self.client = state["client"]
+        # The signals the machines send: the gateway polls a Modbus machine's registers
+        # whether it changed or not, so nothing of it is ever on its way.
+        polled = {m.id for m in MACHINES if m.protocol == "modbus"}
+        self.pushed = np.array([s.id for s in config.registry() if s.machine not in polled],
+                               np.intp)
         self.started_ns = now
         self.quarantined_sent = 0
         self.store = ShadowStore(open_engine(database_url(config.shadow.database,
@@ -132,6 +144,8 @@ class Demo:
         readings = m.render(sim)
         if m.protocol == "opcua":
             await self.opcua.publish(t_ns, readings)
+        elif m.protocol == "modbus":
+            await self.modbus.publish(readings)
         elif m.protocol == "mqtt-object":
             self.publisher.readings(self.lines[m.id], m.id, t_ns, readings)
         else:
@@ -208,7 +222,7 @@ class Demo:
                                       name="demo:duration")
             if not await asyncio.to_thread(self.publisher.stop):
                 log.warning("demo: the broker did not acknowledge every message in time")
-            await _quiet(gateway)
+            await _quiet(gateway, self.pushed)
             await asyncio.to_thread(self.save)
         finally:
             gateway_stop.set()
@@ -258,12 +272,13 @@ def _admin_token(store: ShadowStore) -> str:
     return create_token(store.engine, DEMO_TOKEN, Role.ADMIN)
 
 
-async def _quiet(gateway: Gateway) -> None:
-    """Returns once the gateway received nothing for QUIET_S (at most QUIET_MAX_S)."""
+async def _quiet(gateway: Gateway, signal_ids: npt.NDArray[np.intp]) -> None:
+    """Returns once the gateway received nothing for `signal_ids` for QUIET_S (at most
+    QUIET_MAX_S)."""
     c = gateway.counters
     last, since, deadline = -1, time.monotonic(), time.monotonic() + QUIET_MAX_S
     while time.monotonic() < min(since + QUIET_S, deadline):
-        seen = int(c.signal_received.sum() + c.signal_quarantined.sum())
+        seen = int(c.signal_received[signal_ids].sum() + c.signal_quarantined[signal_ids].sum())
         if seen != last:
             last, since = seen, time.monotonic()
         await asyncio.sleep(0.1)
@@ -282,14 +297,17 @@ async def run(options: Options) -> None:
         for link in links:
             await link.start()
         opcua = MachineServer("cnc-1", free_port())
+        modbus = ModbusMachineServer("lathe-1", free_port())
         env = {**os.environ, "DEMO_MQTT_PORT": str(links[0].port), "DEMO_API_PORT":
                str(options.port), "DEMO_OPCUA_ENDPOINT": opcua.endpoint,
+               "DEMO_MODBUS_PORT": str(modbus.port),
                "DEMO_CLIENT_ID": state["client"], "DEMO_TOPIC": _topic(state)}
         config = load_config(PLANT, env)
         config = config.model_copy(update={"data_dir": options.data_dir.resolve()})
         upgrade(open_engine(database_url(config.shadow.database, config.data_dir)))
-        demo = Demo(options, config, state, clock=clock, links=links, opcua=opcua)
-        gateway, outbox = build_gateway(config)
+        demo = Demo(options, config, state, clock=clock, links=links, opcua=opcua,
+                    modbus=modbus)
+        gateway, outbox = build_gateway(config, sources=_sources(config, clock))
         app = create_app(config, clock.now_ns, gateway.counters)
         app.include_router(demo.router(), prefix=PREFIX)
         print(f"Ombre demo: dashboard at http://127.0.0.1:{options.port}/"
@@ -301,18 +319,30 @@ async def run(options: Options) -> None:
 
         try:
             await opcua.start()
+            await modbus.start()
             with stop_on_signals(stop, stop_timeout_s(config.runtime)):
                 await run_beside(app, listener, gateway, gateway_stop, force,
                                  demo.play(gateway, stop, gateway_stop))
         finally:
             outbox.close()
             await opcua.stop()
+            await modbus.stop()
             for link in links:
                 await link.stop()
             demo.store.engine.dispose()
             listener.close()
     print("Ombre demo stopped; `ombre demo` goes on from here, `--reset` starts afresh.",
           file=sys.stderr)
+
+
+def _sources(config: OmbreConfig, clock: SimClock) -> list[Source]:
+    """The configured sources, each through its plug-in, except a Modbus one: it stamps
+    what it reads with the simulated time, as the other machines' servers and
+    publishers do (Modbus carries none)."""
+    context = build_context(config)
+    return [ModbusSource(c, context.plant, context.registry, config.runtime, clock.now_ns)
+            if isinstance(c, ModbusSourceConfig) else build_source(c, context)
+            for c in config.sources]
 
 
 async def _connected(gateway: Gateway, sources: list[str], timeout_s: float = 30.0) -> None:

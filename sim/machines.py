@@ -37,8 +37,9 @@ class MachineModel:
 
     id: str
     # How `ombre demo` publishes its readings: on its OPC UA server, as one MQTT JSON
-    # object per step (format object), or one MQTT message per signal (format value).
-    protocol: Literal["opcua", "mqtt-object", "mqtt-value"]
+    # object per step (format object), one MQTT message per signal (format value), or
+    # in the registers of its Modbus TCP server.
+    protocol: Literal["opcua", "mqtt-object", "mqtt-value", "modbus"]
     order_prefix: str
     pru_s: float  # planned run time per unit, as the order book says
     cycle_s: float  # the real cycle time: a little slower than planned
@@ -196,6 +197,15 @@ def render_packml(s: MachineSim) -> dict[str, Reading]:
     }
 
 
+def render_lathe(s: MachineSim) -> dict[str, Reading]:
+    running = s.phase is Phase.RUN
+    return {
+        "spindle_load": max(0.0, 62 + s.noise(4)) if running else 0.0, "parts_total": s.total,
+        "running": 1 if running else 0, "fault": 1 if s.phase is Phase.BREAKDOWN else 0,
+        "order": s.order,
+    }
+
+
 MACHINES: tuple[MachineModel, ...] = (
     MachineModel(id="cnc-1", protocol="opcua", order_prefix="M", pru_s=60, cycle_s=64,
                  scrap_rate=0.02, setup_s=1800, qty=(120, 200), mtbf_s=6 * 3600,
@@ -206,4 +216,7 @@ MACHINES: tuple[MachineModel, ...] = (
     MachineModel(id="pack-1", protocol="mqtt-value", order_prefix="K", pru_s=2, cycle_s=2.1,
                  scrap_rate=0.01, setup_s=900, qty=(3000, 6000), mtbf_s=10 * 3600,
                  mttr_s=1200, jam_every_s=1200, jam_s=120, step_s=5, render=render_packml),
+    MachineModel(id="lathe-1", protocol="modbus", order_prefix="L", pru_s=90, cycle_s=94,
+                 scrap_rate=0.0, setup_s=600, qty=(40, 90), mtbf_s=5 * 3600, mttr_s=1800,
+                 jam_every_s=math.inf, jam_s=0, step_s=2, render=render_lathe),
 )

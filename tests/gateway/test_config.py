@@ -145,14 +145,16 @@ def test_bad_source_type_lists_the_allowed_types(tmp_path: Path) -> None:
     text = BASE.replace("type: mqtt", "type: kafka")
     problem = only_problem(tmp_path, text)
     assert problem == ConfigProblem("sources[0].type", line_of(text, "kafka"),
-                                    "expected one of 'mqtt', 'opcua', 's7', found 'kafka'")
+                                    "expected one of 'modbus', 'mqtt', 'opcua', 's7', "
+                                    "found 'kafka'")
 
 
 def test_missing_source_type(tmp_path: Path) -> None:
     text = BASE.replace("  - type: mqtt\n    name: broker", "  - name: broker")
     problem = only_problem(tmp_path, text)
     assert problem == ConfigProblem("sources[0].type", line_of(text, "name: broker"),
-                                    "missing required key (one of 'mqtt', 'opcua', 's7')")
+                                    "missing required key (one of 'modbus', 'mqtt', 'opcua', "
+                                    "'s7')")
 
 
 def test_missing_required_key_points_at_its_parent(tmp_path: Path) -> None:

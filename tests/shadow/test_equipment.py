@@ -1,5 +1,5 @@
-"""Which sources feed which machine, as the equipment rows record it: S7 items and
-OPC UA node ids name their machines; browse paths with {machine} and companion
+"""Which sources feed which machine, as the equipment rows record it: S7 and Modbus
+items and OPC UA node ids name their machines; browse paths with {machine} and companion
 specifications may find any machine on the server."""
 
 from __future__ import annotations
@@ -41,3 +41,9 @@ def test_s7_items_name_their_machines() -> None:
     assert connections({"type": "s7", "name": "press-plc", "host": "10.0.0.5", "slot": 1,
                         "items": [{"machine": "b", "signal": "x", "address": "DB1.DBD0"}]}
                        ) == {"a": None, "b": "s7:press-plc"}
+
+
+def test_modbus_items_name_their_machines() -> None:
+    assert connections({"type": "modbus", "name": "lathe", "host": "10.0.0.6",
+                        "items": [{"machine": "a", "signal": "x", "address": "hr:0"}]}
+                       ) == {"a": "modbus:lathe", "b": None}

@@ -126,7 +126,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 def test_machines_are_visible_with_plausible_states(run: Run) -> None:
     assert run.returncode == 0, run.log
     last = {m["id"]: m for m in run.machines[-1]}
-    assert set(last) == {"cnc-1", "press-1", "pack-1"}
+    assert set(last) == {"cnc-1", "press-1", "pack-1", "lathe-1"}
     seen = {(m["id"], m["category"]) for poll in run.machines for m in poll}
     # Every machine was seen producing at some point, and nothing else than the ISO
     # 22400 categories (or unknown while silent) appeared.
@@ -190,7 +190,8 @@ def test_bad_payloads_are_quarantined_and_counted(run: Run) -> None:
 def test_readyz_and_metrics_show_the_gateway_in_the_same_process(run: Run) -> None:
     assert run.ready["status"] == "ready"
     assert {name: c["health"] for name, c in run.ready["parts"].items()} == {
-        "cnc-1-opcua": "up", "demo-broker": "up", "timeseries": "up", "shadow": "up",
+        "cnc-1-opcua": "up", "lathe-1-modbus": "up", "demo-broker": "up", "timeseries": "up",
+        "shadow": "up",
         "outbox": "up", "shadow database": "up", "system": "up"}
     received = re.search(
         r'^ombre_signal_received_total\{machine="cnc-1",signal="spindle_temp"\} (\d+)$',
