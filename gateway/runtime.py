@@ -108,10 +108,9 @@ class Gateway:
                 await stop.wait()
                 log.info("stopping: sources first, then draining for at most %.1f s",
                          self._config.drain_timeout_s)
-                for task in source_tasks:
-                    task.cancel()
-                if source_tasks:
-                    await asyncio.wait(source_tasks)
+                for task in await _cancel(source_tasks, CLOSE_TIMEOUT_S):
+                    log.warning("%s did not end within %.0f s of its cancellation, waiting "
+                                "in %s", task.get_name(), CLOSE_TIMEOUT_S, _waiting_in(task))
                 await self._queue.close()
                 drained = await self._wait_drained([writer, *sink_tasks], force)
                 if not drained:
@@ -355,6 +354,31 @@ class Gateway:
 
     def _backoff(self) -> Backoff:
         return Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[None]], timeout_s: float
+                  ) -> set[asyncio.Task[None]]:
+    """Cancel `tasks` and wait for them, cancelling again every 0.1 s: a library call
+    may swallow one cancellation (asyncio.wait_for does on Python 3.11 when what it waits
+    for ends at that moment: python-snap7's reads then went on polling, and the stop
+    never ended). Returns those still running after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    running = set(tasks)
+    while running and (left := deadline - loop.time()) > 0:
+        for task in running:
+            task.cancel()
+        _, running = await asyncio.wait(running, timeout=min(0.1, left))
+    return running
+
+
+def _waiting_in(task: asyncio.Task[None]) -> str:
+    """Where a task is suspended: its innermost frame, as file:line in function."""
+    frames = task.get_stack()
+    if not frames:
+        return "nothing (it has not started)"
+    code = frames[-1].f_code
+    return f"{code.co_filename}:{frames[-1].f_lineno} in {code.co_name}"
 
 
 async def _close(connector: Source | Sink) -> None:

@@ -220,6 +220,47 @@ async def test_a_second_signal_exits_at_once_naming_what_was_not_drained(
     assert "sink timeseries 1 outbox rows behind" in message
 
 
+class DeafSource:
+    """A polling source whose read swallows the first cancellation and polls on, as
+    python-snap7's reads did through asyncio.wait_for on Python 3.11 when a response
+    arrived at the moment of the cancel: a race a real PLC only produces now and then."""
+
+    name = "deaf"
+
+    def __init__(self) -> None:
+        self.swallowed = 0
+
+    async def connect(self) -> None:
+        pass
+
+    async def read(self) -> Delivery:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if self.swallowed:
+                    raise
+                self.swallowed += 1
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_source_that_swallows_a_cancellation_does_not_hold_the_stop(
+        broker: Mosquitto, tmp_path: Path) -> None:
+    config = plant_config(broker.port, tmp_path / "data")
+    deaf = DeafSource()
+    gateway, outbox = build_gateway(config, sources=[deaf])
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop, asyncio.Event()))
+    await wait_until(lambda: gateway.counters.connector("deaf", "source").health is Health.UP,
+                     what="the source to connect")
+    stop.set()
+    await asyncio.wait_for(task, 5)  # it once waited for that source for ever
+    outbox.close()
+    assert deaf.swallowed == 1
+
+
 async def test_get_many_takes_whole_deliveries_up_to_a_reading_count() -> None:
     queue = DeliveryQueue(10, "block", lambda b: pytest.fail("block must not drop"))
     for n in (30, 30, 30, 5):
