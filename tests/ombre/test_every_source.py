@@ -68,14 +68,14 @@ async def test_mqtt_opcua_modbus_and_s7_sources_pass_check_and_run_together(
                 run = await ombre("run", str(config))
                 try:
                     await cnc.write("temp", 71.0, None)
+                    counts = {m: opcua_plc.counter(tmp_path / "data" / "timeseries.sqlite",
+                                                   m, s, 0) for m, s in SIGNALS.items()}
                     deadline = time.monotonic() + 60
-                    while not all(len(stored_values(tmp_path / "data", m, s))
-                                  for m, s in SIGNALS.items()):
+                    while not all(count() for count in counts.values()):
                         publisher.publish("plant/press/temp", b"18.5")
                         assert run.returncode is None, "ombre run ended"
                         assert time.monotonic() < deadline, {
-                            m: len(stored_values(tmp_path / "data", m, s))
-                            for m, s in SIGNALS.items()}
+                            m: count() for m, count in counts.items()}
                         await asyncio.sleep(0.2)
                 finally:
                     if run.returncode is None:
