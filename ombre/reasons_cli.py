@@ -5,19 +5,19 @@ from CSV, and list the raw stop reasons machines gave that are no reason code, a
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from gateway.config_base import Loc
 from gateway.config_load import format_problem, located
-from ombre.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
+from ombre.cli_common import EXIT_CONFIG, EXIT_OK
 from ombre.config import OmbreConfig
-from ombre.shadow_cli import config_of, config_path, store_of, with_config
+from ombre.shadow_cli import config_of, config_path, import_csv, store_of, with_config
 from shadow.calendar import from_ns
 from shadow.config import ReasonCodeConfig
-from shadow.csv_rows import CsvError, parse_rows, read_csv
+from shadow.csv_rows import parse_rows
+from shadow.store import ShadowStore
 
 
 def parse_reason_codes(lines: Iterable[str],
@@ -31,22 +31,11 @@ def parse_reason_codes(lines: Iterable[str],
 def cmd_reasons_import(args: argparse.Namespace) -> int:
     """Creates or updates reason codes from a CSV file; bad rows are reported by line,
     the good ones imported."""
-    config = config_of(args)
-    if config is None:
-        return EXIT_CONFIG
-    try:
-        codes, problems = read_csv(args.file, parse_reason_codes)
-    except CsvError as exc:
-        print(f"ombre reasons import: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    with store_of(config) as store:
-        count = store.import_reason_codes(
-            list({c.code: c.model_dump() for c in codes}.values()))
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    print(f"{count} reason codes imported from {args.file}"
-          + (f"; {len(problems)} rows rejected" if problems else ""))
-    return EXIT_USAGE if problems else EXIT_OK
+
+    def store_codes(store: ShadowStore, codes: list[ReasonCodeConfig], _: list[str]) -> int:
+        return store.import_reason_codes(list({c.code: c.model_dump() for c in codes}.values()))
+
+    return import_csv(args, "reasons import", "reason codes", parse_reason_codes, store_codes)
 
 
 def unknown_reason_warnings(config: OmbreConfig, file: Path,

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,8 +35,8 @@ from shadow import audit
 from shadow import tables as t
 from shadow.calendar import from_ns, to_ns
 from shadow.completion import CompletionRefusedError, UnknownOrderError, complete_order
-from shadow.csv_rows import CsvError, read_csv
-from shadow.orders import job_key, order_rows, parse_orders
+from shadow.csv_rows import CsvError, M, read_csv
+from shadow.orders import OrderIn, job_key, order_rows, parse_orders
 from shadow.report import Report, reports, select_machines
 from shadow.schema import database_url, open_engine, upgrade
 from shadow.store import ShadowStore
@@ -150,27 +150,42 @@ def cmd_kpi(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_orders_import(args: argparse.Namespace) -> int:
-    """Creates or updates production orders from a CSV file; bad rows are reported with
-    their line and column, and the good ones imported."""
+def import_csv(args: argparse.Namespace, command: str, what: str,
+               parse: Callable[[Iterable[str], str], tuple[list[M], list[str]]],
+               store_rows: Callable[[ShadowStore, list[M], list[str]], int]) -> int:
+    """`ombre COMMAND FILE`: the rows `parse` reads from the CSV file, the good ones
+    stored by `store_rows` (given the bad rows' messages too; it returns how many it
+    stored), each bad row reported by line. Exit 2 when a row was bad."""
     config = config_of(args)
     if config is None:
         return EXIT_CONFIG
     try:
-        orders, problems = read_csv(args.file, parse_orders)
+        rows, problems = read_csv(args.file, parse)
     except CsvError as exc:
-        print(f"ombre orders import: {exc}", file=sys.stderr)
+        print(f"ombre {command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with store_of(config) as store:
+        count = store_rows(store, rows, problems)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{count} {what} imported from {args.file}"
+          + (f"; {len(problems)} rows rejected" if problems else ""))
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def cmd_orders_import(args: argparse.Namespace) -> int:
+    """Creates or updates production orders from a CSV file; bad rows are reported with
+    their line and column, and the good ones imported."""
+
+    def store_orders(store: ShadowStore, orders: list[OrderIn], problems: list[str]
+                     ) -> int:
         rows = order_rows(orders)
         count = store.import_orders(rows)
         audit.record(store.engine, audit.cli_actor(), "orders.import", str(args.file),
                      audit.orders_details(rows, problems))
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    print(f"{count} orders imported from {args.file}"
-          + (f"; {len(problems)} rows rejected" if problems else ""))
-    return EXIT_USAGE if problems else EXIT_OK
+        return count
+
+    return import_csv(args, "orders import", "orders", parse_orders, store_orders)
 
 
 def _confirmations(store: ShadowStore, window: Window) -> tuple[list[str], list[list[Any]]]:
