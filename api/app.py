@@ -20,12 +20,16 @@ from api import (
     health,
     jobs,
     kpis,
+    losses,
     machines,
     maturity,
     metrics,
+    notifications,
     orders,
+    reports,
     signals,
     stream,
+    timeline,
 )
 from api import audit as audit_log
 from api.config import ServedConfig
@@ -38,6 +42,30 @@ from shadow.store import ShadowStore
 
 PREFIX = "/api/v1"
 STATIC = Path(__file__).with_name("static")
+
+
+# The dashboard's pages; each asks for a token, then reads the API.
+PAGES = {
+    "/": "index.html",  # the shop-floor overview, from the live stream
+    # the overview as a wall (andon) display: full screen, large type, no controls; it
+    # shows the lines a page at a time when they do not fit (?lines=N&every=S)
+    "/wall": "index.html",
+    "/machine": "machine.html",  # one machine: its shift band, losses, downtime to explain
+    "/line": "line.html",  # the lines' Gantt: every machine's band on one time axis
+    "/alerts": "alerts.html",  # every drift alert; an operator acknowledges or closes them
+    "/orders": "orders.html",  # the orders and their progress; jobs started by hand
+    # where the time went: Pareto charts of lost minutes by cause and by machine
+    "/losses": "losses.html",
+    # the maturity assessment: stages, evidence, next steps, the self-assessment
+    "/maturity": "maturity.html",
+    "/reports": "reports.html",  # the shift reports kept, newest first, HTML and PDF
+}
+
+
+def _page(path: Path) -> Callable[[], FileResponse]:
+    def page() -> FileResponse:
+        return FileResponse(path)
+    return page
 
 
 def create_app(config: ServedConfig, clock: Callable[[], int] = time.time_ns,
@@ -88,34 +116,16 @@ def create_app(config: ServedConfig, clock: Callable[[], int] = time.time_ns,
                              "parts": {p.name: health.describe_part(p) for p in found}},
                             200 if ready else 503)
 
-    @app.get("/", include_in_schema=False)
-    def dashboard() -> FileResponse:
-        """The shop-floor overview; it asks for a token, then reads the live stream."""
-        return FileResponse(STATIC / "index.html")
-
-    @app.get("/machine", include_in_schema=False)
-    def machine_page() -> FileResponse:
-        """One machine: its shift band, its OEE losses, its downtime to explain."""
-        return FileResponse(STATIC / "machine.html")
-
-    @app.get("/alerts", include_in_schema=False)
-    def alerts_page() -> FileResponse:
-        """Every drift alert; an operator acknowledges or closes them."""
-        return FileResponse(STATIC / "alerts.html")
-
-    @app.get("/orders", include_in_schema=False)
-    def orders_page() -> FileResponse:
-        """The orders and their progress; jobs started and completed by hand."""
-        return FileResponse(STATIC / "orders.html")
-
+    for path, page in PAGES.items():
+        app.add_api_route(path, _page(STATIC / page), include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (machines, signals, kpis, alerts, downtime, orders, jobs, stream, audit_log,
-                   maturity):
+    for module in (machines, signals, kpis, losses, alerts, downtime, orders, jobs, stream,
+                   audit_log, maturity, notifications, reports, timeline):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)
     app.include_router(docs.router(config.api.docs, STATIC))
     app.state.request_stats = metrics.RequestStats()
-    app.middleware("http")(metrics.measure)
+    app.add_middleware(metrics.Timed, stats=app.state.request_stats)
     app.state.rate_limits = RateLimits.of(config.api.rate_limit)
     app.add_middleware(RateLimit, limits=app.state.rate_limits)  # outermost: refusals are cheap
     return app

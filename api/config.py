@@ -16,7 +16,8 @@ class RateLimitConfig(ConfigModel):
     """Token buckets: a client may send `burst` requests at once, then `per_s` a second.
     Each token has its bucket and each client address one; /healthz is not counted. Of
     the requests let in, at most `per_client_in_flight` of one client (token, else
-    address) are worked on at once; the others wait their turn."""
+    address) are worked on at once; the others wait their turn. One address holds at most
+    `per_address_connections` connections open, unless it is a trusted proxy."""
 
     per_token_per_s: float = Field(default=20, gt=0)
     per_token_burst: int = Field(default=60, ge=1)
@@ -24,6 +25,7 @@ class RateLimitConfig(ConfigModel):
     per_address_burst: int = Field(default=150, ge=1)
     max_clients: int = Field(default=4096, ge=16, le=1_000_000)  # buckets kept per kind
     per_client_in_flight: int = Field(default=4, ge=1)  # requests worked on at once
+    per_address_connections: int = Field(default=32, ge=1)  # open at once (not a proxy's)
 
 
 class ApiConfig(ConfigModel):

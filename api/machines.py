@@ -32,7 +32,8 @@ class SignalOut(BaseModel):
 class MachineOut(BaseModel):
     """A machine's live state. `category` is its ISO 22400 category now (PDOT inside a
     planned stop; null when unclassified or unknown); `counts` are those of the current
-    job; `online` is false once it has been silent longer than its silence_s;
+    job; `since_ns` is when it entered its current state (null before its first
+    reading); `online` is false once it has been silent longer than its silence_s;
     `job_by_hand` is true when it has no job signal: its jobs are started and completed
     through the API."""
 
@@ -42,6 +43,7 @@ class MachineOut(BaseModel):
     type: str | None
     job_by_hand: bool
     state: str
+    since_ns: int | None
     category: Category | None
     failure: bool
     job: str | None
@@ -65,13 +67,15 @@ def machine_view(config: ServedConfig, machine: ShadowMachineConfig, snap: dict[
     base = {"id": machine.id, "name": machine.name, "line": _line_of(config, machine.id),
             "type": machine.type, "job_by_hand": machine.job_signal is None}
     if snap is None:
-        return {**base, "state": "no data yet", "category": None, "failure": False,
-                "job": None, "counts": CountsOut(produced=0, good=0, scrap=0, rework=0),
+        return {**base, "state": "no data yet", "since_ns": None, "category": None,
+                "failure": False, "job": None,
+                "counts": CountsOut(produced=0, good=0, scrap=0, rework=0),
                 "online": False, "last_seen_ns": None}
     live = Machine(machine)
     live.restore(snap)
     pq, gq, sq, rq = live.job_counts
-    return {**base, "state": live.state.raw, "category": live.category,
+    return {**base, "state": live.state.raw, "since_ns": live.since_ns,
+            "category": live.category,
             "failure": live.state.failure, "job": live.job,
             "counts": CountsOut(produced=pq, good=gq, scrap=sq, rework=rq),
             "online": live.online(now_ns), "last_seen_ns": live.last_seen_ns}

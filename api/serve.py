@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from api.connections import http_protocol
 from gateway.runtime import Gateway
 
 
@@ -40,7 +41,7 @@ async def run_beside(app: FastAPI, sock: socket.socket, gateway: Gateway,
                      *also: Coroutine[Any, Any, None]) -> None:
     """Runs the gateway until `stop` (then its drain), the API until the gateway has
     stopped, and `also` beside them, in one task group."""
-    server = _Server(uvicorn.Config(app, log_level="warning"))
+    server = _Server(uvicorn.Config(app, log_level="warning", http=http_protocol(app)))
 
     async def gateway_then_api() -> None:
         try:

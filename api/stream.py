@@ -17,10 +17,8 @@ from api.alerts import alert_views
 from api.config import ServedConfig
 from api.deps import AsViewer, Config, Store
 from api.machines import MachineOut, machine_view
-from shadow.calendar import shifts
-from shadow.report import kpi
+from shadow.report import current_shift, live_kpis
 from shadow.store import ShadowStore
-from shadow.timeline import NS_PER_S, Window
 
 router = APIRouter(tags=["stream"])
 KPI_EVERY = 10  # intervals between two KPI refreshes
@@ -31,27 +29,25 @@ def _event(kind: str, data: str) -> str:
 
 
 def _shift_kpis(store: ShadowStore, config: ServedConfig, now_ns: int) -> str:
-    """OEE, its factors, coverage and the unknown share per machine over the shift
-    running now (the last 8 hours when the calendar has no shift)."""
-    current = [s.window for s in shifts(config.shadow.calendar, Window(now_ns, now_ns + 1))
-               if s.window.start_ns <= now_ns < s.window.end_ns]
-    window = Window(current[0].start_ns if current else now_ns - 8 * 3600 * NS_PER_S, now_ns)
-    out = {}
-    for machine in config.machines():
-        result = kpi(store, config, window, [machine]).to_dict()
-        out[machine.id] = {k: result["kpis"][k]["value"] for k in
-                           ("availability", "effectiveness", "quality_ratio", "oee")}
-        out[machine.id] |= {"coverage": result["coverage"]["value"],
-                            "no_data_s": result["coverage"]["no_data_s"],
-                            "unclassified_share": result["unclassified_share"]["value"]}
-    return json.dumps({"from_ns": window.start_ns, "to_ns": window.end_ns, "machines": out})
+    """OEE, its factors, coverage and the unknown share per machine, per line (with its
+    name) and for the plant over the shift running now (the last 8 hours when the
+    calendar has no shift)."""
+    window = current_shift(config, now_ns)
+    out = {m.id: live_kpis(store, config, window, [m]) for m in config.machines()}
+    lines = {line.id: {"name": line.name, **live_kpis(store, config, window, line.machines)}
+             for site in config.sites for line in site.all_lines()}
+    return json.dumps({"from_ns": window.start_ns, "to_ns": window.end_ns, "machines": out,
+                       "lines": lines,
+                       "plant": live_kpis(store, config, window, config.machines())})
 
 
 @router.get("/stream")
 async def stream(request: Request, _: AsViewer, store: Store, config: Config,
                  interval_s: Annotated[float, Query(ge=0.2, le=60)] = 1.0) -> StreamingResponse:
-    """`event: machine` (a MachineOut, when it changed), `event: alert` (an alert, when
-    new or changed) and `event: kpis` (the current shift's OEE per machine)."""
+    """`event: clock` (the server's time, `now_ns`, every interval: how long each
+    machine has been in its state), `event: machine` (a MachineOut, when it changed),
+    `event: alert` (an alert, when new or changed) and `event: kpis` (the current
+    shift's OEE per machine, per line and for the plant)."""
     clock = request.app.state.clock
 
     async def events() -> AsyncIterator[str]:
@@ -60,6 +56,7 @@ async def stream(request: Request, _: AsViewer, store: Store, config: Config,
         tick = 0
         while not await request.is_disconnected():
             now = int(clock())
+            yield _event("clock", json.dumps({"now_ns": now}))
             snaps = await asyncio.to_thread(store.snapshots)
             for m in config.machines():
                 view = MachineOut(**machine_view(config, m, snaps.get(m.id), now))

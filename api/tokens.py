@@ -1,6 +1,7 @@
 """API tokens: `ombre_<id>_<secret>`, each with a role. Only the SHA-256 of the secret
 is stored (the secret is 32 random bytes, so a slow hash adds nothing); a token is shown
-once, when it is created, and can be listed and revoked."""
+once, when it is created, and can be listed and revoked. A kiosk token is a viewer
+token for a wall display: it may only read, and `ombre demo` keeps it across runs."""
 
 from __future__ import annotations
 
@@ -38,29 +39,35 @@ class Token:
     role: Role
     created_ns: int
     revoked_ns: int | None
+    kiosk: bool = False
 
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(engine: Engine, name: str, role: Role, actor: str | None = None) -> str:
+def create_token(engine: Engine, name: str, role: Role, actor: str | None = None, *,
+                 kiosk: bool = False) -> str:
     """A new token; the returned text is the only time its secret exists in clear. The
-    audit log records who created it (`actor`, by default the console's user)."""
+    audit log records who created it (`actor`, by default the console's user). A kiosk
+    token must be a viewer's (ValueError otherwise)."""
+    if kiosk and role is not Role.VIEWER:
+        raise ValueError(f"a kiosk token is a viewer's, not an {role.name.lower()}'s")
     secret = secrets.token_urlsafe(32)
     with engine.begin() as c:
         token_id = c.execute(insert(t.api_token).values(
             name=name, role=role.name.lower(), secret_sha256=_digest(secret),
-            created_ns=time.time_ns()).returning(t.api_token.c.id)).scalar_one()
-        audit.record(c, actor or audit.cli_actor(), "token.create", f"token {token_id}",
-                     {"name": name, "role": role.name.lower()})
+            created_ns=time.time_ns(), kiosk=kiosk).returning(t.api_token.c.id)).scalar_one()
+        details = {"name": name, "role": role.name.lower(), **({"kiosk": True} if kiosk else {})}
+        audit.record(c, actor or audit.cli_actor(), "token.create", f"token {token_id}", details)
     return f"ombre_{token_id}_{secret}"
 
 
 def list_tokens(engine: Engine) -> list[Token]:
     with engine.connect() as c:
         rows = c.execute(select(t.api_token).order_by(t.api_token.c.id)).all()
-    return [Token(r.id, r.name, Role[r.role.upper()], r.created_ns, r.revoked_ns) for r in rows]
+    return [Token(r.id, r.name, Role[r.role.upper()], r.created_ns, r.revoked_ns, r.kiosk)
+            for r in rows]
 
 
 def revoke_token(engine: Engine, token_id: int, actor: str | None = None) -> bool:
@@ -85,7 +92,8 @@ def check_token(engine: Engine, text: str) -> Token | None:
         return None
     if not hmac.compare_digest(row.secret_sha256, _digest(match[2])):
         return None
-    return Token(row.id, row.name, Role[row.role.upper()], row.created_ns, row.revoked_ns)
+    return Token(row.id, row.name, Role[row.role.upper()], row.created_ns, row.revoked_ns,
+                 row.kiosk)
 
 
 FIRST_ADMIN_TOKEN = "first-admin-token"  # in the data directory

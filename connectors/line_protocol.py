@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -58,35 +57,13 @@ def string_field(value: str) -> str:
     return '"' + value.translate(_STRING) + '"'
 
 
-@dataclass(frozen=True, slots=True)
-class Place:
-    """Where a machine is in the plant, and its type."""
-
-    site: str
-    area: str | None
-    line: str
-    type: str | None
-
-
-def places(plant: Plant) -> dict[str, Place]:
-    """Machine id -> its place, for every machine of the plant."""
-    found: dict[str, Place] = {}
-    for site in plant.sites:
-        groups = [(None, site.lines), *((area.id, area.lines) for area in site.areas)]
-        for area, lines in groups:
-            for line in lines:
-                for machine in line.machines:
-                    found[machine.id] = Place(site.id, area, line.id, machine.type or None)
-    return found
-
-
 class LineLayout:
     """The escaped series key of every signal, built once; then lines for batches and
     events. Read-only after construction, so any thread may use it."""
 
     def __init__(self, config: InfluxSinkConfig, plant: Plant,
                  registry: SignalRegistry) -> None:
-        where = places(plant)
+        where = plant.places()
         self._field = escape_key(config.value_field)
         self._event_measurement = escape_measurement(config.event_measurement)
         self._tags: list[str] = []  # signal id -> ",k=v,..." in the configured order

@@ -84,3 +84,7 @@ class ModbusSourceConfig(SourceConfig):
 
     def fed_machines(self) -> frozenset[str] | None:
         return frozenset(item.machine for item in self.items)
+
+    def polled_periods_s(self) -> dict[tuple[str, str], float]:
+        return {(i.machine, i.signal): (i.poll_interval_ms or self.poll_interval_ms) / 1000
+                for i in self.items if i.deadband is None and self.deadband is None}

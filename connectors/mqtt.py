@@ -12,61 +12,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from connectors.mqtt_config import MqttSourceConfig
-from connectors.mqtt_decode import PayloadDecoder
+from connectors.mqtt_client import connect_options, new_client, open_link, settle
+from connectors.mqtt_config import MqttSubscriberConfig
 from gateway.chunks import ChunkTimer
-from gateway.config import Plant, RuntimeConfig
-from gateway.types import Delivery, SignalRegistry
+from gateway.config import RuntimeConfig
+from gateway.types import Batch, Delivery, Event, QuarantineRecord
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 10.0
 BUFFER_CHUNKS = 4  # the paho thread waits when this many full chunks are unread
 
 
-def watch_link(sock: object, keepalive_s: int) -> None:
-    """Make the kernel abort a link that stopped answering within 3/4 of its keep-alive.
+class Decoder(Protocol):
+    """What a source's messages mean (mqtt_decode.PayloadDecoder, sparkplug_source.py):
+    the filters to subscribe to, and `decode`, called from the event loop a chunk at a
+    time, which turns (topic, payload, receive time in ns) into readings, events and
+    quarantine records and never raises on bad input."""
 
-    paho alone notices a silent broker only two keep-alives after its last packet (one
-    keep-alive to send PINGREQ, one more to give up), so a partition (packets dropped,
-    nothing refused) would go unseen for that long. TCP keep-alive probes an idle link
-    after half a keep-alive, and the user timeout aborts a link whose probes or data
-    stay unacknowledged that long: the kernel answers for a live broker host, so this
-    costs no MQTT traffic. A frozen broker behind a live kernel is still paho's to see."""
-    if not isinstance(sock, socket.socket):  # not connected, or a websocket wrapper
-        return
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, keepalive_s // 2))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, keepalive_s // 4))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, keepalive_s * 750)
+    def filters(self) -> list[tuple[str, int]]: ...
+
+    def decode(self, topics: Sequence[str], payloads: Sequence[bytes], received_ns: Sequence[int]
+               ) -> tuple[Batch, list[Event], list[QuarantineRecord]]: ...
 
 
 class MqttSource:
-    """Subscribes to the configured topic templates and yields decoded deliveries.
+    """Subscribes to its decoder's filters and yields what the decoder makes of the
+    messages (the MQTT source's PayloadDecoder, the Sparkplug B source's decoder).
 
     `connect` opens a new paho client with the same client id (so the broker resumes
     the session), `read` returns the next chunk and raises ConnectionError once the
     link is lost and the buffer is empty, `aclose` disconnects and joins the thread."""
 
-    def __init__(self, config: MqttSourceConfig, plant: Plant, registry: SignalRegistry,
+    def __init__(self, config: MqttSubscriberConfig, name: str, decoder: Decoder,
                  runtime: RuntimeConfig) -> None:
-        self.name = config.name
+        self.name = name
         self._config = config
-        self._decoder = PayloadDecoder(config.name, config.subscriptions, plant, registry)
+        self._decoder = decoder
         self._chunk = runtime.batch_max_messages
         self._chunk_bytes = runtime.batch_max_bytes
         self._lock = threading.Condition(threading.Lock())
@@ -93,31 +84,9 @@ class MqttSource:
         await asyncio.to_thread(self._client.loop_stop)  # the last link's thread, if any
         self._connected = self._loop.create_future()
         self._lost = None
-        session: dict[str, Any] = {}
-        if cfg.protocol == "5":
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = cfg.session_expiry_s
-            properties.ReceiveMaximum = cfg.receive_maximum
-            session = {"clean_start": False, "properties": properties}
-        try:
-            await asyncio.to_thread(self._client.connect, cfg.host, cfg.port, cfg.keepalive_s,
-                                    **session)
-        except (OSError, ValueError) as exc:
-            raise ConnectionError(f"cannot connect to {cfg.host}:{cfg.port}: {exc}") from None
-        watch_link(self._client.socket(), cfg.keepalive_s)
-        # paho's loop_start opens a new wake-up socket pair without closing the last
-        # link's one (paho-mqtt 2.2); close it here, the last thread has been joined.
-        self._client._reset_sockets(sockpair_only=True)
-        self._client.loop_start()  # paho's own thread: acks from the loop are only queued
-        try:
-            await asyncio.wait_for(self._connected, CONNECT_TIMEOUT_S)
-        except TimeoutError:
-            await self._stop_client()
-            raise ConnectionError(f"no answer from {cfg.host}:{cfg.port} "
-                                  f"within {CONNECT_TIMEOUT_S:.0f} s") from None
-        except ConnectionError:
-            await self._stop_client()
-            raise
+        session = connect_options(cfg, persistent=cfg.persistent,
+                                  receive_maximum=cfg.receive_maximum)
+        await open_link(self._client, cfg, self._connected, self._stop_client, **session)
         log.info("mqtt %s: connected to %s:%d, subscribing to %s", self.name, cfg.host,
                  cfg.port, ", ".join(f for f, _ in self._decoder.filters()))
 
@@ -129,6 +98,15 @@ class MqttSource:
                 return delivery
             if self._lost is not None:
                 raise ConnectionError(self._lost)
+
+    def publish(self, topic: str, payload: bytes, qos: int, *, retain: bool = False) -> None:
+        """Publish from the event loop without waiting (a Sparkplug B rebirth request, a
+        host's STATE); lost with the link if it drops."""
+        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def set_will(self, topic: str, payload: bytes) -> None:
+        """The will (QoS 1, retained) of the next connection: call before `connect`."""
+        self._client.will_set(topic, payload, qos=1, retain=True)
 
     async def aclose(self) -> None:
         with self._lock:
@@ -174,29 +152,12 @@ class MqttSource:
         return [ack]
 
     def _new_client(self) -> mqtt.Client:
-        cfg = self._config
-        v5 = cfg.protocol == "5"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else False, reconnect_on_failure=False, manual_ack=True,
-        )
-        if cfg.username is not None:
-            password = cfg.password.get_secret_value() if cfg.password else None
-            client.username_pw_set(cfg.username, password)
-        if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_NONE if cfg.tls.insecure_skip_verify else ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(cfg.tls.insecure_skip_verify)
+        client = new_client(self._config, persistent=self._config.persistent, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.max_inflight_messages_set(cfg.receive_maximum)
+        client.max_inflight_messages_set(self._config.receive_maximum)
         return client
 
     # -- the paho thread ------------------------------------------------------------
@@ -210,7 +171,7 @@ class MqttSource:
             self._lost = f"lost the connection to {cfg.host}:{cfg.port}: {reason}"
             self._lock.notify_all()
         if self._connected is not None:
-            self._signal(self._connected, ConnectionError(self._lost))
+            settle(self._loop, self._connected, ConnectionError(self._lost))
         self._call(self._timer.wake)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
@@ -218,7 +179,8 @@ class MqttSource:
         connected = self._connected
         assert connected is not None  # set before the thread starts
         if reason.is_failure:
-            self._signal(connected, ConnectionError(f"broker refused the connection: {reason}"))
+            settle(self._loop, connected,
+                   ConnectionError(f"broker refused the connection: {reason}"))
             client.disconnect()
             return
         if not flags.session_present and not self._first_connect:
@@ -229,7 +191,7 @@ class MqttSource:
         client.subscribe(options)
         # Resolved now, not on SUBACK: a resumed session's backlog may arrive first,
         # and `read` must be running to take it.
-        self._signal(connected, None)
+        settle(self._loop, connected, None)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
@@ -269,15 +231,3 @@ class MqttSource:
     def _call(self, callback: Callable[[], None]) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(callback)
-
-    def _signal(self, future: asyncio.Future[None], error: Exception | None) -> None:
-        def settle() -> None:
-            if future.done():
-                return
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
-
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(settle)

@@ -74,8 +74,11 @@ class SubscriptionConfig(ConfigModel):
         return self.ts_path[-1] if self.ts_path[:-1] == (self.values_path or ()) else None
 
 
-class MqttSourceConfig(SourceConfig):
-    type: Literal["mqtt"]
+class MqttBrokerConfig(ConfigModel):
+    """How to reach a broker: its address, the MQTT version, credentials, TLS and the
+    session. Every connector that speaks MQTT (this source, the MQTT sink, the Sparkplug B
+    source and sink) has these keys; connectors/mqtt_client.py builds the client."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str = Field(default="ombre", min_length=1, max_length=128)
@@ -85,14 +88,30 @@ class MqttSourceConfig(SourceConfig):
     tls: TlsConfig | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=86_400, ge=0)
-    receive_maximum: int = Field(default=10_000, ge=1, le=65_535)
-    subscriptions: list[SubscriptionConfig] = Field(min_length=1)
 
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol_as_text(cls, value: object) -> object:
         """`protocol: 5` is an integer in YAML; accept it as "5"."""
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class MqttSubscriberConfig(MqttBrokerConfig):
+    """A broker that a source subscribes to, in a persistent session (connectors/mqtt.py)
+    unless `session_expiry_s` is 0."""
+
+    receive_maximum: int = Field(default=10_000, ge=1, le=65_535)
+
+    @property
+    def persistent(self) -> bool:
+        """The broker keeps the session while the source is away (MQTT 3.1.1's clean
+        session off; MQTT 5's session expiry)."""
+        return self.session_expiry_s > 0
+
+
+class MqttSourceConfig(MqttSubscriberConfig, SourceConfig):
+    type: Literal["mqtt"]
+    subscriptions: list[SubscriptionConfig] = Field(min_length=1)
 
     def fed_machines(self) -> frozenset[str] | None:
         if any("{machine}" in s.topic for s in self.subscriptions):

@@ -11,8 +11,10 @@ from gateway.types import Source
 
 def _build(config: MqttSourceConfig, context: BuildContext) -> Source:
     from connectors.mqtt import MqttSource  # noqa: PLC0415 - this module stays light
+    from connectors.mqtt_decode import PayloadDecoder  # noqa: PLC0415
 
-    return MqttSource(config, context.plant, context.registry, context.plant.runtime)
+    decoder = PayloadDecoder(config.name, config.subscriptions, context.plant, context.registry)
+    return MqttSource(config, config.name, decoder, context.plant.runtime)
 
 
 def _check(config: MqttSourceConfig, context: BuildContext) -> None:

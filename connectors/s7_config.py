@@ -93,3 +93,7 @@ class S7SourceConfig(SourceConfig):
 
     def fed_machines(self) -> frozenset[str] | None:
         return frozenset(item.machine for item in self.items)
+
+    def polled_periods_s(self) -> dict[tuple[str, str], float]:
+        return {(i.machine, i.signal): (i.poll_interval_ms or self.poll_interval_ms) / 1000
+                for i in self.items if i.deadband is None}

@@ -25,6 +25,7 @@ from typing import Self
 import numpy as np
 import orjson
 
+from gateway.storage import limit_writes
 from gateway.types import Event, Float64Array, Int64Array, UInt8Array
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ def _merge(rows: Sequence[_Chunk]) -> Columns:
 
 
 class TimeSeriesStore:
-    """One SQLite file (WAL, synchronous=FULL) of readings and events.
+    """One SQLite file (WAL bounded by gateway/storage.py, synchronous=FULL) of readings
+    and events.
 
     Synchronous: use it from one thread at a time (any thread; the sink uses worker
     threads). Other processes may read meanwhile through `open_store`; on such a
@@ -126,8 +128,8 @@ class TimeSeriesStore:
             self._db.execute("PRAGMA busy_timeout = 5000")
             if not readonly:
                 self._db.execute("PRAGMA journal_mode = WAL")
+                limit_writes(self._db)
                 self._db.execute("PRAGMA synchronous = FULL")  # survives a power cut
-                self._db.execute("PRAGMA secure_delete = FAST")  # Debian builds default ON
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{path} has time-series schema version {version}, but this"

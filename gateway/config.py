@@ -10,6 +10,7 @@ and the composition root assembles the whole file (ombre/config.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
@@ -25,6 +26,7 @@ from gateway.config_base import (
     Name,
     require_unique,
 )
+from gateway.storage import ProfileName
 from gateway.types import SignalRegistry
 
 
@@ -33,6 +35,9 @@ class SignalConfig(ConfigModel):
     type: Literal["number", "string"] = "number"  # strings travel as events
     unit: Label | None = None
     description: str | None = None
+    # How often it sends, when it sends at a steady rate and its source does not poll it
+    # (an MQTT publisher): its data completeness counts readings against it.
+    expected_period_s: float | None = Field(default=None, gt=0)
 
 
 class MachineConfig(ConfigModel):
@@ -49,6 +54,17 @@ class MachineConfig(ConfigModel):
         require_unique(((s.name, ("signals", i, "name")) for i, s in enumerate(self.signals)),
                        "signal name")
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a machine is in the plant (ISA-95: site, area, line), and its type. `area`
+    is None for a line directly under its site."""
+
+    site: str
+    area: str | None
+    line: str
+    type: str | None
 
 
 M_co = TypeVar("M_co", bound=MachineConfig, covariant=True)
@@ -90,6 +106,12 @@ class SourceConfig(ConnectorConfig):
         """The ids of the machines this source can deliver for; None for any machine of
         the plant (a topic or browse path names it). The shadow lists them per machine."""
         return None
+
+    def polled_periods_s(self) -> dict[tuple[str, str], float]:
+        """(machine, signal) -> every how many seconds this source sends it: the signals
+        it polls and sends on every poll (no deadband). Empty for a source that does not
+        poll; the shadow counts data completeness against these."""
+        return {}
 
 
 class SinkConfig(ConnectorConfig):
@@ -136,6 +158,13 @@ class RuntimeConfig(ConfigModel):
         return self
 
 
+class StorageConfig(ConfigModel):
+    """`profile`: how the outbox trades disk writes against commit latency
+    (gateway/storage.py; docs/storage.md)."""
+
+    profile: ProfileName = "default"
+
+
 class GatewayConfig(ConfigModel, Generic[M_co]):
     """What the gateway runs from: the plant, the connectors and the runtime's limits.
     `sources` and `sinks` hold each plug-in's own config model once the composition
@@ -146,6 +175,7 @@ class GatewayConfig(ConfigModel, Generic[M_co]):
     sources: list[SourceConfig] = Field(default_factory=list)
     sinks: list[SinkConfig] = Field(default_factory=list)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig[M_co]:
@@ -176,6 +206,17 @@ class GatewayConfig(ConfigModel, Generic[M_co]):
     def machine_key(self, machine_id: str) -> Loc:
         """The key path of a machine in the file: `sites[0].lines[1].machines[2]`."""
         return next(loc for m, loc in self._located_machines() if m.id == machine_id)
+
+    def places(self) -> dict[str, Place]:
+        """Machine id -> where it is in the plant (and its type), for every machine."""
+        found: dict[str, Place] = {}
+        for site in self.sites:
+            groups = [(None, site.lines), *((area.id, area.lines) for area in site.areas)]
+            for area, lines in groups:
+                for line in lines:
+                    for machine in line.machines:
+                        found[machine.id] = Place(site.id, area, line.id, machine.type or None)
+        return found
 
     def registry(self) -> SignalRegistry:
         return SignalRegistry(

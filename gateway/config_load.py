@@ -36,7 +36,8 @@ _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _MAX_DEPTH = 20
 _KINDS: dict[Any, str] = {int: "an integer", float: "a number", bool: "true or false",
                           str: "a string", Path: "a path"}
-_BOUNDS = {("ge", "le"): "from {} to {}", ("ge",): "of at least {}", ("gt",): "greater than {}",
+_BOUNDS = {("ge", "le"): "from {} to {}", ("gt", "le"): "greater than {} and at most {}",
+           ("ge",): "of at least {}", ("gt",): "greater than {}",
            ("le",): "of at most {}", ("lt",): "less than {}"}
 
 

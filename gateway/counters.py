@@ -96,6 +96,11 @@ class Counters:
             self.connectors[name] = ConnectorCounters(name, kind)
         return self.connectors[name]
 
+    def lost(self) -> int:
+        """Readings this process dropped: to the queue's and the outbox's overflow."""
+        return self.connector("queue", "runtime").dropped + self.connector(
+            "outbox", "store").dropped
+
     def parts(self) -> list[ConnectorCounters]:
         """The sources, the sinks and the outbox."""
         return [c for c in self.connectors.values() if c.kind in PART_KINDS]

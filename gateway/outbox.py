@@ -3,7 +3,8 @@ and each sink reads from here at its own pace, so a sink whose upstream is down
 loses nothing that was accepted.
 
 One SQLite file in WAL mode (`<data_dir>/gateway.sqlite`) holds the outbox, each
-sink's cursor and the quarantine. Methods are synchronous and thread-safe (one lock);
+sink's cursor and the quarantine. Its storage profile (gateway/storage.py) says which
+commits are synced. Methods are synchronous and thread-safe (one lock);
 the runtime calls them through `asyncio.to_thread`. After `close` nothing may be called.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from gateway.storage import PROFILES, StorageProfile, limit_writes
 from gateway.types import Batch, Event, QuarantineRecord
 
 log = logging.getLogger(__name__)
@@ -96,12 +98,16 @@ def _decode_events(blob: bytes) -> list[Event]:
 
 class Outbox:
     def __init__(self, path: Path, sinks: Sequence[str], signals: Sequence[tuple[str, str]],
-                 max_bytes: int, quarantine_max_rows: int) -> None:
+                 max_bytes: int, quarantine_max_rows: int,
+                 *, profile: StorageProfile = PROFILES["default"]) -> None:
         """`signals[i]` is the (machine, signal) of signal id i in the batches appended
         from now on; rows kept from an earlier run with other ids are renumbered."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.profile = profile
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        limit_writes(self._db)
+        self._synced = True
         self._db.execute("PRAGMA synchronous=FULL")  # the ack to the source relies on it
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
@@ -171,7 +177,7 @@ class Outbox:
                   refused: Sequence[QuarantineRecord] = ()) -> None:
         """Move the sink's cursor to seq and delete what every sink has received; what
         the sink's upstream `refused` goes to the quarantine in the same transaction."""
-        with self._lock, self._tx():
+        with self._lock, self._tx(synced=self.profile.sync_cursor_moves):
             if refused:
                 self._quarantine(refused)
             self._move_cursor(sink, seq)
@@ -181,7 +187,7 @@ class Outbox:
         """The sink itself recorded storing everything up to seq `applied`: move its
         cursor there if it is behind (a crash came between the two commits). Returns
         the rows skipped."""
-        with self._lock, self._tx():
+        with self._lock, self._tx(synced=self.profile.sync_cursor_moves):
             cursor = self._scalar("SELECT seq FROM outbox_cursor WHERE sink = ?", sink)
             if applied <= cursor:
                 return 0
@@ -225,10 +231,15 @@ class Outbox:
     # -- internals; the caller holds the lock and a transaction -----------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
-        """One write transaction. When it fails (disk full, I/O error) it is rolled
-        back, the counts are read again from the file (they were moved for rows that
-        were not committed) and the outbox is not `writable` until a write commits."""
+    def _tx(self, *, synced: bool = True) -> Iterator[None]:
+        """One write transaction, whose commit is synced to the disk before it returns
+        unless not `synced` (then the next synced commit, which writes the WAL after it,
+        carries it). When it fails (disk full, I/O error) it is rolled back, the counts
+        are read again from the file (they were moved for rows that were not committed)
+        and the outbox is not `writable` until a write commits."""
+        if synced != self._synced:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
+            self._synced = synced
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield

@@ -4,6 +4,7 @@ policy. Used only from the event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from typing import Literal
@@ -44,11 +45,17 @@ class DeliveryQueue:
             self._items.append(delivery)
             self._changed.notify_all()
 
-    async def get_many(self, max_readings: int) -> list[Delivery]:
-        """Wait for at least one delivery, then take deliveries in order until they hold
-        `max_readings` readings. Returns an empty list once closed and empty."""
+    async def get_many(self, max_readings: int, gather_s: float = 0.0) -> list[Delivery]:
+        """Wait for at least one delivery, then for up to `gather_s` more while the queue
+        is neither full nor holding `max_readings` readings nor closed, then take
+        deliveries in order until they hold `max_readings` readings. Returns an empty
+        list once closed and empty."""
         async with self._changed:
             await self._changed.wait_for(lambda: bool(self._items) or self._closed)
+            if gather_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(gather_s):
+                        await self._changed.wait_for(lambda: self._gathered(max_readings))
             taken: list[Delivery] = []
             readings = 0
             while self._items and (not taken or readings < max_readings):
@@ -56,6 +63,11 @@ class DeliveryQueue:
                 readings += len(taken[-1].batch)
             self._changed.notify_all()
             return taken
+
+    def _gathered(self, max_readings: int) -> bool:
+        """Whether a gathering `get_many` stops waiting: closed, full, or enough readings."""
+        return (self._closed or len(self._items) >= self._maxsize
+                or sum(len(d.batch) for d in self._items) >= max_readings)
 
     async def close(self) -> None:
         """No more puts will come: let `get_many` return what is left, then nothing."""

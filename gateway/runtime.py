@@ -9,11 +9,12 @@ exponential backoff and jitter; one connector's failure never stops another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -91,6 +92,13 @@ class Gateway:
                            *((s.name, "sink") for s in self._sinks)]:
             counters.connector(part, kind)
         self._clock = ClockWatch(counters.connector("system", "clock"))
+        self._outbox_calls: dict[object, float] = {}  # running call -> its start (monotonic)
+
+    def outbox_busy_s(self) -> float:
+        """How long the oldest outbox call running in a thread has taken (0 if none): a
+        thread stuck in the file (a dying SD card, a hung mount) shows here, not in
+        health, which changes only when a call ends."""
+        return time.monotonic() - min(self._outbox_calls.values(), default=time.monotonic())
 
     async def run(self, stop: asyncio.Event, force: asyncio.Event) -> None:
         try:
@@ -198,7 +206,8 @@ class Gateway:
     async def _run_writer(self) -> None:
         """Commit queued deliveries to the outbox, then ack their sources."""
         try:
-            while deliveries := await self._queue.get_many(WRITER_MAX_READINGS):
+            while deliveries := await self._queue.get_many(
+                    WRITER_MAX_READINGS, self._outbox.profile.commit_interval_s):
                 self.counters.queue_depth = len(self._queue)
                 await self._commit(deliveries)
         finally:
@@ -239,6 +248,16 @@ class Gateway:
                 f"stopped dropping: {episode} readings dropped")])
             outbox.set_health(Health.UP)
 
+    @contextlib.contextmanager
+    def _outbox_call(self) -> Iterator[None]:
+        """Times one outbox call for outbox_busy_s."""
+        running = object()
+        self._outbox_calls[running] = time.monotonic()
+        try:
+            yield
+        finally:
+            del self._outbox_calls[running]
+
     async def _on_outbox(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run an outbox call in a thread, retrying with backoff while the file fails
         (disk full, I/O error): the queue in front then blocks or drops by its policy.
@@ -249,7 +268,8 @@ class Gateway:
                           min(self._config.backoff_max_s, OUTBOX_BACKOFF_MAX_S))
         while True:
             try:
-                result = await asyncio.to_thread(call, *args, **kwargs)
+                with self._outbox_call():
+                    result = await asyncio.to_thread(call, *args, **kwargs)
             except sqlite3.Error as exc:
                 counters.set_health(Health.DOWN, describe(exc))
                 await asyncio.sleep(backoff.next_delay())

@@ -67,6 +67,10 @@ class Batch:
 
 
 EventValue = str | float | int | bool | None
+# Event.name of a source's word that a machine went offline (a Sparkplug B NDEATH or
+# DDEATH), its value saying why: the shadow marks the machine unknown from then, as
+# after `silence_s` without data, and a reading brings it back.
+OFFLINE_EVENT = "_offline"
 
 
 @dataclass(frozen=True, slots=True)

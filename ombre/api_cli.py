@@ -27,8 +27,15 @@ def cmd_token(args: argparse.Namespace) -> int:
             if not args.name:
                 print("ombre token create: give --name (who or what uses it)", file=sys.stderr)
                 return EXIT_USAGE
-            print(create_token(store.engine, args.name, Role[args.role.upper()]))
-            print(f"a {args.role} token for {args.name!r}: it is shown only this once",
+            if args.kiosk and args.role != "viewer":
+                print(f"ombre token create: a kiosk token is a viewer's; --role {args.role} "
+                      "cannot go with --kiosk", file=sys.stderr)
+                return EXIT_USAGE
+            print(create_token(store.engine, args.name, Role[args.role.upper()],
+                               kiosk=args.kiosk))
+            kind = "kiosk (viewer)" if args.kiosk else args.role
+            print(f"a {kind} token for {args.name!r}: it is shown only this once"
+                  + ("; open /wall#token=... with it on the display" if args.kiosk else ""),
                   file=sys.stderr)
             return EXIT_OK
         if args.action == "revoke":
@@ -40,7 +47,8 @@ def cmd_token(args: argparse.Namespace) -> int:
         for found in list_tokens(store.engine):
             revoked = "" if found.revoked_ns is None else \
                 f"\trevoked {from_ns(found.revoked_ns).isoformat()}"
-            print(f"{found.id}\t{found.name}\t{found.role.name.lower()}\t"
+            role = "viewer, kiosk" if found.kiosk else found.role.name.lower()
+            print(f"{found.id}\t{found.name}\t{role}\t"
                   f"created {from_ns(found.created_ns).isoformat()}{revoked}")
     return EXIT_OK
 
@@ -51,6 +59,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only this command serves
 
     from api.app import create_app  # noqa: PLC0415
+    from api.connections import http_protocol  # noqa: PLC0415
 
     config = config_of(args)
     if config is None:
@@ -59,8 +68,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     with store_of(config) as store:
         first_admin_token(store.engine, config.data_dir)
     print(f"Ombre API on http://{config.api.host}:{config.api.port}/docs", file=sys.stderr)
-    uvicorn.run(create_app(config), host=config.api.host, port=config.api.port,
-                log_level=args.log_level)
+    app = create_app(config)
+    uvicorn.run(app, host=config.api.host, port=config.api.port, log_level=args.log_level,
+                http=http_protocol(app))
     return EXIT_OK
 
 
@@ -88,6 +98,8 @@ def add_api_commands(commands: Any) -> None:
     token.add_argument("id", type=int, nargs="?", help="token id (revoke)")
     token.add_argument("--role", choices=[r.name.lower() for r in Role], default="viewer")
     token.add_argument("--name", help="create: who or what uses the token")
+    token.add_argument("--kiosk", action="store_true",
+                       help="create: a viewer token for a wall display (/wall)")
     token.set_defaults(command=cmd_token)
 
     log = with_config(add("audit", help="who did what: tokens, alerts, downtime reasons, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import functools
 import logging
 import os
 import signal
@@ -20,8 +21,9 @@ from gateway.counters import Counters
 from gateway.outbox import Outbox
 from gateway.plugins import Audit, BuildContext, Plugin
 from gateway.runtime import CLOSE_TIMEOUT_S, Gateway
+from gateway.storage import PROFILES
 from gateway.types import SignalRegistry, Sink, Source
-from ombre import plugins
+from ombre import plugins, systemd
 from ombre.config import OmbreConfig
 
 log = logging.getLogger(__name__)
@@ -65,15 +67,27 @@ def _require(plugin: Plugin[Any, Any], config: ConnectorConfig) -> None:
                                   f"{plugins.install_hint(plugin)}")
 
 
-def build_sinks(config: OmbreConfig, registry: SignalRegistry) -> list[Sink]:
-    """The configured sinks, and the shadow unless `shadow.enabled` is false."""
+def build_sinks(config: OmbreConfig, registry: SignalRegistry,
+                lost: Callable[[], int] | None = None) -> list[Sink]:
+    """The configured sinks, and the shadow unless `shadow.enabled` is false; the shadow
+    hands its live model to the sinks that take it (shadow/live.py LiveObserver: the
+    MQTT sink publishes it retained). `lost` counts the readings the runtime dropped,
+    which the shadow records with its run. At each shift's end the shadow writes the
+    shift reports (api/shift_report.py) unless `shadow.reports.at_shift_end` is false."""
     context = build_context(config, registry)
     sinks = [build_sink(c, context) for c in config.sinks]
     if config.shadow.enabled:
         # SQLAlchemy and Alembic cost ~20 MB of RSS: loaded only when the shadow runs.
+        from shadow.live import LiveObserver  # noqa: PLC0415
         from shadow.sink import ShadowSink  # noqa: PLC0415
 
-        sinks.append(ShadowSink(config, registry))
+        observers = [s for s in sinks if isinstance(s, LiveObserver)]
+        ended = None
+        if config.shadow.reports.at_shift_end:
+            from api.shift_report import at_shift_end  # noqa: PLC0415
+
+            ended = functools.partial(at_shift_end, config)
+        sinks.append(ShadowSink(config, registry, observers, lost, ended))
     return sinks
 
 
@@ -84,15 +98,16 @@ def build_gateway(config: OmbreConfig, sinks: Sequence[Sink] | None = None,
     outbox after `run`. `sinks` and `sources` replace the configured ones (tests inject
     failing sinks, benchmarks timed ones, `ombre replay` a file)."""
     registry = config.registry()
+    counters = Counters(registry)
     if sinks is None:
-        sinks = build_sinks(config, registry)
+        sinks = build_sinks(config, registry, counters.lost)
     if sources is None:
         context = build_context(config, registry)
         sources = [build_source(c, context) for c in config.sources]
     outbox = Outbox(config.data_dir / outbox_name, [s.name for s in sinks],
                     [(info.machine, info.signal) for info in registry],
-                    config.runtime.outbox_max_bytes, config.runtime.quarantine_max_rows)
-    counters = Counters(registry)
+                    config.runtime.outbox_max_bytes, config.runtime.quarantine_max_rows,
+                    profile=PROFILES[config.storage.profile])
     return Gateway(config.runtime, sources, sinks, outbox, counters), outbox
 
 
@@ -140,22 +155,48 @@ def stop_on_signals(stop: asyncio.Event, timeout_s: float) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
+async def notified(config: OmbreConfig, gateway: Gateway, running: Awaitable[None]) -> None:
+    """Awaits `running` (the gateway) with the notifications (shadow/notifier.py) beside
+    it when rules are configured; they stop when it ends, after its drain."""
+    if not config.notifications.rules:
+        await running
+        return
+    from shadow.notifier import Notifier  # noqa: PLC0415 - with the shadow's SQLAlchemy
+
+    notifier = Notifier(config, gateway.counters.parts,
+                        gateway.counters.connector("notifications", "runtime"))
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(notifier.run(), name="notifications")
+        try:
+            await running
+        finally:
+            task.cancel()
+
+
 Runner = Callable[[Gateway, asyncio.Event, asyncio.Event], Awaitable[None]]
 
 
 async def serve(config: OmbreConfig, gateway: Gateway | None = None,
                 outbox: Outbox | None = None, stop: asyncio.Event | None = None,
-                run: Runner = Gateway.run) -> None:
+                run: Runner = Gateway.run, *, notify: bool = True) -> None:
     """Run the gateway (by default, the configured one) until the process gets SIGTERM
     or SIGINT, or `stop` is set; `run(gateway, stop, force)` runs it (`ombre run --api`
-    runs the API beside it)."""
+    runs the API beside it). `notify`: with the configured notifications beside it
+    (`ombre replay` feeds history, which is nobody's news)."""
     if gateway is None or outbox is None:
         gateway, outbox = build_gateway(config)
     # `force` stays unset: here a second signal ends the process (stop_on_signals).
     stop, force = stop or asyncio.Event(), asyncio.Event()
     try:
         with stop_on_signals(stop, stop_timeout_s(config.runtime)):
-            await run(gateway, stop, force)
+            running = run(gateway, stop, force)
+            watchdog = asyncio.create_task(systemd.supervised(gateway.outbox_busy_s, stop),
+                                           name="systemd")
+            try:
+                await (notified(config, gateway, running) if notify else running)
+            finally:
+                watchdog.cancel()
+                await asyncio.gather(watchdog, return_exceptions=True)
     finally:
         outbox.close()
     log.info("stopped")

@@ -22,6 +22,7 @@ from ombre.cli_common import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_USAGE,
+    PrintVersion,
     load_checked,
     load_context,
     setup_logging,
@@ -31,6 +32,7 @@ from ombre.demo_cli import add_demo_command
 from ombre.maturity_cli import add_maturity_commands
 from ombre.plugins import PluginError, install_hint, registry
 from ombre.reasons_cli import add_reasons_commands
+from ombre.report_cli import add_report_commands
 from ombre.shadow_cli import add_shadow_commands
 from shadow.calendar import to_ns
 
@@ -55,6 +57,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     setup_logging(args.log_level)
+    if args.test:
+        from ombre.commission import commission  # noqa: PLC0415
+
+        return commission(config, args.seconds, sys.stdout)
     if not args.api:
         asyncio.run(serve(config))
         return EXIT_OK
@@ -124,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subparser sets `command` to its cmd_ function."""
     parser = argparse.ArgumentParser(
         prog="ombre", description="Ombre: edge gateway and digital shadow for the shop floor.")
+    parser.add_argument("--version", action=PrintVersion, nargs=0,
+                        help="print the installed version and the git commit it came from, "
+                             "and exit")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     check = commands.add_parser("check", help="validate a config file and exit: "
@@ -133,9 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the gateway until SIGTERM or Ctrl-C")
     run.add_argument("config", type=Path, metavar="CONFIG", help="the YAML config file")
-    run.add_argument("--api", action="store_true",
-                     help="serve the API and dashboard in the same process (api: in the "
-                          "config), with every connector's health in /readyz")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--api", action="store_true",
+                      help="serve the API and dashboard in the same process (api: in the "
+                           "config), with every connector's health in /readyz")
+    mode.add_argument("--test", action="store_true",
+                      help="commissioning: connect to every source, print what arrives and "
+                           "the machines' states, write nothing, and end with a summary "
+                           "(exit 1 if a source never connected)")
+    run.add_argument("--seconds", type=float, default=10.0, metavar="N",
+                     help="with --test: how long to watch (default 10)")
     run.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"])
     run.set_defaults(command=cmd_run)
@@ -153,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_shadow_commands(commands)
     add_reasons_commands(commands)
     add_maturity_commands(commands)
+    add_report_commands(commands)
     add_api_commands(commands)
     add_demo_command(commands)
     for plugin in registry().all():

@@ -4,11 +4,17 @@ checks, and reading times from the command line."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import subprocess
 import sys
 from datetime import UTC, datetime
+from importlib.metadata import distribution, distributions
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from gateway.config_load import ConfigError
 from gateway.plugins import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, BuildContext
@@ -16,8 +22,46 @@ from ombre.app import build_context
 from ombre.config import OmbreConfig, load_config
 from ombre.plugins import PluginError
 
-__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_USAGE", "load_checked", "load_context",
-           "setup_logging", "utc_time"]
+__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_USAGE", "PrintVersion", "load_checked",
+           "load_context", "setup_logging", "utc_time"]
+
+
+def version_text() -> str:
+    """`ombre --version`: the installed version and the git commit it came from."""
+    found = distribution("ombre")
+    # Run from a checkout, its build's ombre.egg-info may come first on sys.path: the
+    # installed one is the one pip recorded where it came from.
+    recorded = (d.read_text("direct_url.json") for d in distributions(name="ombre"))
+    return f"ombre {found.version} ({_commit(next((r for r in recorded if r), None))})"
+
+
+def _commit(direct_url: str | None) -> str:
+    """The commit pip recorded for an install from git; for an install from a local
+    checkout kept in place (editable), that checkout's commit now, "-dirty" if its
+    tracked files changed. Else unknown: a copied install keeps no commit."""
+    info: dict[str, Any] = json.loads(direct_url) if direct_url else {}
+    if "vcs_info" in info:
+        return f"git {info['vcs_info']['commit_id'][:12]}"
+    if not info.get("dir_info", {}).get("editable"):
+        return "git commit unknown"
+    checkout = url2pathname(urlparse(info["url"]).path)
+    try:
+        head, changed = (subprocess.run(["git", "-C", checkout, *args], capture_output=True,
+                                        text=True, timeout=5, check=True).stdout.strip()
+                         for args in (["rev-parse", "--short=12", "HEAD"],
+                                      ["status", "--porcelain", "--untracked-files=no"]))
+    except (OSError, subprocess.SubprocessError):
+        return "git commit unknown"
+    return f"git {head}{'-dirty' if changed else ''}"
+
+
+class PrintVersion(argparse.Action):
+    """--version, computed only when asked (it may run git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def load_checked(path: Path) -> OmbreConfig | None:

@@ -27,7 +27,7 @@ from fastapi import APIRouter
 from api.app import PREFIX, create_app
 from api.deps import AsViewer
 from api.serve import listen, run_beside
-from api.tokens import Role, create_token, list_tokens, revoke_token
+from api.tokens import Role, check_token, create_token, list_tokens, revoke_token
 from connectors.modbus import ModbusSource
 from connectors.modbus_config import ModbusSourceConfig
 from gateway.counters import Health
@@ -57,6 +57,8 @@ SAVE_EVERY_S = 10.0
 QUIET_S = 1.0  # at shutdown: no new message this long means what was sent has arrived
 QUIET_MAX_S = 20.0
 DEMO_TOKEN = "demo"
+KIOSK_FILE = "kiosk-token"  # in the data directory: the wall display's token
+MODBUS_POLL_MS = 100  # the lathe's poll interval: at --speed 120, 12 simulated seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +131,10 @@ class Demo:
                 while sim.t_ns <= now:
                     t = sim.t_ns
                     sim.step(self.schedule.inside(sim.model.id, t), self._order)
+                    if self._new_orders:  # the ERP releases an order before it is run
+                        orders, self._new_orders = self._new_orders, []
+                        await asyncio.to_thread(self.store.import_orders, orders)
                     await self._publish(sim, t)
-            if self._new_orders:
-                orders, self._new_orders = self._new_orders, []
-                await asyncio.to_thread(self.store.import_orders, orders)
             if time.monotonic() >= next_save:
                 await asyncio.to_thread(self.save)
                 next_save = time.monotonic() + SAVE_EVERY_S
@@ -245,6 +247,13 @@ class Demo:
         return router
 
 
+def modbus_env(speed: float) -> dict[str, str]:
+    """The lathe's poll interval, and the period of its readings in simulated time, which
+    the maturity assessment expects them at (a poll interval is wall-clock time)."""
+    return {"DEMO_MODBUS_POLL_MS": str(MODBUS_POLL_MS),
+            "DEMO_MODBUS_PERIOD_S": f"{MODBUS_POLL_MS / 1000 * speed:g}"}
+
+
 def _load_state(data_dir: Path, reset: bool) -> dict[str, Any]:
     if reset and data_dir.exists():
         shutil.rmtree(data_dir)
@@ -265,11 +274,29 @@ def _topic(state: dict[str, Any]) -> str:
 
 
 def _admin_token(store: ShadowStore) -> str:
-    """A fresh admin token for this run; the previous run's is revoked."""
+    """A fresh admin token for this run; the previous run's is revoked (not the kiosk
+    token of the wall display)."""
     for token in list_tokens(store.engine):
         if token.name == DEMO_TOKEN and token.revoked_ns is None:
             revoke_token(store.engine, token.id)
     return create_token(store.engine, DEMO_TOKEN, Role.ADMIN)
+
+
+def _kiosk_token(store: ShadowStore, data_dir: Path) -> str:
+    """The wall display's kiosk token: the one kept in <data_dir>/kiosk-token while it
+    is still accepted, so a wall screen left open goes on across runs; else a new one,
+    written there readable by this user only."""
+    path = data_dir / KIOSK_FILE
+    if path.exists():
+        kept = path.read_text().strip()
+        found = check_token(store.engine, kept)
+        if found is not None and found.kiosk:
+            return kept
+    token = create_token(store.engine, "demo wall", Role.VIEWER, kiosk=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
 
 
 async def _quiet(gateway: Gateway, signal_ids: npt.NDArray[np.intp]) -> None:
@@ -300,7 +327,7 @@ async def run(options: Options) -> None:
         modbus = ModbusMachineServer("lathe-1", free_port())
         env = {**os.environ, "DEMO_MQTT_PORT": str(links[0].port), "DEMO_API_PORT":
                str(options.port), "DEMO_OPCUA_ENDPOINT": opcua.endpoint,
-               "DEMO_MODBUS_PORT": str(modbus.port),
+               "DEMO_MODBUS_PORT": str(modbus.port), **modbus_env(options.speed),
                "DEMO_CLIENT_ID": state["client"], "DEMO_TOPIC": _topic(state)}
         config = load_config(PLANT, env)
         config = config.model_copy(update={"data_dir": options.data_dir.resolve()})
@@ -310,19 +337,25 @@ async def run(options: Options) -> None:
         gateway, outbox = build_gateway(config, sources=_sources(config, clock))
         app = create_app(config, clock.now_ns, gateway.counters)
         app.include_router(demo.router(), prefix=PREFIX)
-        print(f"Ombre demo: dashboard at http://127.0.0.1:{options.port}/"
-              f"#token={_admin_token(demo.store)}\n  data: {config.data_dir}\n"
-              f"  speed: x{options.speed:g}; scenarios: "
-              f"{', '.join(s.name for s in options.scenarios) or 'none'}\n  Ctrl-C stops.",
-              file=sys.stderr, flush=True)
         stop, gateway_stop, force = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
         try:
-            await opcua.start()
-            await modbus.start()
+            # Ctrl-C while the machines' servers start (seconds on a busy machine) stops
+            # the demo as cleanly as later on; the dashboard is announced once they run.
             with stop_on_signals(stop, stop_timeout_s(config.runtime)):
-                await run_beside(app, listener, gateway, gateway_stop, force,
-                                 demo.play(gateway, stop, gateway_stop))
+                await opcua.start()
+                await modbus.start()
+                print(f"Ombre demo: dashboard at http://127.0.0.1:{options.port}/"
+                      f"#token={_admin_token(demo.store)}\n"
+                      f"  wall display (its kiosk token is kept from run to run): "
+                      f"http://127.0.0.1:{options.port}/wall#token="
+                      f"{_kiosk_token(demo.store, config.data_dir)}\n  data: {config.data_dir}\n"
+                      f"  live plant (UNS): mosquitto_sub -h {host} -p {port} -t 'ombre/#' -v\n"
+                      f"  speed: x{options.speed:g}; scenarios: "
+                      f"{', '.join(s.name for s in options.scenarios) or 'none'}\n  Ctrl-C stops.",
+                      file=sys.stderr, flush=True)
+                if not stop.is_set():
+                    await run_beside(app, listener, gateway, gateway_stop, force,
+                                     demo.play(gateway, stop, gateway_stop))
         finally:
             outbox.close()
             await opcua.stop()

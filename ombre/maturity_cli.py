@@ -11,7 +11,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ombre.cli_common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, utc_time
+from ombre.cli_common import EXIT_CONFIG, EXIT_USAGE, utc_time
+from ombre.maturity_report import add_report_arguments, write_report
+from ombre.maturity_share import add_share_arguments, share
 from ombre.shadow_cli import config_of, store_of, with_config
 from shadow.calendar import to_ns
 from shadow.maturity import (
@@ -53,8 +55,12 @@ def cmd_assess(args: argparse.Namespace) -> int:
     with store_of(config) as store:
         result = assess(store, config, window).to_dict()
         record(store, result, time.time_ns())
-    print(json.dumps(result, indent=2) if args.json else render(result))
-    return EXIT_OK
+        code = share(args, result)
+        if not args.compare:
+            print(json.dumps(result, indent=2) if args.json else render(result))
+        if args.report:
+            code = max(code, write_report(args, store, config, result))
+    return code
 
 
 def _pct(value: float | None) -> str:
@@ -65,6 +71,7 @@ def render(result: dict[str, Any]) -> str:
     """The assessment in words, for a production manager."""
     w = result["window"]
     lines = [f"Maturity of the shop floor from {w['from']} to {w['to']}",
+             *([f"({w['note']})"] if "note" in w else []),
              "(acatech Industrie 4.0 Maturity Index: 1 computerisation, 2 connectivity, "
              "3 visibility, 4 transparency, 5 predictive capacity, 6 adaptability)", "",
              f"Overall stage: {result['stage']} {result['stage_name']}",
@@ -78,6 +85,10 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"{title}: stage {a['stage']} {a['stage_name']}")
         for c in a["criteria"]:
             mark = {"met": "ok ", "nothing to judge": "ok "}.get(c["status"], "-- ")
+            if c["declared"]:
+                lines.append(f"  {mark}{c['stage']} {c['stage_name']:<20} {c['text']} "
+                             f"(declared: {c['answer'] or 'not answered'})")
+                continue
             why = f", {c['note']}" if c["status"] == "not measured" else ""
             value = "none in the window" if c["status"] == "nothing to judge" else _pct(c["value"])
             lines.append(f"  {mark}{c['stage']} {c['stage_name']:<20} {c['text']}: "
@@ -113,4 +124,6 @@ def add_maturity_commands(commands: Any) -> None:
     assess_.add_argument("--to", type=utc_time, metavar="TIME",
                          help="end, exclusive (default: now)")
     assess_.add_argument("--json", action="store_true", help="print JSON")
+    add_report_arguments(assess_)
+    add_share_arguments(assess_)
     assess_.set_defaults(command=cmd_assess)

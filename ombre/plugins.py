@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 from importlib.util import find_spec
 from typing import Any, Literal, get_args, get_origin
 
-from gateway.config import ConnectorConfig
+from gateway.config import ConnectorConfig, SinkConfig
 from gateway.plugins import SINKS, SOURCES, Plugin, SinkPlugin, SourcePlugin
 
 
@@ -27,8 +27,10 @@ class Registry:
         return [*self.sources.values(), *self.sinks.values()]
 
     def of(self, config: ConnectorConfig) -> Plugin[Any, Any]:
-        """The plug-in of a validated source or sink config."""
-        return self.sources.get(config.type) or self.sinks[config.type]
+        """The plug-in of a validated source or sink config (a type may name both: the
+        Sparkplug B source and sink)."""
+        group = self.sinks if isinstance(config, SinkConfig) else self.sources
+        return group[config.type]
 
 
 @functools.cache

@@ -33,7 +33,7 @@ from ombre.cli_common import (
 from ombre.config import OmbreConfig
 from shadow import audit
 from shadow import tables as t
-from shadow.calendar import from_ns, to_ns
+from shadow.calendar import rfc3339, to_ns
 from shadow.completion import CompletionRefusedError, UnknownOrderError, complete_order
 from shadow.csv_rows import CsvError, M, read_csv
 from shadow.orders import OrderIn, job_key, order_rows, parse_orders
@@ -72,10 +72,6 @@ def _window(args: argparse.Namespace) -> Window:
     return Window(to_ns(from_ts), to_ns(to_ts))
 
 
-def _iso(ns: int) -> str:
-    return from_ns(ns).isoformat().replace("+00:00", "Z")
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     """Feeds a JSON Lines recording through the pipeline (sinks and shadow), then exits
     once every sink has written it."""
@@ -96,7 +92,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                           historical=args.historical)
     gateway, outbox = build_gateway(config, sources=[source], outbox_name="replay-outbox.sqlite")
     started = time.monotonic()
-    asyncio.run(serve(config, gateway, outbox, done))
+    asyncio.run(serve(config, gateway, outbox, done, notify=False))
     counters = gateway.counters.connector(source.name, "source")
     print(f"replayed {source.lines} lines of {args.file} in {time.monotonic() - started:.1f} s; "
           f"{counters.quarantined} quarantined", file=sys.stderr)
@@ -215,8 +211,8 @@ def _kpi_rows(store: ShadowStore, config: OmbreConfig,
                           *(f"{k}_min" for k in data["time_s"]),
                           "PQ", "GQ", "SQ", "RQ", *data["kpis"], "unclassified_share",
                           "coverage"]
-            rows.append([report.label, machine.id, _iso(data["window"]["start_ns"]),
-                         _iso(data["window"]["end_ns"]),
+            rows.append([report.label, machine.id, rfc3339(data["window"]["start_ns"]),
+                         rfc3339(data["window"]["end_ns"]),
                          *(round(v / 60, 4) for v in data["time_s"].values()),
                          *(data["quantities"][k] for k in ("PQ", "GQ", "SQ", "RQ")),
                          *(k["value"] for k in data["kpis"].values()),
@@ -298,7 +294,7 @@ def cmd_downtime(args: argparse.Namespace) -> int:
     writer.writerow(["id", "machine", "start", "end", "minutes", "state", "category",
                      "machine_reason"])
     for iid, machine, start, end, raw, category, why in rows:
-        writer.writerow([iid, machine, _iso(start), _iso(end), f"{(end - start) / 6e10:.1f}",
+        writer.writerow([iid, machine, rfc3339(start), rfc3339(end), f"{(end - start) / 6e10:.1f}",
                          raw, category or "unclassified", why or ""])
     return EXIT_OK
 
@@ -318,8 +314,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             for r in rows:
                 writer.writerow([r.id, r.machine_id, r.signal, r.detector, r.status,
                                  r.direction, f"{r.shift_sigma:.2f}", f"{r.shift_value:.4g}",
-                                 r.unit or "", _iso(r.start_ns), _iso(r.detected_ns),
-                                 "" if r.end_ns is None else _iso(r.end_ns),
+                                 r.unit or "", rfc3339(r.start_ns), rfc3339(r.detected_ns),
+                                 "" if r.end_ns is None else rfc3339(r.end_ns),
                                  r.acknowledged_by or "", r.cause or "", r.note or ""])
             return EXIT_OK
         if args.id is None or not args.by:

@@ -20,7 +20,7 @@ from shadow.schema import database_url, open_engine, upgrade
 
 Action = Literal["token.create", "token.revoke", "alert.acknowledge", "alert.close",
                  "downtime.reason", "job.start", "job.complete", "orders.import", "trust.add",
-                 "opcua.certificate_rejected"]
+                 "opcua.certificate_rejected", "assessment.answer", "shift.note"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 MAX_LISTED = 100  # job keys listed in one orders.import row; the count says the rest
 

@@ -36,6 +36,11 @@ def from_ns(ns: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
+def rfc3339(ns: int, timespec: str = "auto") -> str:
+    """`ns` as RFC 3339 in UTC with a Z, e.g. 2026-03-02T06:00:00Z."""
+    return from_ns(ns).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 def _local_days(window: Window, zone: ZoneInfo) -> Iterator[date]:
     """Every local day that may hold a window part, from the day before (for shifts
     that cross midnight) to the last day."""

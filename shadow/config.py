@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from gateway.config import GatewayConfig, MachineConfig
 from gateway.config_base import ConfigModel, InvalidKeyError, Name, require_unique
 from shadow.drift import DEFAULT_BASELINE_POINTS, MIN_BASELINE_POINTS
+from shadow.notify_config import NotificationsConfig
 from shadow.timeline import Category
 
 SHADOW_SINK = "shadow"  # the shadow's outbox cursor; no configured sink may use the name
@@ -297,6 +298,44 @@ class ReasonCodeConfig(ConfigModel):
     failure: bool = False
 
 
+Share = Annotated[float, Field(gt=0, le=1)]
+
+
+class TargetConfig(ConfigModel):
+    """What the shift report compares a line's OEE and its factors with. The defaults
+    are the usual "world class" figures: 90 % availability x 95 % effectiveness x 99 %
+    quality, about 85 % OEE."""
+
+    oee: Share = 0.85
+    availability: Share = 0.90
+    effectiveness: Share = 0.95
+    quality_ratio: Share = 0.99
+
+
+class TargetsConfig(TargetConfig):
+    """The plant's targets, and per line id those that differ (a key left out of a line
+    keeps the plant's)."""
+
+    lines: dict[Name, dict[Literal["oee", "availability", "effectiveness", "quality_ratio"],
+                           Share]] = Field(default_factory=dict)
+
+    def of(self, line: str) -> TargetConfig:
+        """The targets of `line`."""
+        plant = {k: getattr(self, k) for k in TargetConfig.model_fields}
+        return TargetConfig(**(plant | self.lines.get(line, {})))
+
+
+class ReportsConfig(ConfigModel):
+    """The shift reports (one page per line and shift, HTML and PDF) the shadow writes
+    to <data_dir>/reports at each shift's end, in `language`; those older than
+    `keep_days` are deleted as new ones are written."""
+
+    at_shift_end: bool = True
+    language: Literal["en", "fr"] = "en"
+    keep_days: int = Field(default=90, ge=1, le=3660)
+    pdf: bool = True  # false: HTML only (no Chromium on the device)
+
+
 class ShadowConfig(ConfigModel):
     """The plant-wide shadow settings. `database` is a SQLAlchemy URL; the default is
     SQLite at <data_dir>/ombre.sqlite."""
@@ -308,6 +347,8 @@ class ShadowConfig(ConfigModel):
     alert_causes: list[str] = Field(default_factory=lambda: [
         "tool wear", "material", "sensor", "process change", "maintenance", "other"],
         min_length=1)  # what a person may give as the cause when closing a drift alert
+    targets: TargetsConfig = Field(default_factory=TargetsConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
 
     @model_validator(mode="after")
     def _unique_codes(self) -> ShadowConfig:
@@ -355,14 +396,17 @@ def signal_references(state: StateConfig | None, counters: CountersConfig | None
 
 class ShadowMachineConfig(MachineConfig):
     """A machine and its signals; `state`, `counters`, `job_signal`, `reason`,
-    `silence_s`, `exclude_idle` and `complete_at_planned_qty` tell the shadow how to read
-    it."""
+    `silence_s`, `reorder_s`, `exclude_idle` and `complete_at_planned_qty` tell the
+    shadow how to read it."""
 
     state: StateConfig | None = None
     counters: CountersConfig | None = None
     job_signal: Name | None = None
     reason: ReasonConfig | None = None  # where the machine says why it stopped
     silence_s: float = Field(default=120, gt=0)  # no reading this long: state unknown
+    # Back from a silence, how long (data time) to wait for readings the machine sent
+    # before it came back: a device's backlog can arrive after its newer readings.
+    reorder_s: float = Field(default=0, ge=0)
     exclude_idle: bool = False  # leave ADOT (no job loaded) out of planned busy time
     complete_at_planned_qty: bool = False  # a job ends once its order's planned_qty is made
     drift: list[DriftConfig] = Field(default_factory=list)
@@ -386,6 +430,7 @@ class ShadowedConfig(GatewayConfig[ShadowMachineConfig]):
     """The gateway's config with the shadow's keys: per machine, and `shadow:`."""
 
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @model_validator(mode="after")
     def _shadow_names(self) -> ShadowedConfig:
@@ -393,10 +438,24 @@ class ShadowedConfig(GatewayConfig[ShadowMachineConfig]):
             if sink.name == SHADOW_SINK:
                 raise InvalidKeyError(("sinks", i, "name"), f"expected a name other than "
                                       f"{SHADOW_SINK!r}, which the shadow uses, found it")
+        lines = {line.id for site in self.sites for line in site.all_lines()}
+        for name in self.shadow.targets.lines:
+            if name not in lines:
+                raise InvalidKeyError(("shadow", "targets", "lines", name),
+                                      f"expected a line id of the plant, found {name!r}")
         machines = {m.id for m in self.machines()}
         for i, stop in enumerate(self.shadow.calendar.planned_stops):
             for j, name in enumerate(stop.machines):
                 if name not in machines:
                     raise InvalidKeyError(("shadow", "calendar", "planned_stops", i, "machines", j),
                                           f"expected a machine id of the plant, found {name!r}")
+        for i, rule in enumerate(self.notifications.rules):
+            for j, name in enumerate(getattr(rule, "machines", ())):
+                if name not in machines:
+                    raise InvalidKeyError(("notifications", "rules", i, "machines", j),
+                                          f"expected a machine id of the plant, found {name!r}")
+        if self.notifications.rules and not self.shadow.enabled:
+            raise InvalidKeyError(("notifications", "rules"), "expected `shadow.enabled: "
+                                  "true` (the notifications' queue is in its database), "
+                                  "found false")
         return self

@@ -21,6 +21,7 @@ class Run:
     started_ns: int
     start_ns: int
     end_ns: int
+    lost: int | None = None  # readings its queue and outbox dropped so far, if known
 
 
 @dataclass(frozen=True, slots=True)

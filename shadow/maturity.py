@@ -4,10 +4,12 @@ running system measured over a window (README, "Maturity assessment").
 The index has six stages (computerisation, connectivity, visibility, transparency,
 predictive capacity, adaptability) in four structural areas (resources, information
 systems, organisational structure, culture). Data can speak for the first two areas;
-the other two need a self-assessment and are reported as not assessed. An area reaches
-a stage when every criterion of that stage and of every stage below it holds: no
-averaging, and a criterion that cannot be measured does not hold. The plant's stage is
-the lowest of the assessed areas'. Every threshold is in CRITERIA, with its reason.
+the other two take their stage from the self-assessment (shadow/self_assessment.py),
+declared by an admin and marked so, and are not assessed until one of their questions
+is answered. An area reaches a stage when every criterion of that stage and of every
+stage below it holds, measured or declared: no averaging, and a criterion that cannot
+be measured, or a question not answered "yes", does not hold. The plant's stage is the
+lowest of the assessed areas'. Every threshold is in CRITERIA, with its reason.
 
 `assess` is the one computation behind `ombre assess` and `GET /api/v1/assessment`."""
 
@@ -19,13 +21,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+import numpy as np
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from shadow import tables as t
-from shadow.calendar import from_ns
+from shadow.calendar import rfc3339
 from shadow.config import ShadowedConfig
 from shadow.maturity_facts import LEAD_HORIZON_NS, MachineFacts, PlantFacts, gather
+from shadow.self_assessment import Declared, declared
 from shadow.store import ShadowStore
 from shadow.timeline import NS_PER_S, Window
 
@@ -186,29 +190,42 @@ class Assessment:
     verdicts: tuple[Verdict, ...]
     evidence: tuple[Evidence, ...]
     next_steps: tuple[dict[str, Any], ...]
+    declared: tuple[Declared, ...] = ()  # every question, answered or not
+    asked_start_ns: int | None = None  # where the window was asked to start, if clipped
 
     def to_dict(self) -> dict[str, Any]:
         areas: dict[str, Any] = {}
         for area in AREAS:
             stage = self.areas[area]
+            answers = [_declared(d) for d in self.declared if d.question.area == area]
             if stage is None:
                 areas[area] = {"stage": None, "stage_name": None, "status": "not assessed",
-                               "note": "needs the self-assessment questionnaire (not built "
-                                       "yet); data cannot show it", "criteria": []}
+                               "note": "data cannot show it: answer the self-assessment "
+                                       "(the dashboard's maturity page)", "criteria": answers}
                 continue
-            areas[area] = {"stage": stage, "stage_name": STAGES[stage], "status": "measured",
+            areas[area] = {"stage": stage, "stage_name": STAGES[stage],
+                           "status": "declared" if area in SELF_ASSESSED else "measured",
                            "criteria": [_criterion(v) for v in self.verdicts
-                                        if v.criterion.area == area],
+                                        if v.criterion.area == area] + answers,
                            "not_measured_stages": [
                                STAGES[s] for s in range(1, len(STAGES))
                                if not any(c.area == area and c.stage == s for c in CRITERIA)]}
+            if area in SELF_ASSESSED:
+                areas[area]["note"] = "declared in the self-assessment, not measured"
+        window: dict[str, Any] = {
+            "from": rfc3339(self.window.start_ns), "to": rfc3339(self.window.end_ns),
+            "from_ns": self.window.start_ns, "to_ns": self.window.end_ns}
+        if self.asked_start_ns is not None:
+            window["note"] = (f"asked from {rfc3339(self.asked_start_ns)}; starts at the "
+                              f"gateway's first run, before which Ombre saw nothing")
         return {
             "schema": SCHEMA,
-            "window": {"from": _iso(self.window.start_ns), "to": _iso(self.window.end_ns),
-                       "from_ns": self.window.start_ns, "to_ns": self.window.end_ns},
+            "window": window,
             "stage": self.stage, "stage_name": STAGES[self.stage],
-            "basis": "the lowest stage of resources and information systems; organisational "
-                     "structure and culture are not assessed yet",
+            "basis": "the lowest stage of the assessed areas: "
+                     + ", ".join(a.replace("_", " ") + (" (declared)" if a in SELF_ASSESSED
+                                                         else "")
+                                 for a in AREAS if self.areas[a] is not None),
             "areas": areas,
             "evidence": [{k: v for k, v in asdict(e).items()} for e in self.evidence],
             "next_steps": list(self.next_steps),
@@ -219,11 +236,16 @@ def _criterion(v: Verdict) -> dict[str, Any]:
     c, e = v.criterion, v.evidence
     return {"key": f"{c.area}.{c.measure}", "stage": c.stage, "stage_name": STAGES[c.stage],
             "text": MEASURES[c.measure].text, "status": v.status, "value": e.value,
-            "threshold": c.threshold, "reason": c.reason, "note": e.note}
+            "threshold": c.threshold, "reason": c.reason, "note": e.note, "source": e.source,
+            "declared": False}
 
 
-def _iso(ns: int) -> str:
-    return from_ns(ns).isoformat().replace("+00:00", "Z")
+def _declared(d: Declared) -> dict[str, Any]:
+    q = d.question
+    return {"key": f"{q.area}.{q.key}", "stage": q.stage, "stage_name": STAGES[q.stage],
+            "text": q.en, "status": d.status, "declared": True, "answer": d.answer,
+            "answered_by": d.answered_by,
+            "answered_at": None if d.answered_ns is None else rfc3339(d.answered_ns)}
 
 
 def _share(key: str, scope: str, parts: Sequence[Ratio], threshold: float | None) -> Evidence:
@@ -272,21 +294,69 @@ def _figures(plant: PlantFacts) -> list[Evidence]:
                         MEASURES["failures_anticipated_share"].source, unit="min (median)",
                         note=(", ".join(f"{s / 60:.0f}" for s in sorted(leads)) + " min")
                         if leads else "no failure preceded by a drift alert"))
+    out += _completeness(plant)
+    out.append(Evidence(
+        "readings_lost", "plant", plant.readings_lost,
+        "gateway_run.readings_lost: readings the gateway's queue and outbox dropped "
+        "(their overflow policy), per run overlapping the window", unit="readings",
+        note=None if plant.readings_lost is not None else
+        NOT_MEASURED + "no gateway run in the window recorded its dropped readings"))
+    out += _age_p95(plant)
     not_measured = (
-        ("data_completeness", "readings received / expected from each signal's rate",
-         "no signal declares a rate, and the shadow's database does not count readings "
-         "per signal"),
-        ("readings_lost", "readings the outbox dropped",
-         "the outbox's counters live in the gateway's process and its outbox file, not in "
-         "the shadow's database: /metrics shows them while the gateway runs"),
-        ("data_age_p95", "95th percentile of the live model's age over the window",
-         "only the latest age of each machine is stored (data_age)"),
         ("adaptive_actions", "actions taken automatically from data",
          "Ombre takes no action by itself yet"),
     )
     out += [Evidence(key, "plant", None, source, unit="", note=NOT_MEASURED + why)
             for key, source, why in not_measured]
     return out
+
+
+COMPLETENESS_SOURCE = (
+    "reading_count: readings and events the shadow received in the hours of data time "
+    "overlapping the window / the time the gateway ran in them divided by each signal's "
+    "period: signals[].expected_period_s, else the poll interval of a source that sends "
+    "it on every poll (Modbus, S7 items without a deadband)")
+
+
+def _completeness(plant: PlantFacts) -> list[Evidence]:
+    """Readings received / expected, per machine and for the plant; a signal with no
+    expected period is not measured, and named."""
+    def evidence(scope: str, machines: Sequence[MachineFacts]) -> Evidence:
+        got = sum(f.readings_received for f in machines)
+        expected = sum(f.readings_expected for f in machines)
+        unrated = [f"{f.machine}/{s}" if scope == "plant" else s
+                   for f in machines for s in f.unrated]
+        why = (f"not measured for {', '.join(unrated[:10])}"
+               f"{f' and {len(unrated) - 10} more' if len(unrated) > 10 else ''}: no "
+               f"expected period or steady poll") if unrated else None
+        if not expected:
+            return Evidence("data_completeness", scope, None, COMPLETENESS_SOURCE,
+                            note=NOT_MEASURED + (why or "no time the gateway ran")
+                            if scope == "plant" else why or "no time the gateway ran")
+        return Evidence("data_completeness", scope, got / expected, COMPLETENESS_SOURCE,
+                        numerator=got, denominator=expected, note=why)
+
+    return [evidence("plant", plant.machines),
+            *(evidence(f"machine:{f.machine}", [f]) for f in plant.machines)]
+
+
+AGE_SOURCE = ("model_age: at each minute of data time the shadow's clock passed, the "
+              "minute minus the machine's newest reading at or before it (kept 35 days); "
+              "the 95th percentile of the samples in the window")
+
+
+def _age_p95(plant: PlantFacts) -> list[Evidence]:
+    """The 95th percentile of the live model's age, per machine and for the plant."""
+    def evidence(scope: str, ages: Sequence[float]) -> Evidence:
+        if not ages:
+            why = "no sample of the live model's age in the window"
+            return Evidence("data_age_p95", scope, None, AGE_SOURCE, unit="s",
+                            note=NOT_MEASURED + why if scope == "plant" else why)
+        return Evidence("data_age_p95", scope, float(np.percentile(ages, 95)), AGE_SOURCE,
+                        unit="s", note=f"{len(ages)} samples")
+
+    return [evidence("plant", [a for f in plant.machines for a in f.ages_s]),
+            *(evidence(f"machine:{f.machine}", f.ages_s) for f in plant.machines)]
 
 
 def _verdict(criterion: Criterion, plant: Evidence) -> Verdict:
@@ -297,12 +367,15 @@ def _verdict(criterion: Criterion, plant: Evidence) -> Verdict:
     return Verdict(criterion, plant, status)
 
 
-def area_stage(verdicts: Sequence[Verdict], area: str) -> int:
-    """The highest stage whose criteria, and those of every stage below, all hold."""
+def area_stage(verdicts: Sequence[Verdict], area: str,
+               answers: Sequence[Declared] = ()) -> int:
+    """The highest stage whose criteria, measured and declared, and those of every stage
+    below, all hold."""
     stage = 0
     for s in range(1, len(STAGES)):
-        mine = [v for v in verdicts if v.criterion.area == area and v.criterion.stage == s]
-        if not mine or not all(v.holds for v in mine):
+        mine = [v.holds for v in verdicts if v.criterion.area == area and v.criterion.stage == s]
+        mine += [d.holds for d in answers if d.question.area == area and d.question.stage == s]
+        if not mine or not all(mine):
             break
         stage = s
     return stage
@@ -338,18 +411,36 @@ def next_steps(plant: PlantFacts, verdicts: Sequence[Verdict],
             enumerate(sorted(steps, key=lambda rs: rs[0])[:MAX_NEXT_STEPS])]
 
 
-def assess(store: ShadowStore, config: ShadowedConfig, window: Window) -> Assessment:
-    """The assessment of the plant over `window`, from the config and the shadow's
-    tables alone: whoever asks, and whenever, gets the same for the same data."""
+def since_first_run(store: ShadowStore, window: Window) -> Window:
+    """`window` from the gateway's first run on (its oldest reading in `gateway_run`):
+    time before Ombre ever ran is neither unclassified nor a shift without KPIs. A window
+    with no run, or ending before the first, is kept as it is."""
+    with store.engine.connect() as c:
+        first = c.execute(select(func.min(t.gateway_run.c.start_ns))).scalar_one()
+    if first is None or not window.start_ns < first < window.end_ns:
+        return window
+    return Window(first, window.end_ns)
+
+
+def assess(store: ShadowStore, config: ShadowedConfig, asked: Window) -> Assessment:
+    """The assessment of the plant over `asked` from the gateway's first run on
+    (since_first_run), from the config and the shadow's tables alone, with the
+    self-assessment's answers as they stood at the window's end: whoever asks, and
+    whenever, gets the same for the same data."""
+    window = since_first_run(store, asked)
     plant = gather(store, config, window)
     evidence = measured(plant)
     at_plant = {e.key: e for e in evidence if e.scope == "plant"}
     verdicts = tuple(_verdict(c, at_plant[c.measure]) for c in CRITERIA)
-    areas: dict[str, int | None] = {a: None if a in SELF_ASSESSED else area_stage(verdicts, a)
-                                    for a in AREAS}
+    answers = declared(store, window.end_ns)
+    answered = {d.question.area for d in answers if d.answer is not None}
+    areas: dict[str, int | None] = {
+        a: None if a in SELF_ASSESSED and a not in answered else area_stage(verdicts, a, answers)
+        for a in AREAS}
     stage = min(s for s in areas.values() if s is not None)
     return Assessment(window, stage, areas, verdicts, tuple(evidence),
-                      tuple(next_steps(plant, verdicts, areas)))
+                      tuple(next_steps(plant, verdicts, areas)), answers,
+                      None if window == asked else asked.start_ns)
 
 
 def record(store: ShadowStore, result: dict[str, Any], assessed_ns: int) -> None:

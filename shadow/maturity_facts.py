@@ -18,7 +18,7 @@ from shadow.config import ShadowedConfig, ShadowMachineConfig
 from shadow.report import kpi
 from shadow.store import ShadowStore
 from shadow.time_elements import Span, intersect, length, normalise
-from shadow.timeline import NS_PER_S, Category, Window
+from shadow.timeline import HOUR_NS, NS_PER_S, Category, Window
 
 LEAD_HORIZON_NS = 24 * 3600 * NS_PER_S  # a drift alert at most this long before a failure
 DOWNTIME = (Category.ADET, Category.ADOT)
@@ -51,6 +51,11 @@ class MachineFacts:
     shifts_ended: int  # shifts wholly inside the window
     shifts_with_kpis: int  # of which shift_kpi holds an availability
     age_s: float | None  # the shadow's clock minus its last reading
+    readings_received: int  # of its signals with a period, in the window's hours
+    readings_expected: float  # the time the gateway ran in those hours / each period
+    # (declared: signals[].expected_period_s, else a source's polling: polled_periods_s)
+    unrated: tuple[str, ...]  # its signals with no expected period: not measured
+    ages_s: tuple[float, ...]  # its live-model age sampled once a minute in the window
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,7 @@ class PlantFacts:
     machines: tuple[MachineFacts, ...]
     link_span_s: float  # the window from the gateway's first run on
     link_covered_s: float  # of which the gateway's runs covered
+    readings_lost: int | None  # dropped by the runs overlapping the window; None: unknown
 
 
 def machine_lines(config: ShadowedConfig) -> Iterator[tuple[ShadowMachineConfig, str]]:
@@ -75,33 +81,60 @@ def gather(store: ShadowStore, config: ShadowedConfig, window: Window) -> PlantF
     """The facts of every machine of `config` over `window`, and the gateway's runs."""
     protocols: dict[str, set[str]] = {}
     everything = [m.id for m in config.machines()]
+    periods = {key: period for source in config.sources
+               for key, period in source.polled_periods_s().items()}
+    periods |= {(m.id, s.name): s.expected_period_s for m in config.machines()
+                for s in m.signals if s.expected_period_s is not None}
     for source in config.sources:
         fed = source.fed_machines()
         for machine in everything if fed is None else fed:
             protocols.setdefault(machine, set()).add(source.type)
     ended = [s.window for s in shifts(config.shadow.calendar, window)
              if window.start_ns <= s.window.start_ns and s.window.end_ns <= window.end_ns]
+    gr, rc = t.gateway_run, t.reading_count
+    hours = (window.start_ns // HOUR_NS * HOUR_NS, -(-window.end_ns // HOUR_NS) * HOUR_NS)
     with store.engine.connect() as c:
         snaps = {m: json.loads(s) for m, s in c.execute(select(t.machine_state))}
-        runs = [(s, e) for s, e in c.execute(select(t.gateway_run.c.start_ns,
-                                                    t.gateway_run.c.end_ns))]
+        runs = [(s, e) for s, e in c.execute(select(gr.c.start_ns, gr.c.end_ns))]
+        lost = c.execute(select(func.count(), func.count(gr.c.readings_lost),
+                                func.sum(gr.c.readings_lost)).where(
+            gr.c.start_ns < window.end_ns, gr.c.end_ns >= window.start_ns)).one()
+        ages: dict[str, list[float]] = {}
+        for m, age in c.execute(select(t.model_age.c.machine_id, t.model_age.c.age_s).where(
+                t.model_age.c.minute_ns >= window.start_ns,
+                t.model_age.c.minute_ns < window.end_ns)):
+            ages.setdefault(m, []).append(age)
+        # Counts are kept EVIDENCE_DAYS before the newest: a longer window counts those.
+        newest = c.execute(select(func.max(rc.c.hour_ns))).scalar_one()
+        if newest is not None:
+            hours = (max(hours[0], newest - t.EVIDENCE_DAYS * 24 * HOUR_NS), hours[1])
+        received = {(m, s): int(n) for m, s, n in c.execute(
+            select(rc.c.machine_id, rc.c.signal, func.sum(rc.c.readings))
+            .where(rc.c.hour_ns >= hours[0], rc.c.hour_ns < hours[1])
+            .group_by(rc.c.machine_id, rc.c.signal))}
     clock = max((int(s["clock_ns"]) for s in snaps.values()), default=0)
+    ran_s = length(intersect(normalise(runs), [hours])) / NS_PER_S
     facts = tuple(
         _machine(store, config, window, machine, line=line,
                  protocols=sorted(protocols.get(machine.id, ())), snap=snaps.get(machine.id),
-                 clock_ns=clock, ended=ended)
+                 clock_ns=clock, ended=ended, received=received, ran_s=ran_s,
+                 periods=periods, ages=ages.get(machine.id, []))
         for machine, line in machine_lines(config))
     first = min((s for s, _ in runs), default=None)
     span: list[Span] = [] if first is None else [(max(first, window.start_ns), window.end_ns)]
     span = [(a, b) for a, b in span if b > a]
+    overlapping, known, dropped = lost
     return PlantFacts(window, facts, length(span) / NS_PER_S,
-                      length(intersect(normalise(runs), span)) / NS_PER_S)
+                      length(intersect(normalise(runs), span)) / NS_PER_S,
+                      int(dropped or 0) if overlapping and known == overlapping else None)
 
 
 def _machine(store: ShadowStore, config: ShadowedConfig, window: Window,
              machine: ShadowMachineConfig,
              *, line: str, protocols: Sequence[str], snap: Mapping[str, object] | None,
-             clock_ns: int, ended: Sequence[Window]) -> MachineFacts:
+             clock_ns: int, ended: Sequence[Window], received: Mapping[tuple[str, str], int],
+             ran_s: float, periods: Mapping[tuple[str, str], float],
+             ages: Sequence[float]) -> MachineFacts:
     result = kpi(store, config, window, [machine])
     times = result.time
     si, rc, da = t.state_interval, t.reason_code, t.drift_alert
@@ -137,6 +170,8 @@ def _machine(store: ShadowStore, config: ShadowedConfig, window: Window,
              if any(f - LEAD_HORIZON_NS <= d < f for d in detected)]
     inside = [a for a in alerts if a.detected_ns >= window.start_ns]
     last_seen = None if snap is None else snap.get("last_seen_ns")
+    rated = {s.name: periods[machine.id, s.name] for s in machine.signals
+             if (machine.id, s.name) in periods}
 
     def seconds(sources: Sequence[str | None]) -> float:
         return sum(ns for ns, source in stops if source in sources) / NS_PER_S
@@ -161,4 +196,8 @@ def _machine(store: ShadowStore, config: ShadowedConfig, window: Window,
         failures=len(failures), lead_times_s=tuple(leads),
         shifts_ended=len(ended), shifts_with_kpis=int(with_kpis),
         age_s=(clock_ns - last_seen) / NS_PER_S if isinstance(last_seen, int) else None,
+        readings_received=sum(received.get((machine.id, s), 0) for s in rated),
+        readings_expected=sum(ran_s / period for period in rated.values()),
+        unrated=tuple(s.name for s in machine.signals if s.name not in rated),
+        ages_s=tuple(ages),
     )

@@ -14,8 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from gateway.types import Batch, Event, Int64Array, Quality, SignalRegistry
+from gateway.types import (
+    OFFLINE_EVENT,
+    Batch,
+    Event,
+    EventValue,
+    Int64Array,
+    Quality,
+    SignalRegistry,
+)
 from shadow.config import CYCLE_TIME, ShadowMachineConfig, signal_references
 from shadow.counting import CounterTrack
 from shadow.states import NO_STATE, UNKNOWN, SignalValue, State, as_text, evaluate
@@ -25,6 +34,8 @@ BAD = int(Quality.BAD)  # an int: testing an IntFlag member costs an enum call p
 PlannedCheck = Callable[[str, int], bool]  # (machine, t) -> inside a planned stop
 Boundaries = Callable[[str, int, int], list[int]]  # planned-stop edges in (a, b]
 PlannedQty = Callable[[str], int | None]  # job key -> its order's planned quantity
+Held = tuple[int, str, EventValue, int, bool]  # ts, signal, value, quality, is a number
+MAX_HELD = 20_000  # readings one machine may have set aside (reorder_s); more: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,9 @@ class Machine:
     job_input: str | None = None  # the job signal's last good value
     clock_ns: int = 0  # the latest time this machine's timeline has reached
     last_seen_ns: int | None = None
+    # The plant's clock when its backlog last came (its readings more than silence_s
+    # behind it), 0 once current: a machine sending a backlog is not silent.
+    heard_ns: int = 0
     silent: bool = False
     cycle_from_ns: int | None = None  # the last part counted in the current production
     counters: dict[str, CounterTrack] = field(default_factory=dict)
@@ -99,6 +113,7 @@ class Machine:
     inputs: dict[str, SignalValue] = field(default_factory=dict)  # last good state inputs
     reason: str | None = None  # the raw stop reason the machine gives now
     interval_reason: str | None = None  # the raw stop reason of the open interval
+    held: list[Held] = field(default_factory=list)  # set aside for its backlog (reorder_s)
 
     @property
     def category(self) -> Category | None:
@@ -116,7 +131,7 @@ class Machine:
             "planned": self.planned, "job": self.job, "since_ns": self.since_ns,
             "interval_job": self.interval_job, "job_since_ns": self.job_since_ns,
             "job_input": self.job_input, "clock_ns": self.clock_ns,
-            "last_seen_ns": self.last_seen_ns,
+            "last_seen_ns": self.last_seen_ns, "heard_ns": self.heard_ns,
             "silent": self.silent, "job_counts": self.job_counts,
             "cycle_from_ns": self.cycle_from_ns,
             "silence_ns": int(self.config.silence_s * NS_PER_S),  # read by shadow.store
@@ -124,6 +139,7 @@ class Machine:
             "values": {k: list(v) for k, v in self.values.items()}, "inputs": self.inputs,
             "reason": self.reason, "interval_reason": self.interval_reason,
             "interval_reason_code": self.reason_code(self.interval_reason),  # read by the store
+            "held": [list(h) for h in self.held],
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -134,6 +150,7 @@ class Machine:
         self.interval_job, self.job_since_ns = snap["interval_job"], snap["job_since_ns"]
         self.job_input = snap.get("job_input", self.job)  # older snapshots have none
         self.clock_ns, self.last_seen_ns = snap["clock_ns"], snap["last_seen_ns"]
+        self.heard_ns = snap.get("heard_ns", 0)  # absent from older snapshots
         self.silent, self.job_counts = snap["silent"], list(snap["job_counts"])
         self.cycle_from_ns = snap["cycle_from_ns"]
         self.counters = {k: CounterTrack(last, pending)
@@ -142,6 +159,7 @@ class Machine:
         self.inputs = dict(snap["inputs"])
         self.reason = snap.get("reason")  # absent from snapshots before machine reasons
         self.interval_reason = snap.get("interval_reason")
+        self.held = [(ts, sig, v, q, num) for ts, sig, v, q, num in snap.get("held", [])]
 
     def reason_code(self, raw: str | None) -> str | None:
         """The reason code a raw stop reason stands for: its map's, or the raw text."""
@@ -187,10 +205,11 @@ class ShadowModel:
         self._planned_qty = planned_qty
         names = [m.id for m in machines]
         index = {name: i for i, name in enumerate(names)}
-        self._names = names
+        self._names, self._index = names, index
         self._machine_of = np.array([index.get(info.machine, -1) for info in registry],
                                     np.int64)
         self._silence_ns = np.array([int(m.silence_s * NS_PER_S) for m in machines], np.int64)
+        self._reorder_ns = np.array([int(m.reorder_s * NS_PER_S) for m in machines], np.int64)
         self._roles: list[dict[str, tuple[str, ...]]] = [_roles(m) for m in machines]
         relevant = [info.signal in self._roles[index[info.machine]]
                     if info.machine in index else False for info in registry]
@@ -201,7 +220,24 @@ class ShadowModel:
         return max((m.clock_ns for m in self.machines.values()), default=0)
 
     def apply(self, batch: Batch, events: Sequence[Event]) -> Changes:
+        """Takes readings and events in time order per machine. A source's OFFLINE_EVENT
+        makes its machine unknown from its time, as a silence does: what came before it
+        is applied first, then it, then the rest."""
         changes = Changes()
+        if self._reorder_ns.any():
+            batch, events = self._hold(batch, events, changes)
+        deaths = sorted((e for e in events if e.name == OFFLINE_EVENT
+                         and e.machine in self.machines), key=lambda e: e.ts_ns)
+        for death in deaths:
+            before = batch.ts_ns <= death.ts_ns
+            self._apply(_rows(batch, before), [e for e in events if e.ts_ns <= death.ts_ns
+                                               and e.name != OFFLINE_EVENT], changes)
+            batch, events = _rows(batch, ~before), [e for e in events if e.ts_ns > death.ts_ns]
+            self._go_offline(self.machines[death.machine], death.ts_ns, changes)
+        self._apply(batch, [e for e in events if e.name != OFFLINE_EVENT], changes)
+        return changes
+
+    def _apply(self, batch: Batch, events: Sequence[Event], changes: Changes) -> None:
         ev_ids = [self._registry.id_of(e.machine, e.name) for e in events]
         known = [i for i, sid in enumerate(ev_ids) if sid is not None]
         ts = np.concatenate([batch.ts_ns, np.array([events[i].ts_ns for i in known], np.int64)])
@@ -211,18 +247,20 @@ class ShadowModel:
         keep = machine >= 0
         rows = np.flatnonzero(keep)[np.lexsort((ts[keep], machine[keep]))]
         if not len(rows):
-            return changes
+            return
         m_sorted, ts_sorted = machine[rows], ts[rows]
         first = np.r_[True, m_sorted[1:] != m_sorted[:-1]]
         last = np.r_[m_sorted[1:] != m_sorted[:-1], True]
-        # A gap longer than the machine's silence_s between two of its readings (or its
-        # last one before this batch) made it unknown; readings not newer than that last
-        # one were seen before (a redelivery) and make no gap.
-        seen = np.array([self._seen(self._names[i]) for i in m_sorted[first]], np.int64)
-        seen_row = np.repeat(seen, np.diff(np.r_[np.flatnonzero(first), len(rows)]))
-        prev = np.maximum(np.r_[0, ts_sorted[:-1]], seen_row)
-        prev[first] = seen
-        gap = (prev != np.iinfo(np.int64).min) & (ts_sorted - prev > self._silence_ns[m_sorted])
+        prev, gap = self._gaps(m_sorted, ts_sorted, first)
+        # Heard: a machine whose new readings (not a redelivery) are behind the plant's
+        # clock before this batch by more than its silence_s, a backlog catching up, at
+        # that clock; 0 once it is current (a batch of a replay may span hours).
+        plant = self.clock_ns()
+        for j in np.flatnonzero(last).tolist():
+            mid = int(m_sorted[j])
+            m, newest = self.machines[self._names[mid]], int(ts_sorted[j])
+            if m.last_seen_ns is None or newest > m.last_seen_ns:
+                m.heard_ns = plant if plant - newest > self._silence_ns[mid] else 0
         # Each machine's first and last reading move its clock (first ever: its first
         # interval starts there), whatever signal they are of.
         selected = self._relevant[sid[rows]] | gap | first | last
@@ -257,11 +295,12 @@ class ShadowModel:
                 m.last_seen_ns = max(m.last_seen_ns or 0, int(ts_sorted[j]))
         if len(ts):
             self.advance(int(ts.max()), changes)
-        return changes
 
     def advance(self, now_ns: int, changes: Changes | None = None) -> Changes:
         """Marks machines silent longer than their `silence_s` as unknown (from the end
-        of the tolerated silence) and applies planned-stop edges up to `now_ns`.
+        of the tolerated silence) and applies planned-stop edges up to `now_ns`. A machine
+        is silent when nothing came from it for `silence_s` of the plant's time: its
+        backlog, coming behind the plant's clock, keeps it heard while it catches up.
 
         A silent machine's clock stays where its silence began: its readings may only
         be late (a link down, their backlog to come), and when they come they are
@@ -272,8 +311,9 @@ class ShadowModel:
         for m in self.machines.values():
             if m.last_seen_ns is None:
                 continue
-            silence_end = m.last_seen_ns + int(m.config.silence_s * NS_PER_S)
-            if not m.silent and now_ns > silence_end:
+            silence_ns = int(m.config.silence_s * NS_PER_S)
+            silence_end = m.last_seen_ns + silence_ns
+            if not m.silent and now_ns > max(silence_end, m.heard_ns + silence_ns):
                 self._go_silent(m, silence_end, changes)
             if not m.silent and self._cross_planned(m, now_ns, changes):
                 changes.touched.add(m.config.id)
@@ -301,6 +341,75 @@ class ShadowModel:
     def _seen(self, name: str) -> int:
         seen = self.machines[name].last_seen_ns
         return np.iinfo(np.int64).min if seen is None else seen
+
+    def _gaps(self, m_sorted: Int64Array, ts_sorted: Int64Array, first: npt.NDArray[np.bool_]
+              ) -> tuple[Int64Array, npt.NDArray[np.bool_]]:
+        """Of rows sorted by (machine, ts), with `first` marking each machine's first: the
+        previous reading of each row's machine, and whether a gap longer than the machine's
+        silence_s lies before the row (from that previous reading, or the machine's last
+        one before: readings not newer than it were seen before, a redelivery, and make no
+        gap)."""
+        seen = np.array([self._seen(self._names[i]) for i in m_sorted[first]], np.int64)
+        seen_row = np.repeat(seen, np.diff(np.r_[np.flatnonzero(first), len(m_sorted)]))
+        prev = np.maximum(np.r_[0, ts_sorted[:-1]], seen_row)
+        prev[first] = seen
+        gap = (prev != np.iinfo(np.int64).min) & (ts_sorted - prev > self._silence_ns[m_sorted])
+        return prev, gap
+
+    def _held_row(self, batch: Batch, events: Sequence[Event], i: int) -> Held:
+        """Row `i` of the batch then the events, as it is set aside."""
+        if i < len(batch):
+            return (int(batch.ts_ns[i]), self._registry.info(int(batch.signal_id[i])).signal,
+                    float(batch.value[i]), int(batch.quality[i]), True)
+        e = events[i - len(batch)]
+        return e.ts_ns, e.name, e.value, e.quality, False
+
+    def _hold(self, batch: Batch, events: Sequence[Event], changes: Changes
+              ) -> tuple[Batch, list[Event]]:
+        """What a machine with a `reorder_s` sent since it came back from a silence is set
+        aside, and taken again with each later batch, until the readings it sent before
+        (its backlog) fill the silence or the plant's data time is reorder_s past its
+        return. A device can send its backlog after newer readings: paho, reconnecting,
+        sends what it is given before its connection is acknowledged, and its backlog
+        after. Applied as it came, that backlog would fold into the moment the machine
+        came back, with its parts and none of its running time."""
+        again = [(name, h) for name, m in self.machines.items() for h in m.held]
+        if again:
+            for m in self.machines.values():
+                m.held = []
+            numbers = [(ts, sid, float(v), q) for name, (ts, sig, v, q, number) in again
+                       if number and isinstance(v, float | int)
+                       and (sid := self._registry.id_of(name, sig)) is not None]
+            batch = Batch(
+                np.r_[batch.ts_ns, np.array([r[0] for r in numbers], np.int64)],
+                np.r_[batch.signal_id, np.array([r[1] for r in numbers], np.int32)],
+                np.r_[batch.value, np.array([r[2] for r in numbers], np.float64)],
+                np.r_[batch.quality, np.array([r[3] for r in numbers], np.uint8)])
+            events = [*events, *(Event(ts, name, sig, v, q)
+                                 for name, (ts, sig, v, q, number) in again if not number)]
+        n = len(batch)
+        machine = np.r_[self._machine_of[batch.signal_id],
+                        np.array([self._index.get(e.machine, -1) for e in events], np.int64)]
+        ts = np.r_[batch.ts_ns, np.array([e.ts_ns for e in events], np.int64)]
+        waits = (machine >= 0) & (self._reorder_ns[machine] > 0)
+        if not waits.any():
+            return batch, list(events)
+        now = max(self.clock_ns(), int(ts.max()))
+        rows = np.flatnonzero(waits)[np.lexsort((ts[waits], machine[waits]))]
+        m_sorted, ts_sorted = machine[rows], ts[rows]
+        _, gap = self._gaps(m_sorted, ts_sorted, np.r_[True, m_sorted[1:] != m_sorted[:-1]])
+        keep = np.ones(len(ts), bool)
+        for mid in np.unique(m_sorted[gap]).tolist():
+            back = int(ts_sorted[gap & (m_sorted == mid)][0])  # its first reading back
+            aside = (machine == mid) & (ts >= back)
+            if now < back + int(self._reorder_ns[mid]) and aside.sum() <= MAX_HELD:
+                keep &= ~aside
+                m = self.machines[self._names[mid]]
+                m.held = [self._held_row(batch, events, i) for i in np.flatnonzero(aside).tolist()]
+                changes.touched.add(m.config.id)
+        if keep.all():
+            return batch, list(events)
+        return _rows(batch, keep[:n]), [e for e, k in zip(events, keep[n:], strict=True) if k]
 
     def _update_values(self, batch: Batch, events: Sequence[Event], known: list[int], *,
                        ts: Int64Array, sid: Int64Array, rows: Int64Array) -> None:
@@ -421,6 +530,13 @@ class ShadowModel:
             self._reevaluate(m, edge, changes)
         return bool(edges)
 
+    def _go_offline(self, m: Machine, at: int, changes: Changes) -> None:
+        """A source said the machine went offline at `at`; a reading seen since (the
+        word redelivered) or a machine already silent changes nothing."""
+        if m.last_seen_ns is None or m.silent or at < m.last_seen_ns:
+            return
+        self._go_silent(m, at, changes)
+
     def _go_silent(self, m: Machine, at: int, changes: Changes) -> None:
         at = max(at, m.clock_ns)
         self._cross_planned(m, at, changes)
@@ -445,6 +561,10 @@ class ShadowModel:
         m.state, m.planned, m.interval_job = state, planned, m.job
         m.interval_reason = m.reason if m.stopped else None
         m.cycle_from_ns = None  # a cycle never spans a change of state
+
+
+def _rows(batch: Batch, keep: np.ndarray) -> Batch:
+    return Batch(batch.ts_ns[keep], batch.signal_id[keep], batch.value[keep], batch.quality[keep])
 
 
 def _roles(machine: ShadowMachineConfig) -> dict[str, tuple[str, ...]]:

@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from shadow import tables as t
-from shadow.calendar import days, from_ns, shifts
+from shadow.calendar import Shift, days, from_ns, shifts
 from shadow.config import ShadowedConfig, ShadowMachineConfig
 from shadow.kpi import KpiResult, compute
 from shadow.store import ShadowStore
-from shadow.timeline import Window
+from shadow.timeline import NS_PER_S, Window
 
 By = Literal["window", "shift", "day", "order"]
 SHIFT_KPI_COLUMNS = ("availability", "effectiveness", "quality_ratio", "oee")
@@ -89,11 +89,31 @@ def _day_label(window: Window, config: ShadowedConfig) -> str:
                                                 ).date().isoformat()
 
 
-def record_shift_kpis(store: ShadowStore, config: ShadowedConfig, span: Window) -> None:
+def current_shift(config: ShadowedConfig, now_ns: int) -> Window:
+    """From the start of the shift running at `now_ns` (8 hours back when none is) to
+    `now_ns`: the window of the live "current shift" KPIs."""
+    current = [s.window for s in shifts(config.shadow.calendar, Window(now_ns, now_ns + 1))
+               if s.window.start_ns <= now_ns < s.window.end_ns]
+    return Window(current[0].start_ns if current else now_ns - 8 * 3600 * NS_PER_S, now_ns)
+
+
+def live_kpis(store: ShadowStore, config: ShadowedConfig, window: Window,
+              machines: Sequence[ShadowMachineConfig]) -> dict[str, float | None]:
+    """OEE, its factors, coverage and the unknown share of one machine, a line or the
+    plant over `window`: what the live stream and the northbound model show."""
+    result = kpi(store, config, window, machines).to_dict()
+    return {**{k: result["kpis"][k]["value"] for k in SHIFT_KPI_COLUMNS},
+            "coverage": result["coverage"]["value"],
+            "no_data_s": result["coverage"]["no_data_s"],
+            "unclassified_share": result["unclassified_share"]["value"]}
+
+
+def record_shift_kpis(store: ShadowStore, config: ShadowedConfig, span: Window) -> list[Shift]:
     """Writes the shift_kpi rows of every shift that ended within (start, end] of
-    `span`, one per machine, for the shift_kpis view."""
+    `span`, one per machine, for the shift_kpis view; the shifts whose rows it wrote."""
     ended = [s for s in shifts(config.shadow.calendar, span)
              if span.start_ns < s.window.end_ns <= span.end_ns]
+    done = []
     for s in ended:
         rows = []
         with store.engine.connect() as c:
@@ -113,4 +133,6 @@ def record_shift_kpis(store: ShadowStore, config: ShadowedConfig, span: Window) 
                 **{k.lower(): quantities[k] for k in ("PQ", "GQ", "SQ", "RQ")},
             })
         store.upsert_shift_kpis(rows)
+        done.append(s)
+    return done
 

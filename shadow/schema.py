@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from gateway.storage import limit_writes
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -22,8 +25,9 @@ def database_url(database: str | None, data_dir: Path) -> URL:
     return make_url(database or f"sqlite:///{data_dir / 'ombre.sqlite'}")
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+    limit_writes(dbapi_connection)
+    cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")  # a power cut must not lose committed rows
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -32,8 +36,8 @@ def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> N
 
 
 def open_engine(url: URL) -> Engine:
-    """An engine for `url`; SQLite gets WAL, full sync and foreign keys, and its
-    directory is created."""
+    """An engine for `url`; SQLite gets WAL (bounded: gateway/storage.py), full sync
+    and foreign keys, and its directory is created."""
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)

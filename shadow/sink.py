@@ -4,6 +4,11 @@ applies them to the model and writes the resulting rows and snapshots in one
 transaction; after a failure, `connect` reloads the model from the last snapshots, so
 the retried write changes the tables exactly once.
 
+At each shift's end (in data time: a replay's shifts end as it goes), once the
+shift_kpi rows are written, it hands the shift to `shift_ended` (the composition root
+writes the shift reports there) in a task of its own, so that a slow report never holds
+the data path.
+
 It also applies the job commands the API records (a person starting or completing a
 job on a machine without a job signal), looking for them every COMMAND_POLL_S: the
 model stays the only writer of job and interval rows, in whatever process the API
@@ -15,21 +20,26 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import numpy as np
+
 from gateway.counters import ConnectorCounters, Health, describe
 from gateway.types import Batch, Event, SignalRegistry
-from shadow.calendar import DAY_NS, PlannedSchedule
+from shadow import tables as t
+from shadow.calendar import DAY_NS, PlannedSchedule, Shift
 from shadow.config import SHADOW_SINK, ShadowedConfig
 from shadow.coverage import Run
+from shadow.live import LiveFeed, LiveObserver
 from shadow.model import Changes, ShadowModel
 from shadow.monitor import DriftMonitor
 from shadow.report import record_shift_kpis
 from shadow.schema import database_url, open_engine, upgrade
-from shadow.store import CommandDone, CurrentJob, DriftUpdate, ShadowStore
-from shadow.timeline import Window
+from shadow.store import CommandDone, CurrentJob, DriftUpdate, Readings, ShadowStore
+from shadow.timeline import HOUR_NS, NS_PER_S, Window
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,13 @@ COMMAND_POLL_S = 1.0  # how often job commands made through the API are looked f
 MAX_COMMANDS = 100  # job commands applied in one transaction
 MAX_DAYS = 1000  # days remembered as having their calendar rows; then forgotten, rewritten
 MAX_PLANS = 10_000  # planned quantities remembered between two COMMAND_POLL_S
+MINUTE_NS = 60 * NS_PER_S
+MAX_AGE_MINUTES = 24 * 60  # ages sampled in one write: a day of backlog at most
+MAX_ENDED = 32  # ended shifts waiting for `shift_ended`; then the oldest is dropped, logged
+ENDED_CLOSE_S = 4.0  # at close, how long the shifts still waiting may take (CLOSE_TIMEOUT_S 5)
+
+# Called in a worker thread with the shadow's store and a shift that just ended.
+ShiftEnded = Callable[[ShadowStore, Shift], None]
 
 
 class ShadowSink:
@@ -50,8 +67,26 @@ class ShadowSink:
 
     name = SHADOW_SINK
 
-    def __init__(self, config: ShadowedConfig, registry: SignalRegistry) -> None:
+    def __init__(self, config: ShadowedConfig, registry: SignalRegistry,
+                 observers: Sequence[LiveObserver] = (),
+                 lost: Callable[[], int] | None = None,
+                 shift_ended: ShiftEnded | None = None) -> None:
+        """`observers` get the live model of each machine that changed (shadow/live.py),
+        at most every their `model_interval_s`. `lost`: the readings the gateway's queue
+        and outbox dropped in this process, recorded with its run (None: not known, e.g.
+        a test without a runtime). `shift_ended`: called once per shift that ended, one
+        call at a time, in a thread; the shifts waiting at close get ENDED_CLOSE_S."""
         self._config = config
+        self._shift_ended = shift_ended
+        self._ended: asyncio.Queue[Shift] = asyncio.Queue(MAX_ENDED)
+        self._reporter: asyncio.Task[None] | None = None
+        self._live = LiveFeed(config, observers)
+        self._lost = lost
+        self._pruned_hour = 0  # the newest hour of data time counts and ages were pruned at
+        self._sampled_minute = 0  # the newest minute of data time the ages were sampled at
+        self._machines = sorted({info.machine for info in registry})
+        index = {name: i for i, name in enumerate(self._machines)}
+        self._machine_of = np.array([index[info.machine] for info in registry], np.int64)
         self._registry = registry
         self.url = database_url(config.shadow.database, config.data_dir)
         self._lock = threading.Lock()  # a cancelled call's thread may still be running
@@ -75,6 +110,9 @@ class ShadowSink:
         await asyncio.to_thread(self._connect)
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll_commands(), name="shadow:jobs")
+        if self._reporter is None and self._shift_ended is not None:
+            self._reporter = asyncio.create_task(self._report_shifts(),
+                                                 name="shadow:shift-reports")
 
     def _connect(self) -> None:
         with self._lock:
@@ -108,6 +146,7 @@ class ShadowSink:
             self.store, self.model, self.monitor = store, model, monitor
             self._days.clear()
             self._watermark = model.clock_ns()
+            self._live.everything(model)
 
     def _planned_qty(self, job: str) -> int | None:
         """The model's lookup, in the thread that holds the lock (a write)."""
@@ -119,14 +158,41 @@ class ShadowSink:
         return self._plans[job]
 
     async def write(self, batch: Batch, events: Sequence[Event]) -> None:
-        await asyncio.to_thread(self._write, batch, events)
+        lost = None if self._lost is None else self._lost()  # read in the event loop
+        ended = await asyncio.to_thread(self._write, batch, events, lost)
+        if self._shift_ended is None:
+            return
+        for shift in ended:
+            if self._ended.full():
+                dropped = self._ended.get_nowait()
+                self._ended.task_done()
+                log.warning("shadow: %d ended shifts wait for their reports: the %s shift of "
+                            "%s gets none (`ombre report shift` makes it)", MAX_ENDED,
+                            dropped.name, dropped.day)
+            self._ended.put_nowait(shift)
 
-    def _write(self, batch: Batch, events: Sequence[Event]) -> None:
+    async def _report_shifts(self) -> None:
+        """Hands each ended shift to `shift_ended`, one at a time, in a thread."""
+        assert self._shift_ended is not None
+        while True:
+            shift = await self._ended.get()
+            try:
+                store = self.store
+                if store is not None:
+                    await asyncio.to_thread(self._shift_ended, store, shift)
+            except Exception:
+                log.exception("shadow: the reports of the %s shift of %s failed",
+                              shift.name, shift.day)
+            finally:
+                self._ended.task_done()
+
+    def _write(self, batch: Batch, events: Sequence[Event], lost: int | None) -> list[Shift]:
         with self._lock:
             if self.store is None or self.model is None or self.monitor is None:
                 raise RuntimeError(f"sink {self.name} is not connected")
             store, model, monitor = self.store, self.model, self.monitor
             with self._model_ahead_on_failure(store):
+                seen = {name: m.last_seen_ns for name, m in model.machines.items()}
                 changes = model.apply(batch, events)
                 self._ensure_calendar(store, changes)
                 alarms = monitor.apply(batch, changes.derived)
@@ -136,30 +202,91 @@ class ShadowSink:
                                     {m: model.machines[m].clock_ns for m in changes.touched})
                 opened = store.write(changes, {m: model.machines[m].snapshot()
                                                for m in changes.touched}, drift,
-                                     run=self._run(batch, events))
+                                     run=self._run(batch, events, lost),
+                                     readings=self._readings(batch, events, seen, watermark))
             if save:
                 self._next_drift_save = time.monotonic() + DRIFT_STATE_INTERVAL_S
             self._report(changes)
+            self._live.publish(store, model, changes.touched)
             for watch, alarm in opened:
                 log.warning("shadow: drift alert on %s/%s: %s by %.2f sigma (%+g %s), "
                             "detected by %s", watch.machine, watch.signal,
                             "up" if alarm.direction > 0 else "down", abs(alarm.shift_sigma),
                             alarm.shift_sigma * alarm.sigma, watch.unit or "",
                             watch.config.detector)
-            # The first write of a fresh database starts from its own first reading.
+            # The first write of a fresh database starts from its own first reading. The
+            # watermark moves on even when a write adds no time (a single reading): else
+            # live data arriving one reading per write would never end a shift.
             firsts = [int(batch.ts_ns.min())] if len(batch) else []
             start = self._watermark or min([*firsts, *(e.ts_ns for e in events)],
                                            default=watermark)
-            if watermark > start:
-                record_shift_kpis(store, self._config, Window(start, watermark))
-                self._watermark = watermark
+            if watermark <= start:
+                self._watermark = max(self._watermark, watermark)
+                return []
+            ended = record_shift_kpis(store, self._config, Window(start, watermark))
+            self._watermark = watermark
+            return ended
 
-    def _run(self, batch: Batch, events: Sequence[Event]) -> Run | None:
-        """The data time this write adds to the run: its oldest to its newest reading."""
+    def _run(self, batch: Batch, events: Sequence[Event], lost: int | None) -> Run | None:
+        """The data time this write adds to the run: its oldest to its newest reading,
+        and the readings the run lost so far."""
         times = [*(e.ts_ns for e in events)]
         if len(batch):
             times += [int(batch.ts_ns.min()), int(batch.ts_ns.max())]
-        return Run(self._started_ns, min(times), max(times)) if times else None
+        return Run(self._started_ns, min(times), max(times), lost) if times else None
+
+    def _readings(self, batch: Batch, events: Sequence[Event],
+                  seen: Mapping[str, int | None], clock_ns: int) -> Readings:
+        """This write's readings and events per signal and hour; each machine's age at
+        each minute of data time the model's clock passed (`seen`: each machine's last
+        reading before the write); once per new hour of data time, the counts and ages
+        older than tables.EVIDENCE_DAYS pruned."""
+        counts: Counter[tuple[str, str, int]] = Counter()
+        if len(batch):
+            hours = batch.ts_ns // HOUR_NS
+            first = int(hours.min())
+            keys, n = np.unique((hours - first) * len(self._registry) + batch.signal_id,
+                                return_counts=True)
+            for key, k in zip(keys.tolist(), n.tolist(), strict=True):
+                hour, signal_id = divmod(key, len(self._registry))
+                info = self._registry.info(signal_id)
+                counts[info.machine, info.signal, (first + hour) * HOUR_NS] += k
+        for e in events:
+            counts[e.machine, e.name, e.ts_ns // HOUR_NS * HOUR_NS] += 1
+        ages = self._ages(batch, events, seen, clock_ns)
+        newest = max((h for _, _, h in counts), default=0)
+        if newest <= self._pruned_hour:
+            return Readings(counts, ages)
+        self._pruned_hour = newest
+        return Readings(counts, ages, newest - t.EVIDENCE_DAYS * 24 * HOUR_NS)
+
+    def _ages(self, batch: Batch, events: Sequence[Event], seen: Mapping[str, int | None],
+              clock_ns: int) -> dict[tuple[str, int], float]:
+        """(machine, minute) -> its age in seconds at that minute of data time: the
+        minute minus its newest reading at or before it, for the minutes the model's
+        clock passed in this write (at most MAX_AGE_MINUTES, the newest)."""
+        oldest = min([*(e.ts_ns for e in events),
+                      *([int(batch.ts_ns.min())] if len(batch) else [])], default=clock_ns)
+        first = self._sampled_minute + MINUTE_NS if self._sampled_minute else oldest
+        first = -(-first // MINUTE_NS) * MINUTE_NS
+        minutes = np.arange(first, clock_ns + 1, MINUTE_NS, dtype=np.int64)[-MAX_AGE_MINUTES:]
+        if not len(minutes):
+            return {}
+        self._sampled_minute = int(minutes[-1])
+        machines = self._machine_of[batch.signal_id]
+        ages: dict[tuple[str, int], float] = {}
+        for index, name in enumerate(self._machines):
+            before = seen.get(name)
+            ts = np.sort(np.concatenate([
+                np.array([-1 if before is None else before], np.int64),
+                batch.ts_ns[machines == index],
+                np.array([e.ts_ns for e in events if e.machine == name], np.int64)]))
+            last = ts[np.searchsorted(ts, minutes, side="right") - 1]
+            known = last >= 0
+            ages |= {(name, m): age for m, age in zip(
+                minutes[known].tolist(), ((minutes[known] - last[known]) / NS_PER_S).tolist(),
+                strict=True)}
+        return ages
 
     @contextmanager
     def _model_ahead_on_failure(self, store: ShadowStore) -> Iterator[None]:
@@ -193,6 +320,7 @@ class ShadowSink:
             self._plans.clear()
             pending = store.job_commands(pending=True, limit=MAX_COMMANDS)
             if not pending:
+                self._live.publish(store, model, set())  # what waited for its interval
                 return
             with self._model_ahead_on_failure(store):
                 changes = Changes()
@@ -200,6 +328,7 @@ class ShadowSink:
                 self._ensure_calendar(store, changes)
                 store.write(changes, {m: model.machines[m].snapshot()
                                       for m in changes.touched}, commands=done)
+            self._live.publish(store, model, changes.touched)
         for d in done:
             log.info("shadow: job command %d: %s", d.id, d.result)
 
@@ -246,6 +375,16 @@ class ShadowSink:
                             "not map; its time counts as unclassified", name, state.raw)
 
     async def aclose(self) -> None:
+        if self._reporter is not None:
+            try:
+                await asyncio.wait_for(self._ended.join(), ENDED_CLOSE_S)
+            except TimeoutError:
+                log.warning("shadow: closing with %d ended shifts still without their "
+                            "reports (`ombre report shift` makes them)", self._ended.qsize())
+            self._reporter.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._reporter
+            self._reporter = None
         if self._poller is not None:
             self._poller.cancel()
             with suppress(asyncio.CancelledError):

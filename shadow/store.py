@@ -9,12 +9,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, case, func, select, update
+from sqlalchemy import Engine, Table, and_, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from gateway.config import LineConfig
 from shadow import tables as t
+from shadow.band import Segment
 from shadow.calendar import planned_stops, shifts
 from shadow.config import CalendarConfig, ShadowedConfig, ShadowMachineConfig
 from shadow.coverage import Coverage, Run
@@ -34,6 +35,17 @@ class DriftUpdate:
     alarms: list[tuple[Watch, Alarm]]
     state: dict[str, Any] | None
     clocks: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """The readings and events of one write per (machine, signal, hour start in data
+    time); each machine's live-model age at each new minute of data time; and
+    the data time before which counts and ages are forgotten (None: not this time)."""
+
+    counts: Mapping[tuple[str, str, int], int]
+    ages: Mapping[tuple[str, int], float]  # (machine, minute) -> age in seconds
+    prune_before_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +121,17 @@ class ShadowStore:
     def write(self, changes: Changes, snapshots: Mapping[str, dict[str, Any]],
               drift: DriftUpdate | None = None,
               commands: Sequence[CommandDone] = (),
-              run: Run | None = None) -> list[tuple[Watch, Alarm]]:
+              *, run: Run | None = None,
+              readings: Readings | None = None) -> list[tuple[Watch, Alarm]]:
         """The model's changes, the new snapshots of the machines they touched, the
-        drift detectors' alarms and state, the job commands applied and the data time
-        the gateway's run has covered, in one transaction; returns the alarms that
-        opened a drift alert."""
+        drift detectors' alarms and state, the job commands applied, the data time
+        the gateway's run has covered and the readings it received, in one transaction;
+        returns the alarms that opened a drift alert. The readings count only when the
+        run covers new data time (a file replayed again is not counted twice)."""
         opened: list[tuple[Watch, Alarm]] = []
         with self.engine.begin() as c:
-            if run is not None:
-                self._write_run(c, run)
+            if run is not None and self._write_run(c, run) and readings is not None:
+                self._write_readings(c, readings)
             self._write_commands(c, commands)
             if drift is not None:
                 opened = self._write_drift(c, drift)
@@ -143,9 +157,28 @@ class ShadowStore:
                     [{"machine_id": m, "snapshot": json.dumps(s)} for m, s in snapshots.items()])
         return opened
 
-    def _write_run(self, c: Connection, run: Run) -> None:
-        """Widens the run's covered data time to take `run` in. A run that has only
-        seen data some run already covered (a file replayed again, a redelivery) adds
+    def _write_readings(self, c: Connection, readings: Readings) -> None:
+        rc, ma = t.reading_count, t.model_age
+        if readings.prune_before_ns is not None:
+            c.execute(delete(rc).where(rc.c.hour_ns < readings.prune_before_ns))
+            c.execute(delete(ma).where(ma.c.minute_ns < readings.prune_before_ns))
+        if readings.ages:
+            stmt = self._insert(ma)
+            c.execute(stmt.on_conflict_do_nothing(), [
+                {"machine_id": m, "minute_ns": minute, "age_s": age}
+                for (m, minute), age in readings.ages.items()])
+        if readings.counts:
+            stmt = self._insert(rc)
+            c.execute(stmt.on_conflict_do_update(
+                index_elements=["machine_id", "signal", "hour_ns"],
+                set_={"readings": rc.c.readings + stmt.excluded.readings}),
+                [{"machine_id": m, "signal": s, "hour_ns": h, "readings": n}
+                 for (m, s, h), n in readings.counts.items()])
+
+    def _write_run(self, c: Connection, run: Run) -> bool:
+        """Widens the run's covered data time to take `run` in, and records the
+        readings it lost; whether it covers new data time. A run that has only seen
+        data some run already covered (a file replayed again, a redelivery) adds
         nothing, so it writes no row."""
         gr = t.gateway_run
         known = select(gr.c.started_ns).where(
@@ -153,14 +186,16 @@ class ShadowStore:
             | ((gr.c.start_ns <= run.start_ns) & (gr.c.end_ns >= run.end_ns)))
         if c.execute(known.where(gr.c.started_ns != run.started_ns).limit(1)).first() \
                 and not c.execute(known.where(gr.c.started_ns == run.started_ns)).first():
-            return
+            return False
         stmt = self._insert(gr).values(started_ns=run.started_ns, start_ns=run.start_ns,
-                                       end_ns=run.end_ns)
+                                       end_ns=run.end_ns, readings_lost=run.lost)
         c.execute(stmt.on_conflict_do_update(index_elements=["started_ns"], set_={
+            "readings_lost": stmt.excluded.readings_lost,
             "start_ns": case((stmt.excluded.start_ns < gr.c.start_ns, stmt.excluded.start_ns),
                              else_=gr.c.start_ns),
             "end_ns": case((stmt.excluded.end_ns > gr.c.end_ns, stmt.excluded.end_ns),
                            else_=gr.c.end_ns)}))
+        return True
 
     def _write_drift(self, c: Connection, drift: DriftUpdate) -> list[tuple[Watch, Alarm]]:
         """Each alarm joins its detector's alert still open, or opens one: an alert is
@@ -391,17 +426,18 @@ class ShadowStore:
                         coverage)
 
     def _intervals(self, c: Connection, machines: Sequence[str], *where: Any) -> list[Interval]:
-        """Closed intervals of `machines`, with the category and failure flag a reason
-        code gives them."""
+        """Closed intervals of `machines`, with their reason code and raw reason, and
+        the category and failure flag a reason code gives them."""
         si, rc = t.state_interval, t.reason_code
         rows = c.execute(
             select(si.c.machine_id, si.c.start_ns, si.c.end_ns, si.c.category, si.c.failure,
-                   si.c.job_key, rc.c.category, rc.c.failure)
+                   si.c.job_key, rc.c.category, rc.c.failure, si.c.reason_code,
+                   si.c.reason_raw)
             .outerjoin(rc, rc.c.code == si.c.reason_code)
             .where(si.c.machine_id.in_(machines), *where))
         return [Interval(m, start, end, _category(r_cat or cat),
-                         bool(r_fail) if r_cat is not None else bool(fail), job)
-                for m, start, end, cat, fail, job, r_cat, r_fail in rows]
+                         bool(r_fail) if r_cat is not None else bool(fail), job, code, raw)
+                for m, start, end, cat, fail, job, r_cat, r_fail, code, raw in rows]
 
     def _job_history(self, c: Connection, window: Window,
                      jobs: set[tuple[str, str | None]]) -> tuple[list[Interval], list[Count]]:
@@ -554,6 +590,30 @@ class ShadowStore:
         with self.engine.connect() as c:
             return [dict(row._mapping) for row in c.execute(query)]
 
+    def band_intervals(self, window: Window,
+                       machines: Sequence[str]) -> tuple[dict[str, list[Segment]], Coverage]:
+        """Each machine's state intervals overlapping `window`, oldest first, as band
+        segments: the closed ones (as `intervals` gives them) and the open one, counted as
+        the KPIs count it (`timeline`); with the coverage of the window."""
+        found = {m: [Segment(row["start_ns"], row["end_ns"], "state",
+                             _category(row["category"]), row["raw_state"], row["id"],
+                             job=row["job"], reason=row["reason"],
+                             reason_source=row["reason_source"], reason_raw=row["reason_raw"])
+                     for row in self.intervals(m, window)] for m in machines}
+        with self.engine.connect() as c:
+            snaps = {m: json.loads(text) for m, text in c.execute(select(t.machine_state))}
+            clock = max((int(snap["clock_ns"]) for snap in snaps.values()), default=0)
+            for iv in self._with_codes(c, _open_intervals(snaps, machines, clock)):
+                if iv.start_ns < window.end_ns and iv.end_ns > window.start_ns:
+                    snap = snaps[iv.machine]
+                    found[iv.machine].append(Segment(
+                        iv.start_ns, iv.end_ns, "state", iv.category, snap["state"][0],
+                        open=True, job=iv.job, reason=iv.reason,
+                        reason_source="machine" if iv.reason else None,
+                        reason_raw=snap.get("interval_reason")))
+            coverage = self._coverage(c, machines, window, snaps)
+        return found, coverage
+
     def reason_codes(self) -> list[dict[str, Any]]:
         with self.engine.connect() as c:
             return [dict(row._mapping) for row in
@@ -635,7 +695,7 @@ def _open_intervals(snaps: Mapping[str, dict[str, Any]], machines: Sequence[str]
             _, category, failure, _ = snap["state"]
             found.append(Interval(m, since, end, Category.PDOT if snap["planned"]
                                   else _category(category), failure, snap["interval_job"],
-                                  snap.get("interval_reason_code")))
+                                  snap.get("interval_reason_code"), snap.get("interval_reason")))
     return found
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     column,
+    false,
     table,
 )
 
@@ -150,6 +151,28 @@ gateway_run = Table(  # the data time each run of the shadow covered: no data ou
     Column("started_ns", BigInteger, primary_key=True, autoincrement=False),  # wall clock at start
     Column("start_ns", BigInteger, nullable=False),  # its oldest reading (data time)
     Column("end_ns", BigInteger, nullable=False),  # its newest reading: the heartbeat
+    Column("readings_lost", BigInteger, nullable=True),  # dropped by its queue and outbox
+)
+
+# reading_count and model_age keep this many days before the newest hour of data time
+# counted: a month's assessment and a few days more (about 50,000 ages per machine).
+EVIDENCE_DAYS = 35
+
+reading_count = Table(  # readings (and events) the shadow received, per signal and hour
+    "reading_count", metadata,
+    Column("machine_id", String(400), primary_key=True),
+    Column("signal", String(128), primary_key=True),
+    Column("hour_ns", BigInteger, primary_key=True),  # the hour's start, in data time
+    Column("readings", BigInteger, nullable=False),
+    Index("ix_reading_count_hour", "hour_ns"),
+)
+
+model_age = Table(  # each machine's live-model age, sampled once a minute of data time
+    "model_age", metadata,
+    Column("machine_id", String(400), primary_key=True),
+    Column("minute_ns", BigInteger, primary_key=True),  # the sample's data time
+    Column("age_s", Float, nullable=False),  # the model's clock minus its last reading
+    Index("ix_model_age_minute", "minute_ns"),
 )
 
 quarantine = Table(
@@ -214,6 +237,8 @@ api_token = Table(  # API tokens: only a hash of each secret is kept
     Column("secret_sha256", String(64), nullable=False),
     Column("created_ns", BigInteger, nullable=False),
     Column("revoked_ns", BigInteger, nullable=True),
+    # a display's viewer token: a demo's restart keeps it (api/tokens.py)
+    Column("kiosk", Boolean, nullable=False, server_default=false()),
 )
 
 audit_log = Table(  # every operator and admin action (shadow/audit.py); never updated
@@ -237,10 +262,64 @@ maturity_assessment = Table(  # shadow/maturity.py: the latest assessment ending
     Column("result", Text, nullable=False),  # JSON: Assessment.to_dict()
 )
 
+self_assessment_answer = Table(  # shadow/self_assessment.py: every answer given; never updated
+    "self_assessment_answer", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("question", String(40), nullable=False),  # a key of self_assessment_questions
+    Column("answer", String(10), nullable=False),  # yes, partly, no
+    Column("answered_by", String(200), nullable=False),  # token:<id>:<name>, or cli:<user>
+    Column("answered_ns", BigInteger, nullable=False),
+    Index("ix_self_assessment_answer_ts", "answered_ns"),
+)
+
+shift_note = Table(  # what an operator wrote about a line's shift, for its shift report
+    "shift_note", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("line_id", String(400), nullable=False),
+    Column("shift_start_ns", BigInteger, nullable=False),  # with the line: the key
+    Column("shift_name", String(128), nullable=False),
+    Column("written_ns", BigInteger, nullable=False),
+    Column("author", String(200), nullable=False),  # token:<id>:<name>, or cli:<user>
+    Column("text", Text, nullable=False),
+    Index("ix_shift_note_line_shift", "line_id", "shift_start_ns"),
+)
+
 # The views the migrations create, for reading (not part of `metadata`).
 order_confirmation = table(
     "order_confirmation",
     *(column(name) for name in ("order_no", "operation", "material", "planned_qty", "status",
                                 "good", "scrap", "rework", "setup_min", "run_min",
                                 "delay_min")),
+)
+
+# Notifications (shadow/notifier.py): the durable queue of messages, one row per message
+# and channel, kept after delivery (at most notifications.queue.max_history) for the
+# dashboard; and the incidents open or with news not yet sent.
+notification = Table(
+    "notification", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False),  # the same for every channel
+    Column("channel", String(16), nullable=False),  # email, webhook
+    Column("created_ns", BigInteger, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # JSON, what a webhook receives
+    Column("status", String(16), nullable=False),  # pending, sent, failed, dropped
+    Column("attempts", Integer, nullable=False),
+    Column("next_ns", BigInteger, nullable=False),  # a pending message's next attempt
+    Column("last_error", Text, nullable=True),
+    Column("done_ns", BigInteger, nullable=True),  # when sent, failed for good or dropped
+    Index("ix_notification_status_next", "status", "next_ns"),
+)
+
+notification_incident = Table(
+    "notification_incident", metadata,
+    Column("rule", String(128), primary_key=True),
+    Column("subject", String(400), primary_key=True),
+    Column("opened_ns", BigInteger, nullable=False),
+    Column("cleared_ns", BigInteger, nullable=True),
+    Column("openings", Integer, nullable=False),
+    Column("detail", Text, nullable=False),  # JSON
+    Column("notified", String(16), nullable=True),  # open, cleared: what was last sent
+    Column("changed_ns", BigInteger, nullable=True),  # news not yet sent since then
 )

@@ -8,6 +8,7 @@ import enum
 from dataclasses import dataclass
 
 NS_PER_S = 10**9
+HOUR_NS = 3600 * NS_PER_S  # readings are counted per signal and hour (reading_count)
 BUCKET_NS = 60 * NS_PER_S  # production counts are kept per minute
 
 

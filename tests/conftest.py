@@ -8,7 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,23 @@ def require_binary(name: str) -> str:
     return path
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A Mosquitto of the test's own on a free port, with persistence in tmp_path."""
-    workdir = tmp_path / "mosquitto"
+@contextmanager
+def own_broker(workdir: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of the test's own on a free port, with persistence in `workdir`."""
     workdir.mkdir()
     broker = Mosquitto(require_binary("mosquitto"), workdir)
     broker.start()
-    yield broker
-    broker.stop()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of the test's own on a free port, with persistence in tmp_path."""
+    with own_broker(tmp_path / "mosquitto") as started:
+        yield started
 
 
 def plant_config(port: int, data_dir: Path, **runtime: object) -> OmbreConfig:

@@ -1,5 +1,6 @@
 // Every drift alert, newest first; an operator acknowledges an open one, or closes it
-// with a cause from the configured list and a note.
+// with a cause from the configured list and a note. Below, the latest notifications
+// (e-mail, webhook) and whether they were delivered.
 "use strict";
 
 const t = Ombre.t;
@@ -56,5 +57,26 @@ async function load() {
   }
 }
 
-Ombre.onLanguage = () => { if (Ombre.token) load(); };
-Ombre.init(() => { load(); setInterval(load, 15000); });
+async function loadNotifications() {
+  const notes = await Ombre.api("/api/v1/notifications?limit=20").then((r) => r.json());
+  const body = document.querySelector("#notification-table tbody");
+  body.innerHTML = "";
+  if (!notes.length) body.innerHTML = `<tr><td class="muted">${t("no-notifications")}</td></tr>`;
+  for (const n of notes) {
+    const tr = document.createElement("tr");
+    tr.dataset.status = n.status;
+    const cells = [when(n.created_ns), t(`channel-${n.channel}`), n.subject,
+      t(`notification-${n.status}`), `${n.attempts} ${t("attempts")}`, n.last_error || ""];
+    for (const text of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    tr.title = n.body;
+    body.append(tr);
+  }
+}
+
+const loadAll = () => { load(); loadNotifications(); };
+Ombre.onLanguage = () => { if (Ombre.token) loadAll(); };
+Ombre.init(() => { loadAll(); setInterval(loadAll, 15000); });

@@ -30,7 +30,23 @@ const TEXT = {
         oee: "OEE", colon: ": ", legend: "Time categories (ISO 22400)", unclassified: "unclassified",
         "unclassified-text": "no state known (the machine is silent, or its state is not mapped)",
         "source-machine": "from the machine", "source-operator": "from an operator",
-        "machine-said": "the machine said" },
+        "machine-said": "the machine said", maturity: "Maturity", "lost-time": "Lost time",
+        notifications: "Notifications sent", "no-notifications": "none yet",
+        "notification-pending": "waiting (retried)", "notification-sent": "sent",
+        "notification-failed": "given up", "notification-dropped": "dropped (queue full)",
+        "channel-email": "e-mail", "channel-webhook": "webhook", attempts: "attempts",
+        plant: "Plant",
+        trend: "OEE per shift, last 7 days", for: "for", wall: "Wall display",
+        lines: "Lines", "line-title": "Lines: state of every machine", "this-shift": "Current shift",
+        earlier: "◀ earlier", later: "later ▶", now: "now", "still-going": "still going on",
+        "band-legend": "Colours and the machine's own states",
+        "kind-planned_stop": "planned stop, no state", "kind-planned_stop-text": "a planned stop of the calendar (PDOT) when the machine's state is not known",
+        "kind-unknown": "unknown", "kind-unknown-text": "the gateway ran, the machine was silent (counted as unclassified)",
+        "kind-no_data": "no data", "kind-no_data-text": "the gateway was not running, or before the machine's first reading (no loss)",
+        "kind-off": "off shift", "kind-off-text": "outside every shift: not planned to operate",
+        "export-png": "PNG", "export-csv": "CSV", "export-title": "download this chart",
+        "cursor-last": "last values; point at the chart to read a time", time: "time",
+        "line-of": "line" },
   fr: { title: "Atelier", connecting: "connexion…", live: "en direct", lost: "reconnexion…",
         token: "Jeton d'API", open: "Ouvrir", alerts: "Alertes de dérive ouvertes",
         "no-alerts": "aucune", job: "OF", "no-job": "pas d'OF", parts: "pièces",
@@ -60,8 +76,27 @@ const TEXT = {
         oee: "TRS", colon: " : ", legend: "Catégories de temps (ISO 22400)", unclassified: "non classé",
         "unclassified-text": "état inconnu (la machine se tait, ou son état n'est pas associé)",
         "source-machine": "donné par la machine", "source-operator": "donné par un opérateur",
-        "machine-said": "la machine a dit" },
+        "machine-said": "la machine a dit", maturity: "Maturité", "lost-time": "Temps perdu",
+        notifications: "Notifications envoyées", "no-notifications": "aucune pour l'instant",
+        "notification-pending": "en attente (réessayée)", "notification-sent": "envoyée",
+        "notification-failed": "abandonnée", "notification-dropped": "écartée (file pleine)",
+        "channel-email": "e-mail", "channel-webhook": "webhook", attempts: "tentatives",
+        plant: "Usine",
+        trend: "TRS par poste, 7 derniers jours", for: "depuis", wall: "Affichage mural",
+        lines: "Lignes", "line-title": "Lignes : état de chaque machine", "this-shift": "Poste en cours",
+        earlier: "◀ avant", later: "après ▶", now: "maintenant", "still-going": "en cours",
+        "band-legend": "Couleurs et états propres à la machine",
+        "kind-planned_stop": "arrêt planifié, état inconnu", "kind-planned_stop-text": "un arrêt planifié du calendrier (PDOT) quand l'état de la machine n'est pas connu",
+        "kind-unknown": "inconnu", "kind-unknown-text": "la passerelle tournait, la machine se taisait (compté non classé)",
+        "kind-no_data": "sans données", "kind-no_data-text": "la passerelle ne tournait pas, ou avant la première mesure de la machine (pas une perte)",
+        "kind-off": "hors poste", "kind-off-text": "en dehors de tout poste : pas prévu de produire",
+        "export-png": "PNG", "export-csv": "CSV", "export-title": "télécharger ce graphique",
+        "cursor-last": "dernières valeurs ; pointer le graphique pour lire un instant", time: "heure",
+        "line-of": "ligne" },
 };
+
+TEXT.en.reports = "Shift reports";  // the overview's link to /reports
+TEXT.fr.reports = "Rapports de poste";
 
 // The ISO 22400 time categories: a short name and what counts in each, per language.
 const CATEGORIES = {
@@ -122,6 +157,14 @@ const Ombre = {
     }));
   },
   pct(v) { return v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`; },
+  // A table cell with `text` (and a class) added to row `tr`; returns the cell.
+  cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.append(td);
+    return td;
+  },
   minutes(s) { return s === null || s === undefined ? "–" : `${Math.round(s / 60)} min`; },
   translate() {
     document.documentElement.lang = Ombre.lang;
@@ -143,11 +186,17 @@ const Ombre = {
   },
   // Reads the live stream (/api/v1/stream) with fetch, so the token travels in the
   // Authorization header, and calls handle(kind, data) for each event; reconnects.
+  // The stream is closed as the page is left: Chromium may otherwise keep its
+  // connection open, and six such to one server leave no room for a new page's requests.
   async stream(handle) {
     const status = document.getElementById("status");
+    const leaving = new AbortController();
+    window.addEventListener("pagehide", () => leaving.abort());
     for (;;) {
+      if (leaving.signal.aborted) return;
       try {
-        const response = await fetch("/api/v1/stream", { headers: { Authorization: `Bearer ${Ombre.token}` } });
+        const response = await fetch("/api/v1/stream", { headers: { Authorization: `Bearer ${Ombre.token}` },
+                                                         signal: leaving.signal });
         if (response.status === 401 || response.status === 403) {
           Ombre.logout(Ombre.t("bad"));
           return;

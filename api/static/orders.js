@@ -19,16 +19,8 @@ async function command(path, body) {
   if (response.ok) message("import-result", t("requested"));
 }
 
-function cell(tr, text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  tr.append(td);
-  return td;
-}
-
 function progress(tr, o) {
-  const td = cell(tr, "", "progress");
+  const td = Ombre.cell(tr, "", "progress");
   const share = o.planned_qty ? Math.min(o.produced / o.planned_qty, 1) : 0;
   const bar = document.createElement("div");
   bar.className = "bar";
@@ -42,7 +34,7 @@ function progress(tr, o) {
 }
 
 function actions(tr, o, runningOn) {
-  const td = cell(tr, "");
+  const td = Ombre.cell(tr, "");
   const byHand = [...machines.values()].filter((m) => m.job_by_hand);
   if (runningOn.length) {
     for (const m of runningOn.filter((id) => machines.get(id).job_by_hand)) {
@@ -67,21 +59,21 @@ function actions(tr, o, runningOn) {
 function render() {
   const body = document.querySelector("#order-table tbody");
   body.innerHTML = "";
-  if (!orders.length) cell(body.insertRow(), t("no-orders"), "muted");
+  if (!orders.length) Ombre.cell(body.insertRow(), t("no-orders"), "muted");
   for (const o of orders) {
     const tr = document.createElement("tr");
     tr.dataset.job = o.job_key;
     tr.dataset.status = o.status;
     const runningOn = [...machines.values()].filter((m) => m.job === o.job_key).map((m) => m.id);
-    cell(tr, o.order_no);
-    cell(tr, o.operation);
-    cell(tr, o.material || "");
+    Ombre.cell(tr, o.order_no);
+    Ombre.cell(tr, o.operation);
+    Ombre.cell(tr, o.material || "");
     progress(tr, o);
-    cell(tr, o.good);
-    cell(tr, o.scrap);
+    Ombre.cell(tr, o.good);
+    Ombre.cell(tr, o.scrap);
     const status = o.status === "closed" ? "order-closed" : `status-${o.status}`;  // masculine in French
-    cell(tr, t(status), "status").title = o.end_reason || "";
-    cell(tr, runningOn.join(", "), "machine");
+    Ombre.cell(tr, t(status), "status").title = o.end_reason || "";
+    Ombre.cell(tr, runningOn.join(", "), "machine");
     actions(tr, o, runningOn);
     body.append(tr);
   }

@@ -16,6 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from api.config import RateLimitConfig
+from api.connections import http_protocol
 from bench.mosquitto import free_port
 from ombre.config import OmbreConfig
 from tests.conftest import require_binary
@@ -28,11 +29,13 @@ def limited(config: OmbreConfig, **limits: float) -> OmbreConfig:
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """`app` served by uvicorn in a thread; yields its base URL."""
-    port = free_port()
+def serving(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """`app` served by uvicorn in a thread, on `port` or a free one; yields its base
+    URL. The server stops when the block ends."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", timeout_graceful_shutdown=2))
+                                           log_level="warning", timeout_graceful_shutdown=2,
+                                           http=http_protocol(app)))
     thread = threading.Thread(target=server.run, name="test:uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -81,8 +81,11 @@ def test_a_rules_name_and_its_category_explained_in_english_and_french(
     wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
 
     def state(machine: str) -> tuple[str, str]:
-        el = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#machine-{machine} .state"))
-        return el.text, el.get_attribute("title") or ""
+        """Read within the wait: the live stream redraws a tile at any moment."""
+        def read(d: webdriver.Chrome) -> tuple[str, str]:
+            el = d.find_element(By.CSS_SELECTOR, f"#machine-{machine} .state")
+            return el.text, el.get_attribute("title") or ""
+        return wait.until(read)
 
     wait.until(lambda d: "ADET" in d.find_element(By.CSS_SELECTOR, "#machine-press-2 .state")
                .text)

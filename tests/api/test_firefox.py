@@ -18,7 +18,7 @@ from ombre.config import load_config
 from tests.api.test_dashboard import Served, served, shift_oee  # noqa: F401 (a fixture)
 from tests.conftest import require_binary
 from tests.shadow.scenarios import D_DAY, at, reading
-from tests.sim.test_demo import _get, _iso
+from tests.sim.test_demo import _get
 
 SCRIPT = Path(__file__).parents[1] / "firefox" / "dashboard.mjs"
 STYLE = Path(__file__).parents[2] / "api" / "static" / "style.css"
@@ -66,20 +66,24 @@ def test_the_dashboard_works_in_firefox(served: Served,  # noqa: F811 (the fixtu
         finally:
             process.kill()
 
-    # The machine page: the API's state band of the shift, to scale, in the
-    # categories' colours; the losses; and a chart uPlot drew on its canvas.
+    # The machine page: the API's state band of the shift, each segment at its times,
+    # in the categories' colours; the axis; the losses; and a chart uPlot drew.
     api = f"{served.url}/api/v1"
-    window = _get(f"{api}/kpis?machine=press-1&by=shift", served.token)[-1]["window"]
-    start, end = window["start_ns"], window["end_ns"]
-    intervals = _get(f"{api}/machines/press-1/timeline?from={_iso(start)}&to={_iso(end)}",
-                     served.token)
+    timeline = _get(f"{api}/timeline?machine=press-1", served.token)
+    start, end = timeline["from_ns"], timeline["to_ns"]
+    [expected] = timeline["machines"]
     band = machine["band"]
-    assert [(s["id"], s["category"]) for s in band] \
-        == [(str(i["id"]), i["category"]) for i in intervals]
-    assert [s["background"] for s in band] == [colour(s["category"]) for s in band]
-    assert [s["width"] / machine["bandWidth"] for s in band] == pytest.approx(
-        [(min(i["end_ns"], end) - max(i["start_ns"], start)) / (end - start)
-         for i in intervals], abs=1e-3)
+    assert [(s["id"], s["kind"], s["category"]) for s in band] \
+        == [(None if i["id"] is None else str(i["id"]), i["kind"], i["category"] or "none")
+            for i in expected["segments"]]
+    assert [s["background"] for s in band if s["kind"] == "state"] \
+        == [colour(s["category"]) for s in band if s["kind"] == "state"]
+    assert [x for s in band for x in ((s["left"] - machine["bandLeft"]) / machine["bandWidth"],
+                                      s["width"] / machine["bandWidth"])] == pytest.approx(
+        [x for i in expected["segments"] for x in ((i["start_ns"] - start) / (end - start),
+                                                   (i["end_ns"] - i["start_ns"]) / (end - start))],
+        abs=1e-3)
+    assert machine["ticks"][0] == "06:00"
     assert "availability loss: 60.0" in machine["losses"]
     assert machine["chart"] == "temp"
     assert machine["drawn"] > 0

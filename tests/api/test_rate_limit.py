@@ -5,6 +5,8 @@ within half the default limits."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from api.app import create_app
 from api.config import RateLimitConfig
 from api.ratelimit import Buckets, Turns
 from api.tokens import Role, create_token
-from ombre.config import load_config
+from ombre.config import OmbreConfig, load_config
 from shadow.schema import open_engine, upgrade
 from tests.api.conftest import chromium, limited, serving
 from tests.shadow.test_replay import Shop, replay_worked_example
@@ -118,19 +120,98 @@ def test_a_flooding_client_gets_429_and_others_do_not(tmp_path: Path,
             metrics = other.get("/metrics").text
             assert 'ombre_http_rate_limited_total{by="token"} 2' in metrics
             assert 'ombre_http_rate_limited_total{by="address"} 2' in metrics
+            assert 'ombre_http_rate_limited_total{by="connection"} 0' in metrics
+
+
+def shop_with_token(tmp_path: Path, role: Role, **limits: float) -> tuple[OmbreConfig, str]:
+    """An empty shop's config with api.rate_limit set to `limits`, and a token."""
+    shop = Shop(tmp_path, None, [])
+    engine = open_engine(shop.engine_url())
+    try:
+        upgrade(engine)
+        token = create_token(engine, role.name.lower(), role)
+    finally:
+        engine.dispose()
+    return limited(load_config(shop.config, {}), **limits), token
+
+
+def answer(sock: socket.socket) -> tuple[str, dict[str, str], str]:
+    """The status line, header fields (names in lower case) and body of one answer."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += sock.recv(4096)
+    head, body = got.split(b"\r\n\r\n", 1)
+    status, *lines = head.decode().split("\r\n")
+    fields = dict(line.lower().split(": ", 1) for line in lines)
+    while len(body) < int(fields["content-length"]):
+        body += sock.recv(4096)
+    return status, fields, body.decode()
+
+
+def test_a_refusal_is_sent_before_the_body_is_read(tmp_path: Path) -> None:
+    """Over the limit, a request is answered 429 from its head alone: the client gets
+    the refusal while most of the body it announced is still unsent."""
+    config, token = shop_with_token(tmp_path, Role.OPERATOR, per_token_per_s=0.05,
+                                    per_token_burst=1)
+    with serving(create_app(config)) as url, client_from(url, "127.0.0.2", token) as client:
+        assert client.get("/api/v1/machines").status_code == 200  # the burst, spent
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10,
+                                      source_address=("127.0.0.2", 0)) as sock:
+            sock.sendall(f"POST /api/v1/orders HTTP/1.1\r\nHost: {host}\r\n"
+                         f"Authorization: Bearer {token}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 500000\r\n\r\n"
+                         '{"orders": ['.encode())
+            status, fields, body = answer(sock)
+    assert status == "HTTP/1.1 429 Too Many Requests"
+    assert 1 <= int(fields["retry-after"]) <= 20
+    assert json.loads(body) == {"detail": "too many requests from this token; retry in "
+                                          f"{fields['retry-after']} s (api.rate_limit)"}
+
+
+def test_an_address_holds_at_most_its_connections_but_a_proxy_is_not_capped(
+        tmp_path: Path) -> None:
+    config, token = shop_with_token(tmp_path, Role.VIEWER, per_address_connections=2)
+    app = create_app(config)
+    with serving(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        request = (f"GET /api/v1/machines HTTP/1.1\r\nHost: {host}\r\n"
+                   f"Authorization: Bearer {token}\r\n\r\n").encode()
+
+        def connect(address: str) -> socket.socket:
+            return socket.create_connection((host, int(port)), timeout=10,
+                                            source_address=(address, 0))
+
+        with connect("127.0.0.2") as first, connect("127.0.0.2") as second:
+            for sock in (first, second):  # answered: the server has counted them
+                sock.sendall(request)
+                assert answer(sock)[0] == "HTTP/1.1 200 OK"
+            with connect("127.0.0.2") as third:
+                status, fields, body = answer(third)  # before it sent a byte
+                assert status == "HTTP/1.1 429 Too Many Requests"
+                assert (fields["retry-after"], fields["connection"]) == ("1", "close")
+                assert json.loads(body)["detail"].startswith("too many connections")
+                assert third.recv(1) == b""  # and closed
+            proxied = [connect("127.0.0.1") for _ in range(3)]  # a trusted proxy's
+            for sock in proxied:
+                sock.sendall(request)
+                assert answer(sock)[0] == "HTTP/1.1 200 OK"
+                sock.close()
+        # Closed, they no longer count (once the server has seen them go).
+        deadline = time.monotonic() + 10
+        while True:
+            with connect("127.0.0.2") as again:
+                again.sendall(request)
+                if answer(again)[0] == "HTTP/1.1 200 OK":
+                    break
+            assert time.monotonic() < deadline, "closed connections still counted"
+        assert app.state.rate_limits.connections.refused >= 1
 
 
 def test_a_running_stream_holds_no_turn(tmp_path: Path) -> None:
     """One request in flight per client: the live stream, once it has begun, does not
     keep the same token's next requests waiting."""
-    shop = Shop(tmp_path, None, [])
-    config = limited(load_config(shop.config, {}), per_client_in_flight=1)
-    engine = open_engine(shop.engine_url())
-    try:
-        upgrade(engine)
-        token = create_token(engine, "screen", Role.VIEWER)
-    finally:
-        engine.dispose()
+    config, token = shop_with_token(tmp_path, Role.VIEWER, per_client_in_flight=1)
     with serving(create_app(config)) as url, client_from(url, "127.0.0.2", token) as client, \
             client.stream("GET", "/api/v1/stream") as stream:
         assert stream.status_code == 200
@@ -161,7 +242,7 @@ def test_the_dashboard_stays_within_half_the_default_limits(
     with serving(app) as url:
         try:
             browser.get(f"{url}/#token={token}")
-            for page in ("/machine?id=press-1", "/alerts", "/orders", "/"):
+            for page in ("/machine?id=press-1", "/line", "/alerts", "/orders", "/"):
                 time.sleep(3)  # the page's requests, and the stream's first rounds
                 browser.get(f"{url}{page}")
             WebDriverWait(browser, 20).until(

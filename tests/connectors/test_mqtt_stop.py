@@ -14,6 +14,8 @@ import pytest
 from bench.mosquitto import Mosquitto
 from connectors.mqtt import BUFFER_CHUNKS, MqttSource
 from connectors.mqtt_config import MqttSourceConfig
+from connectors.mqtt_decode import PayloadDecoder
+from gateway.config import Plant
 from gateway.types import Delivery
 from tests.conftest import Publisher, plant_config, wait_until
 
@@ -27,8 +29,7 @@ async def test_closing_a_held_back_source_ends_and_the_broker_sends_the_rest_aga
     config = plant_config(broker.port, tmp_path / "data", batch_max_messages=CHUNK)
     source_config = config.sources[0]
     assert isinstance(source_config, MqttSourceConfig)
-    registry = config.registry()
-    source = MqttSource(source_config, config, registry, config.runtime)
+    source = new_source(source_config, config)
     await source.connect()
     await subscribed(source, publisher)
     base = time.time_ns() // 1_000_000 - 60_000
@@ -44,7 +45,7 @@ async def test_closing_a_held_back_source_ends_and_the_broker_sends_the_rest_aga
 
     await asyncio.wait_for(source.aclose(), 10)
 
-    again = MqttSource(source_config, config, registry, config.runtime)  # same client id
+    again = new_source(source_config, config)  # same client id
     await again.connect()
     try:
         while not received >= set(range(TOTAL)):
@@ -75,3 +76,9 @@ async def subscribed(source: MqttSource, publisher: Publisher) -> None:
 def values(delivery: Delivery) -> set[int]:
     """The numbered readings of `delivery`, without probes."""
     return {v for v in delivery.batch.value.astype(int).tolist() if v >= 0}
+
+
+def new_source(source_config: MqttSourceConfig, config: Plant) -> MqttSource:
+    decoder = PayloadDecoder(source_config.name, source_config.subscriptions, config,
+                             config.registry())
+    return MqttSource(source_config, source_config.name, decoder, config.runtime)

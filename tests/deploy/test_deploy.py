@@ -92,6 +92,9 @@ def test_units_run_the_cli_commands_that_exist() -> None:
     assert parsed[0].command is cmd_run
     assert parsed[1].command.__name__ == "cmd_api"
     assert parsed[1].config == Path("/etc/ombre/plant.yaml")
+    # `ombre run` notifies systemd (tests/ombre/test_systemd.py): its watchdog is on.
+    assert (gateway["Service.Type"], gateway["Service.NotifyAccess"]) == (["notify"], ["main"])
+    assert gateway["Service.WatchdogSec"] == ["30"]
 
 
 def test_units_share_their_hardening_and_stop_after_the_drain() -> None:
@@ -386,14 +389,18 @@ def test_install_script_refuses_a_directory_that_is_not_ombre(tmp_path: Path) ->
 
 def test_every_training_exercise_exists_in_both_languages_and_is_indexed() -> None:
     """docs/training: one exercise per scenario in English and French, each starting its
-    own scenario, and the index linking exactly those files."""
+    own scenario, the maturity exercise built on them, and the index linking exactly
+    those files."""
     training = ROOT / "docs" / "training"
     index = (training / "README.md").read_text()
     scenarios = re.findall(r"^\| `([a-z-]+)` \|", index, flags=re.M)
     assert len(scenarios) == 7
     files = {p.name for p in training.glob("*.md")} - {"README.md"}
-    assert files == {f"{s}.{lang}.md" for s in scenarios for lang in ("en", "fr")}
+    maturity = {"maturity.en.md", "maturity.fr.md"}
+    assert files == {f"{s}.{lang}.md" for s in scenarios for lang in ("en", "fr")} | maturity
     for name in sorted(files):
         assert f"]({name})" in index
         scenario = name.split(".")[0]
-        assert f"`ombre demo --scenario {scenario} --speed 60`" in (training / name).read_text()
+        setup = "`ombre demo --reset --speed 120 --scenario broker-outage`" \
+            if name in maturity else f"`ombre demo --scenario {scenario} --speed 60`"
+        assert setup in (training / name).read_text()

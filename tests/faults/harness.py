@@ -93,9 +93,7 @@ def end(flow: Flow, ombre: OmbreProcess) -> None:
     """A fault test's last step, passed or failed: the flow's client closed, and the
     process killed if it still runs (the test failed before stopping it)."""
     flow.publisher.close()
-    if ombre.process is not None and ombre.process.poll() is None:
-        ombre.process.kill()
-        ombre.process.wait()
+    ombre.kill()
 
 
 def postgres_bin(name: str) -> str:

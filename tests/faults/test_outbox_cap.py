@@ -2,7 +2,7 @@
 (a server of the test's own, stopped: connections refused) while the time-series sink
 keeps writing: exactly the counted oldest telemetry is dropped for the shadow, every
 event is kept, the overflow is raised, and the shadow gets all that was kept once its
-database is back."""
+database is back, and records how many were dropped (the assessment's readings_lost)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ from connectors.sqlite_ts import open_store
 from gateway.counters import Health
 from gateway.outbox import EVENTS, GATEWAY_MACHINE, OVERFLOW_EVENT, TELEMETRY, decode_batch
 from ombre.config import OmbreConfig, validate_config
+from shadow.maturity import assess
+from shadow.schema import database_url, open_engine
+from shadow.store import ShadowStore
+from shadow.timeline import Window
 from tests.conftest import Publisher, plant_dict, running, wait_until
 from tests.faults.harness import SIGNALS, Flow, PostgresCluster
 
@@ -29,6 +33,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 TOTAL = 20_000  # readings, 21 bytes each in the outbox: about 8 times the cap
 CAP_BYTES = 50_000
 EVENT_EVERY = 100  # readings between two state events
+EVENTS_SENT = TOTAL // EVENT_EVERY
 
 
 @pytest.fixture
@@ -87,11 +92,16 @@ async def test_outbox_over_its_cap_drops_exactly_the_oldest_for_the_sink_that_is
                 flow.publisher.publish("plant/l1/m1/state", json.dumps(
                     {"value": f"S{chunk}", "ts": flow.base_ms + chunk}))
                 await asyncio.sleep(0.001)
-            await wait_until(lambda: (flow.publish_until(TOTAL), source.readings == TOTAL)[1],
-                             timeout_s=60, what="the source to receive every reading")
+            await wait_until(lambda: (flow.publish_until(TOTAL), source.readings == TOTAL
+                                      and source.events == EVENTS_SENT)[1],
+                             timeout_s=60, what="the source to receive every reading and event")
             timeseries = counters.connector("timeseries", "sink")
-            await wait_until(lambda: timeseries.readings == TOTAL, timeout_s=60,
-                             what="the time-series sink to write every reading")
+            state_id = config.registry().id_of("m1", "state")
+            # The sink also writes the gateway's own overflow event: count the states.
+            await wait_until(lambda: timeseries.readings == TOTAL
+                             and counters.signal_written[state_id] == EVENTS_SENT,
+                             timeout_s=60, what="the time-series sink to write every reading "
+                             "and state")
             dropped = outbox.dropped
             assert shadow.health is Health.DOWN
             assert outbox.health is Health.DEGRADED
@@ -121,3 +131,11 @@ async def test_outbox_over_its_cap_drops_exactly_the_oldest_for_the_sink_that_is
         overflow = [e.value for e in store.read_events(GATEWAY_MACHINE, 0, 2**62)]
     assert overflow == ["started dropping telemetry",
                         f"stopped dropping: {dropped} readings dropped"]
+    # The shadow recorded them with its run: the assessment shows them.
+    engine = open_engine(database_url(postgres.url("cap"), config.data_dir))
+    try:
+        result = assess(ShadowStore(engine), config, Window(0, 2**62)).to_dict()
+    finally:
+        engine.dispose()
+    [lost] = [e for e in result["evidence"] if e["key"] == "readings_lost"]
+    assert (lost["value"], lost["unit"]) == (dropped, "readings")

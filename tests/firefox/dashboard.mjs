@@ -36,17 +36,21 @@ try {
   page.on("console", (m) => { if (m.type() === "error") errors.push(`console: ${m.text()}`); });
   page.on("pageerror", (e) => errors.push(`uncaught on ${page.url()}: ${e.stack}`));
 
-  // The machine page: its state band, its losses and a uPlot chart per number signal.
+  // The machine page: its state band and axis, its losses and a uPlot chart per number
+  // signal.
   await page.goto(`${url}/machine?id=${encodeURIComponent(machine)}#token=${token}`);
   // Its last request fills the downtime table: leaving earlier would abort requests
   // in flight, which Firefox reports as uncaught errors.
   await page.waitForSelector("#downtime tr", WAIT);
   await page.waitForFunction(DRAWN, WAIT);
   const shown = await page.evaluate(() => ({
-    band: [...document.querySelectorAll("#band > div")].map((d) => ({
-      id: d.dataset.id, category: d.dataset.category, background: getComputedStyle(d).backgroundColor,
+    band: [...document.querySelectorAll("#band .seg")].map((d) => ({
+      id: d.dataset.id ?? null, kind: d.dataset.kind, category: d.dataset.category,
+      background: getComputedStyle(d).backgroundColor, left: d.getBoundingClientRect().left,
       width: d.getBoundingClientRect().width })),
+    bandLeft: document.getElementById("band").getBoundingClientRect().left,
     bandWidth: document.getElementById("band").getBoundingClientRect().width,
+    ticks: [...document.querySelectorAll("#band-axis .tick")].map((e) => e.textContent),
     chart: document.querySelector("#chart-temp .u-title")?.textContent,
     losses: document.getElementById("losses").innerText,
   }));
@@ -58,7 +62,7 @@ try {
                              WAIT, machine);
   const before = await page.evaluate(TILE, machine);
   await page.evaluate(() => { window.notReloaded = true; });
-  report("overview", { ...before, tiles: await page.$$eval("#tiles > .tile", (t) => t.map((e) => e.id)),
+  report("overview", { ...before, tiles: await page.$$eval("#tiles .tile", (t) => t.map((e) => e.id)),
                        url: page.url() });
 
   // Live: the test changed the machine's state; the open page follows without reload.

@@ -111,7 +111,7 @@ def test_unknown_key_without_a_close_match_lists_the_valid_keys(tmp_path: Path) 
     assert problem.path == "colour"
     assert problem.line == line_of(text, "colour")
     assert problem.message == ("unknown key 'colour'; expected one of data_dir, sites, sources, "
-                               "sinks, runtime, shadow, api")
+                               "sinks, runtime, storage, shadow, notifications, api")
 
 
 @pytest.mark.parametrize(("port", "found"), [("abc", "'abc'"), ("70000", "70000"),
@@ -146,7 +146,7 @@ def test_bad_source_type_lists_the_allowed_types(tmp_path: Path) -> None:
     problem = only_problem(tmp_path, text)
     assert problem == ConfigProblem("sources[0].type", line_of(text, "kafka"),
                                     "expected one of 'modbus', 'mqtt', 'opcua', 's7', "
-                                    "found 'kafka'")
+                                    "'sparkplug', found 'kafka'")
 
 
 def test_missing_source_type(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_missing_source_type(tmp_path: Path) -> None:
     problem = only_problem(tmp_path, text)
     assert problem == ConfigProblem("sources[0].type", line_of(text, "name: broker"),
                                     "missing required key (one of 'modbus', 'mqtt', 'opcua', "
-                                    "'s7')")
+                                    "'s7', 'sparkplug')")
 
 
 def test_missing_required_key_points_at_its_parent(tmp_path: Path) -> None:
@@ -356,3 +356,16 @@ def test_console_command_reports_a_broken_file_without_traceback(tmp_path: Path)
     assert done.stdout == ""
     assert done.stderr.startswith(f"{path}:3: invalid YAML at column 1: ")
     assert "Traceback" not in done.stderr
+
+
+def test_storage_profile_is_read_and_defaults_to_default(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, BASE), ENV).storage.profile == "default"
+    text = BASE + "storage:\n  profile: sd-card\n"
+    assert load_config(write(tmp_path, text), ENV).storage.profile == "sd-card"
+
+
+def test_unknown_storage_profile_lists_the_profiles(tmp_path: Path) -> None:
+    text = BASE + "storage:\n  profile: sdcard\n"
+    problem = only_problem(tmp_path, text)
+    assert problem == ConfigProblem("storage.profile", line_of(text, "profile"),
+                                    "expected one of 'default', 'sd-card', found 'sdcard'")

@@ -56,6 +56,12 @@ class OmbreProcess:
         self.process.send_signal(signum)
         return self.process.wait(30)
 
+    def kill(self) -> None:
+        """Kills the process if it still runs: a test's cleanup, passed or failed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
 
 def write_config(tmp_path: Path, port: int, **runtime: object) -> Path:
     path = tmp_path / "plant.yaml"
@@ -261,9 +267,7 @@ def test_a_second_sigterm_exits_at_once_while_the_source_is_held_back(
         assert ombre.signal(signal.SIGTERM) == EXIT_FORCED
     finally:
         lock.close()
-        if ombre.process is not None and ombre.process.poll() is None:
-            ombre.process.kill()
-            ombre.process.wait()
+        ombre.kill()
     assert "second SIGTERM: exiting at once" in ombre.log.read_text()
     db = sqlite3.connect(tmp_path / "data" / "gateway.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,10 @@ import pytest
 from connectors.sqlite_sink import SqliteSink
 from gateway.types import Batch, Event
 from ombre.cli import main
+from ombre.cli_common import _commit
 from tests.conftest import plant_config, plant_dict
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(tmp_path: Path, **changes: object) -> Path:
@@ -78,3 +84,28 @@ async def test_query_prints_the_events_of_a_string_signal(
     assert capsys.readouterr().out.splitlines() == [
         "ts,value,quality", f"{stamp}Z,RUNNING,0", f'{stamp}.002000Z,"jam, feeder",4',
         f"{stamp}.003000Z,7,0"]
+
+
+def test_version_prints_the_installed_package_version_and_its_commit(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """This checkout is installed editable (`make test`): its own commit, "-dirty" when
+    its tracked files changed."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True, cwd=ROOT).stdout.strip()
+    assert re.fullmatch(rf"ombre {re.escape(version('ombre'))} \(git {head}(-dirty)?\)\n",
+                        capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("direct_url", "said"), [
+    ('{"url": "https://github.com/o/ombre", "vcs_info": {"vcs": "git", '
+     '"commit_id": "0123456789abcdef0123"}}', "git 0123456789ab"),  # pip install git+...
+    ('{"url": "file:///opt/src", "dir_info": {}}', "git commit unknown"),  # copied
+    (None, "git commit unknown"),  # from a wheel of an index
+    ('{"url": "file:///nonexistent/ombre", "dir_info": {"editable": true}}',
+     "git commit unknown"),  # the checkout is gone
+])
+def test_the_commit_comes_from_what_pip_recorded(direct_url: str | None, said: str) -> None:
+    assert _commit(direct_url) == said

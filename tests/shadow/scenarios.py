@@ -48,6 +48,9 @@ def plant(data_dir: Path, database: str | None = None, **machine: Any) -> dict[s
                 {"name": "late", "start": "14:00", "end": "22:00"}]},
             "reason_codes": [{"code": "tool", "text": "tool broke", "category": "ADET",
                               "failure": True}],
+            # The shift reports a replay writes at the shift's end: HTML only, no
+            # Chromium in every replay (tests/ombre/test_shift_report.py prints them).
+            "reports": {"pdf": False},
         },
     }
 

@@ -15,7 +15,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.types import Batch, Event, EventValue, Quality
+from gateway.types import OFFLINE_EVENT, Batch, Event, EventValue, Quality
 from ombre.config import OmbreConfig, validate_config
 from shadow.calendar import PlannedSchedule, to_ns
 from shadow.model import Changes, JobRecord, Rejected, ShadowModel
@@ -439,6 +439,23 @@ def test_advance_marks_a_silent_machine_unknown() -> None:
     assert model.machines[P1].online(t(12))
 
 
+def test_a_sources_offline_word_makes_the_machine_unknown_from_its_time() -> None:
+    """A Sparkplug B death (OFFLINE_EVENT) in the middle of a batch: the readings before
+    it are applied first, the machine is unknown from it, a later reading brings it
+    back; the same word delivered again changes nothing."""
+    config, model = one_press(silence_s=3600)
+    death = Event(t(2), P1, OFFLINE_EVENT, "spBv1.0/g/NDEATH/n: the edge node died")
+    batch, events = batch_of(config, [r(0, "state", "RUNNING"), r(1, "temp", 1.0),
+                                      r(6, "temp", 2.0)])
+    changes = model.apply(batch, [*events, death])
+    assert view(changes) == [(0, 2, "APT", "RUNNING", None), (2, 6, None, "unknown", None)]
+    assert model.machines[P1].state == State("RUNNING", Category.APT)
+    assert model.apply(Batch.empty(), [death]).intervals == []
+    alone = model.apply(Batch.empty(), [Event(t(7), P1, OFFLINE_EVENT, "died")])
+    assert view(alone) == [(6, 7, "APT", "RUNNING", None)]
+    assert not model.machines[P1].online(t(7))
+
+
 def test_gap_across_batches_is_unknown() -> None:
     config, model = one_press(silence_s=60)
     feed(config, model, [r(0, "state", "RUNNING"), r(0.5, "temp", 1.0)])
@@ -475,6 +492,105 @@ def test_a_late_backlog_is_applied_at_its_own_times() -> None:
     assert view(p1) == [(0, 15, "APT", "RUNNING", None), (15, 60, "APT", "RUNNING", None),
                         (60, 90, "PDOT", "RUNNING", None), (90, 100, "APT", "RUNNING", None)]
     assert model.machines[P1].state == State("IDLE", Category.ADOT)
+
+
+def outage(reorder_s: float) -> tuple[OmbreConfig, ShadowModel, list[Changes]]:
+    """P1 runs job A with its counter, its link drops from minute 5 to 120 while P2's
+    data flows, and P1 goes silent; what each later step feeds is up to the test."""
+    config = plant(machine_config(P1, silence_s=600, reorder_s=reorder_s),
+                   machine_config(P2, silence_s=600))
+    model = model_of(config)
+    before = feed(config, model, [r(0, "state", "RUNNING"), r(0, "order", "A"),
+                                  *(r(m, "total", float(m)) for m in range(6))])
+    during = feed(config, model, [r(0, "state", "RUNNING", P2),
+                                  *(r(m, "temp", 1.0, P2) for m in range(121))])
+    assert model.machines[P1].silent
+    return config, model, [before, during]
+
+
+BACKLOG = [*(r(m, "total", float(m)) for m in range(6, 121)), r(60, "state", "BREAKDOWN"),
+           r(70, "state", "RUNNING")]
+AHEAD = [r(m, "total", float(m)) for m in (121, 122)]  # sent while reconnecting
+LIVE = [r(m, "total", float(m)) for m in (123, 124)]
+
+
+def p1_view(all_changes: list[Changes]) -> tuple[list[View], list[int]]:
+    """P1's intervals and its count per minute bucket with parts."""
+    done = merged(all_changes)
+    p1 = [(i, raw) for i, raw in done.intervals if i.machine == P1]
+    assert_contiguous(p1)
+    return view(p1), [int((b - T0) // MIN) for (m, b, _), v in done.counts.items()
+                      if m == P1 for _ in range(v[0])]
+
+
+def test_a_backlog_sent_after_newer_readings_lands_at_its_own_times() -> None:
+    """P1's device, reconnecting, sends two new readings before its backlog (as paho
+    does). With reorder_s, P1's readings since it came back wait for the backlog, and
+    P1's timeline and counts are those of the same data in time order."""
+    config, model, changes = outage(reorder_s=600)
+    changes.append(feed(config, model, AHEAD))
+    assert model.machines[P1].silent
+    assert len(model.machines[P1].held) == 2
+    for part in (BACKLOG[:50], BACKLOG[50:]):  # the backlog in two batches
+        changes.append(feed(config, model, part))
+    changes.append(feed(config, model, LIVE))
+    assert model.machines[P1].held == []
+    config, in_order, expected = outage(reorder_s=600)
+    for part in (BACKLOG[:50], BACKLOG[50:], AHEAD, LIVE):
+        expected.append(feed(config, in_order, part))
+    intervals, parts = p1_view(changes)
+    assert (intervals, parts) == p1_view(expected)
+    assert intervals == [(0, 15, "APT", "RUNNING", "A"), (15, 60, "APT", "RUNNING", "A"),
+                         (60, 70, "ADET", "BREAKDOWN", "A")]
+    # A part a minute, each in its own minute but those of the tolerated silence (6-15),
+    # which fold into its end, as in any backlog (test_a_late_backlog_...).
+    assert parts == [*range(1, 6), *[15] * 10, *range(16, 125)]
+
+
+def test_without_reorder_s_the_backlog_folds_into_the_return() -> None:
+    """The same data without reorder_s: the backlog comes after P1's return at minute 121.
+    Its states fold into that moment, and its counter readings, older than the one at
+    121, are skipped as a redelivery: P1 is unknown for 106 minutes, its parts lost."""
+    config, model, changes = outage(reorder_s=0)
+    for part in (AHEAD, BACKLOG, LIVE):
+        changes.append(feed(config, model, part))
+    intervals, parts = p1_view(changes)
+    assert intervals == [(0, 15, "APT", "RUNNING", "A"), (15, 121, None, "unknown", "A"),
+                         (121, 122, "APT", "RUNNING", "A")]
+    assert parts == [1, 2, 3, 4, 5, 122, 123, 124]
+
+
+def test_a_backlog_among_live_readings_keeps_its_machine_heard() -> None:
+    """The gateway interleaves P1's backlog with P2's live readings, some of each in
+    every batch. P1 is not made silent again between two parts of its backlog (each
+    batch would fold up to 10 minutes of it), so its timeline is the backlog's own."""
+    config, model, changes = outage(reorder_s=0)
+    backlog = sorted(BACKLOG)  # in time order, as its device sends it
+    for i in range(0, len(backlog), 10):
+        changes.append(feed(config, model, [*backlog[i:i + 10],
+                                             r(121 + i / 100, "temp", 1.0, P2)]))
+    intervals, parts = p1_view(changes)
+    assert intervals == [(0, 15, "APT", "RUNNING", "A"), (15, 60, "APT", "RUNNING", "A"),
+                         (60, 70, "ADET", "BREAKDOWN", "A")]
+    assert parts == [*range(1, 6), *[15] * 10, *range(16, 121)]
+
+
+def test_a_return_without_backlog_waits_reorder_s_of_plant_time() -> None:
+    """P1 comes back with no backlog to come: its readings are applied at their own
+    times once the plant's data time is reorder_s past its return, and a restart in
+    between keeps what waits."""
+    config, model, _ = outage(reorder_s=600)
+    assert feed(config, model, [r(121, "state", "IDLE")]).touched == {P1}
+    restored = model_of(config)
+    for name, m in model.machines.items():
+        restored.machines[name].restore(json.loads(json.dumps(m.snapshot())))
+    assert restored.machines[P1].held == model.machines[P1].held != []
+    for m in (model, restored):
+        assert feed(config, m, [r(130, "temp", 1.0, P2)]).intervals == []  # 9 minutes on
+        back = feed(config, m, [r(131, "temp", 1.0, P2)])
+        assert [x for x in view(back) if x[3] != "RUNNING"] == [(15, 121, None, "unknown", "A")]
+        assert m.machines[P1].state == State("IDLE", Category.ADOT)
+        assert m.machines[P1].held == []
 
 
 # --- planned stops --------------------------------------------------------------------

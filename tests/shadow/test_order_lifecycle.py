@@ -250,7 +250,5 @@ def test_orders_finish_across_real_restarts_of_ombre_run(
                                        "restart: machine no longer in the config")
         assert "Traceback" not in ombre.log.read_text()
     finally:
-        if ombre.process is not None and ombre.process.poll() is None:
-            ombre.process.kill()
-            ombre.process.wait()
+        ombre.kill()
         store.engine.dispose()

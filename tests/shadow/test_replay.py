@@ -374,13 +374,16 @@ def test_an_upgrade_keeps_the_data(tmp_path: Path, database: str | None,
     finally:
         engine.dispose()
     after = shop.dump(later)
-    # Rebuilt on upgrade, or (the audit log, 0008) dropped by the downgrade.
-    rebuilt = ("shadow_state", "gateway_run", "audit_log")
+    # Rebuilt on upgrade, or (the audit log, 0008; the reading counts and ages, 0011)
+    # dropped by the downgrade.
+    rebuilt = ("shadow_state", "gateway_run", "audit_log", "reading_count", "model_age")
     assert {k: v for k, v in after.items() if k not in rebuilt} == \
         {k: v for k, v in first.items() if k not in rebuilt}
-    # The runs before 0005 recorded them: one, over the state intervals written then.
+    # The runs before 0005 recorded them: one, over the state intervals written then,
+    # whose dropped readings nobody recorded.
     intervals = first["state_interval"]
-    assert after["gateway_run"] == [(min(r[2] for r in intervals), max(r[3] for r in intervals))]
+    assert after["gateway_run"] == [
+        (min(r[2] for r in intervals), max(r[3] for r in intervals), None)]
     [after_kpis] = shop.kpis(capsys, "2026-03-02T06:00:00Z", "2026-03-02T14:00:00Z")
     assert after_kpis["kpis"] == before_kpis["kpis"]
 
