@@ -17,11 +17,13 @@ TEST_DEB_PACKAGES += shellcheck docker-compose systemd
 TEST_DEB_PACKAGES += firefox-esr nodejs
 # the network and clock faults of tests/faults: ip netns and TUN links (iproute2), libfaketime
 TEST_DEB_PACKAGES += iproute2 faketime
+# the Debian package's tests: a throwaway Debian root (tests/deploy/test_deb.py)
+TEST_DEB_PACKAGES += debootstrap
 # Installs the Debian packages of $(1) that are missing.
 APT_INSTALL = @missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; fi
 
-.PHONY: demo test lint lint-deploy bench lock demo-deps system-deps test-services clean
+.PHONY: demo test lint lint-deploy bench lock demo-deps system-deps test-services clean deb bundle
 
 # The demo's extras (opcua, modbus), at the versions of requirements.lock; again whenever
 # pyproject.toml or the lock changes (`make lock`).
@@ -63,7 +65,8 @@ lint: $(DEV) lint-deploy
 	$(BIN)/mypy --strict gateway shadow connectors api sim ombre
 
 lint-deploy: $(DEV) system-deps
-	shellcheck deploy/install.sh deploy/compose/mosquitto-start.sh
+	shellcheck deploy/install.sh deploy/compose/mosquitto-start.sh deploy/debian/*.sh \
+		deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm
 	$(BIN)/hadolint deploy/Dockerfile
 
 # Every test starts its own servers on free ports (or its own PostgreSQL schema), so
@@ -81,7 +84,18 @@ bench: $(DEV) system-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) data dist .mypy_cache .ruff_cache .pytest_cache
+
+# The Debian package, dist/ombre_<version>_<arch>.deb, with every wheel it needs for
+# DEB_ARCH (this machine's by default; `make deb DEB_ARCH=arm64` for a Raspberry Pi 4/5),
+# and the offline bundle, dist/ombre-<version>-<arch>.tar: the package, its installer
+# and their checksums (deploy/debian/).
+DEB_ARCH ?= $(shell dpkg --print-architecture)
+deb: $(BIN)/ombre
+	sh deploy/debian/build.sh --arch $(DEB_ARCH) --out dist
+
+bundle: $(BIN)/ombre
+	sh deploy/debian/bundle.sh --arch $(DEB_ARCH) --out dist
 
 # puppeteer-core for tests/api/test_firefox.py (WebDriver BiDi, no geckodriver), and
 # protobufjs and MQTT.js for the Sparkplug B peer of tests/connectors/test_sparkplug.py

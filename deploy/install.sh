@@ -8,9 +8,12 @@
 #   connectors of --extras (default: all; e.g. `opcua,influx`, or `none` for MQTT and
 #   SQLite only) at the versions of the source's requirements.lock;
 # - writes /etc/ombre/plant.yaml from deploy/systemd/plant.yaml only when it is absent;
-# - installs ombre.service and ombre-api.service, enables them and (re)starts them.
+# - installs ombre.service (the gateway with the API, one process) into
+#   /usr/local/lib/systemd/system, enables it and (re)starts it.
 # Running it again upgrades: /etc/ombre and the data in /var/lib/ombre (created by
-# systemd's StateDirectory=) are left as they are.
+# systemd's StateDirectory=) are left as they are. An install by an older version of
+# this script had its units in /etc/systemd/system and a second unit, ombre-api.service:
+# the upgrade removes them. The Debian package (`make deb`) is the other way to install.
 #
 # --root DIR installs under DIR instead of / (tests, image builders): the user is
 # added to DIR/etc/passwd, and systemctl is not called. --no-systemd skips systemctl.
@@ -82,18 +85,28 @@ else
         "$root/etc/ombre/plant.yaml"
 fi
 
-# The units are the project's: replaced on upgrade (local changes go in drop-ins,
-# `systemctl edit ombre`).
-install -d -m 0755 "$root/etc/systemd/system"
+# The unit is the project's: replaced on upgrade (local changes go in drop-ins,
+# `systemctl edit ombre`), and kept out of /etc/systemd/system, the administrator's.
+units=$root/usr/local/lib/systemd/system
+install -d -m 0755 "$units"
+install -m 0644 "$source_dir/deploy/systemd/ombre.service" "$units/ombre.service"
+# What older versions of this script installed (ombre-api.service has become `ombre run
+# --api` in ombre.service), known by their first line; a unit an administrator wrote
+# there stays.
 for unit in ombre.service ombre-api.service; do
-    install -m 0644 "$source_dir/deploy/systemd/$unit" "$root/etc/systemd/system/$unit"
+    old=$root/etc/systemd/system/$unit
+    if [ -f "$old" ] && head -n 1 "$old" | grep -q '^# Ombre '; then
+        if [ "$systemd" = yes ]; then systemctl disable --now "$unit" 2>/dev/null || true; fi
+        say "removing $old, installed by an older version"
+        rm -f "$old"
+    fi
 done
 
 if [ "$systemd" = yes ]; then
     systemctl daemon-reload
-    systemctl enable ombre.service ombre-api.service
-    systemctl restart ombre.service ombre-api.service
-    say "running; status: systemctl status ombre ombre-api; first admin token (on the first start):"
+    systemctl enable ombre.service
+    systemctl restart ombre.service
+    say "running; status: systemctl status ombre; first admin token (on the first start):"
     say "  sudo cat /var/lib/ombre/first-admin-token   # then delete the file"
 else
     say "units installed, systemctl not called (--root or --no-systemd)"

@@ -29,7 +29,7 @@ from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-UNITS = ("ombre.service", "ombre-api.service")
+UNITS = ("ombre.service",)
 VENV_BIN = Path(sys.executable).parent  # hadolint and ombre are installed beside python
 
 
@@ -82,29 +82,27 @@ def test_unit_exposure_is_low(unit: str, tmp_path: Path) -> None:
     assert result.returncode == 0, f"exposure {score.group(1)} over 2:\n{result.stdout}"
 
 
-def test_units_run_the_cli_commands_that_exist() -> None:
+def test_unit_runs_the_gateway_with_the_api_in_one_process() -> None:
+    """One process, so /readyz and /metrics see every connector and the outbox."""
     gateway = unit_settings((DEPLOY / "systemd" / "ombre.service").read_text())
-    api = unit_settings((DEPLOY / "systemd" / "ombre-api.service").read_text())
     assert gateway["Service.ExecStart"] == [
-        "/opt/ombre/venv/bin/ombre run /etc/ombre/plant.yaml"]
-    parsed = [build_parser().parse_args(s["Service.ExecStart"][0].split()[1:])
-              for s in (gateway, api)]
-    assert parsed[0].command is cmd_run
-    assert parsed[1].command.__name__ == "cmd_api"
-    assert parsed[1].config == Path("/etc/ombre/plant.yaml")
+        "/opt/ombre/venv/bin/ombre run --api /etc/ombre/plant.yaml"]
+    parsed = build_parser().parse_args(gateway["Service.ExecStart"][0].split()[1:])
+    assert (parsed.command, parsed.api, parsed.test) == (cmd_run, True, False)
+    assert parsed.config == Path("/etc/ombre/plant.yaml")
     # `ombre run` notifies systemd (tests/ombre/test_systemd.py): its watchdog is on.
     assert (gateway["Service.Type"], gateway["Service.NotifyAccess"]) == (["notify"], ["main"])
     assert gateway["Service.WatchdogSec"] == ["30"]
 
 
-def test_units_share_their_hardening_and_stop_after_the_drain() -> None:
-    gateway, api = (unit_settings((DEPLOY / "systemd" / u).read_text()) for u in UNITS)
+def test_unit_is_hardened_and_stops_after_the_drain() -> None:
+    gateway = unit_settings((DEPLOY / "systemd" / "ombre.service").read_text())
     hardening = {k: v for k, v in gateway.items()
                  if k.startswith("Service.") and k.split(".")[1].startswith(
                      ("Protect", "Private", "Restrict", "NoNew", "Capability", "SystemCall",
                       "Lock", "RemoveIPC", "Ambient", "User", "Group", "StateDirectory"))}
     assert len(hardening) >= 20
-    assert {k: api.get(k) for k in hardening} == hardening
+    assert gateway["Service.User"] == ["ombre"]
     assert gateway["Service.RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
     assert gateway["Service.StateDirectory"] == ["ombre"]
     starter = load_config(DEPLOY / "systemd" / "plant.yaml", {})
@@ -119,12 +117,12 @@ def test_starter_config_writes_where_the_unit_lets_it() -> None:
 
 
 def test_the_first_admin_token_is_read_from_its_file_never_from_a_log() -> None:
-    """`ombre api` writes the first admin token to <data_dir>/first-admin-token (mode
+    """`ombre run --api` writes the first admin token to <data_dir>/first-admin-token (mode
     0600, tests/api/test_audit.py): every deploy file and the README send the reader
     there, none to the journal or the container's log."""
     said = {path: path.read_text() for path in (
         DEPLOY / "install.sh", DEPLOY / "compose.yaml", DEPLOY / "systemd" / "plant.yaml",
-        DEPLOY / "systemd" / "ombre-api.service", ROOT / "README.md")}
+        DEPLOY / "systemd" / "ombre.service", ROOT / "README.md")}
     for path, text in said.items():
         assert "/first-admin-token" in text, path
         for line in text.splitlines():
@@ -168,7 +166,8 @@ def test_dockerfile_is_multi_stage_non_root_with_a_health_check() -> None:
     health = next(args for op, args in final if op == "HEALTHCHECK")
     assert "http://127.0.0.1:8080/healthz" in health
     assert ("VOLUME", '["/var/lib/ombre"]') in final
-    assert final[-2:] == [("ENTRYPOINT", '["ombre"]'), ("CMD", '["run", "/etc/ombre/plant.yaml"]')]
+    assert final[-2:] == [("ENTRYPOINT", '["ombre"]'),
+                          ("CMD", '["run", "--api", "/etc/ombre/plant.yaml"]')]
 
 
 def test_dockerfile_copies_only_what_the_build_context_keeps() -> None:
@@ -201,7 +200,7 @@ def test_compose_file_is_valid_and_consistent(tmp_path: Path) -> None:
     result = compose_config(DEPLOY / "compose" / "env.example")
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert set(services) == {"mosquitto", "postgres", "influxdb", "ombre", "ombre-api"}
+    assert set(services) == {"mosquitto", "postgres", "influxdb", "ombre"}
     for name, service in services.items():
         for needed, condition in service.get("depends_on", {}).items():
             if condition["condition"] == "service_healthy":
@@ -210,11 +209,10 @@ def test_compose_file_is_valid_and_consistent(tmp_path: Path) -> None:
             source = volume.split(":")[0]
             if source.startswith("/"):
                 assert Path(source).is_file(), f"{name} mounts {source}, which is missing"
-    for name in ("ombre", "ombre-api"):
-        build = services[name]["build"]
-        assert (Path(build["context"]) / build["dockerfile"]) == DEPLOY / "Dockerfile"
-    assert services["ombre"]["command"][0] == "run"
-    assert services["ombre-api"]["command"][0] == "api"
+    build = services["ombre"]["build"]
+    assert (Path(build["context"]) / build["dockerfile"]) == DEPLOY / "Dockerfile"
+    assert services["ombre"]["command"] == ["run", "--api", "/etc/ombre/plant.yaml"]
+    assert "healthcheck" not in services["ombre"]  # the image's /healthz check applies
     assert services["ombre"]["depends_on"] == {
         s: {"condition": "service_healthy"} for s in ("mosquitto", "postgres", "influxdb")}
 
@@ -227,16 +225,15 @@ def test_compose_refuses_to_start_without_the_secrets() -> None:
 
 def test_compose_plant_config_is_valid_with_the_compose_environment() -> None:
     """The config the containers load: valid, and every ${VAR} it references is given to
-    both Ombre containers by compose.yaml."""
+    the Ombre container by compose.yaml."""
     services = yaml.safe_load(compose_config(DEPLOY / "compose" / "env.example").stdout)[
         "services"]
     plant = DEPLOY / "compose" / "plant.yaml"
     referenced = set(REFERENCE.findall(plant.read_text()))
     assert referenced >= {"MQTT_PASSWORD", "POSTGRES_PASSWORD", "INFLUXDB_TOKEN"}
-    for name in ("ombre", "ombre-api"):
-        environment = services[name]["environment"]
-        assert referenced <= set(environment), name
-        config = load_config(plant, environment)
+    environment = services["ombre"]["environment"]
+    assert referenced <= set(environment)
+    config = load_config(plant, environment)
     assert config.data_dir == Path("/var/lib/ombre")
     assert config.shadow.database == (
         f"postgresql+psycopg://ombre:{example_env()['POSTGRES_PASSWORD']}@postgres:5432/ombre")
@@ -306,17 +303,19 @@ def test_compose_mosquitto_config_authenticates_for_real(tmp_path: Path) -> None
         log.close()
 
 
-@pytest.mark.parametrize("script", ["install.sh", "compose/mosquitto-start.sh"])
+@pytest.mark.parametrize("script", [
+    "install.sh", "compose/mosquitto-start.sh", "debian/build.sh", "debian/bundle.sh",
+    "debian/bundle-install.sh", "debian/postinst", "debian/prerm", "debian/postrm"])
 def test_shell_scripts_pass_shellcheck(script: str) -> None:
     result = run(require_binary("shellcheck"), DEPLOY / script)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
 def source_tree(directory: Path, version: str) -> Path:
-    """What install.sh installs from, at project version `version`: the files the
-    container image is built from (so the install also shows that they are all `pip
-    install .` needs) and the units."""
-    for part in [*image_sources(), "deploy/systemd"]:
+    """What install.sh and the Debian package install from, at project version
+    `version`: the files the container image is built from (so the install also shows
+    that they are all `pip install .` needs), the unit and the package's scripts."""
+    for part in [*image_sources(), "deploy/systemd", "deploy/debian"]:
         if (ROOT / part).is_dir():
             shutil.copytree(ROOT / part, directory / part, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__"))
@@ -354,9 +353,9 @@ def test_install_script_installs_then_upgrades_keeping_config_and_data(tmp_path:
     assert config.read_text() == (DEPLOY / "systemd/plant.yaml").read_text()
     assert config.stat().st_mode & 0o777 == 0o640
     assert config.stat().st_gid == int(users[0].split(":")[3])
-    for unit in UNITS:
-        assert (root / "etc/systemd/system" / unit).read_text() == (
-            DEPLOY / "systemd" / unit).read_text()
+    units = root / "usr/local/lib/systemd/system"
+    assert (units / "ombre.service").read_text() == (DEPLOY / "systemd/ombre.service").read_text()
+    assert not (root / "etc/systemd/system").exists()  # the administrator's
     venv_python = root / "opt/ombre/venv/bin/python"
     # Run with -I, or the working directory's ombre.egg-info answers.
     installed = "import importlib.metadata as m; print(m.version('ombre'))"
@@ -367,9 +366,17 @@ def test_install_script_installs_then_upgrades_keeping_config_and_data(tmp_path:
     data.mkdir(parents=True)
     (data / "marker").write_text("readings")
 
+    # What an older install.sh left in /etc/systemd/system, and an administrator's unit.
+    admin = root / "etc/systemd/system"
+    admin.mkdir(parents=True)
+    (admin / "ombre-api.service").write_text("# Ombre API and dashboard, beside ombre.service\n")
+    (admin / "ombre.service").write_text("[Service]\nExecStart=/usr/local/bin/my-ombre\n")
+
     second = run(script, "--source", source_tree(tmp_path / "v2", "0.2.0"), "--root", root)
     assert second.returncode == 0, second.stderr
     assert "keeping" in second.stdout
+    assert sorted(p.name for p in admin.iterdir()) == ["ombre.service"]
+    assert "my-ombre" in (admin / "ombre.service").read_text()
     assert run(venv_python, "-I", "-c", installed, check=True).stdout.strip() == "0.2.0"
     assert "Edited plant" in config.read_text()
     assert (data / "marker").read_text() == "readings"

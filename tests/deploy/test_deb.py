@@ -1,0 +1,231 @@
+"""The Debian package (`make deb`, deploy/debian/): built from the repository, then
+installed, upgraded, removed and purged with dpkg inside a throwaway Debian 12 root that
+the test builds with debootstrap, never on this machine. Each step runs in the root with
+chroot, in mount, PID and network namespaces of its own: the package installs with no
+network at all, and the service it installs runs there as the unit runs it."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_binary
+from tests.deploy.test_deploy import DEPLOY, ROOT, source_tree, unit_settings
+
+pytestmark = pytest.mark.slow
+
+# The base system, kept between runs (debootstrap takes a minute or two and reads
+# Debian's registry); each test works on a copy of it. Only what the package depends
+# on: not python3-venv, which the package does without.
+INCLUDE = "python3,passwd,init-system-helpers"
+BASE = Path(f"/var/tmp/ombre-test-roots/bookworm-amd64-{INCLUDE.replace(',', '-')}")
+PIP = Path(sys.executable).parent / "pip"
+
+
+def run(*args: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+
+
+def base_root() -> Path:
+    """A minimal Debian 12 with what the package depends on, built once."""
+    if (BASE / ".complete").exists():
+        return BASE
+    debootstrap = require_binary("debootstrap")
+    building = BASE.with_name(f"{BASE.name}.{uuid.uuid4().hex}")
+    building.parent.mkdir(parents=True, exist_ok=True)
+    made = run(debootstrap, "--variant=minbase",
+               f"--include={INCLUDE}",
+               "bookworm", building, "http://deb.debian.org/debian")
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    (building / ".complete").touch()
+    try:
+        building.rename(BASE)
+    except OSError:  # another run finished first
+        shutil.rmtree(building)
+    return BASE
+
+
+def in_root(root: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by sh -e as root inside `root`: in new mount, PID and network
+    namespaces (only a loopback link), with /proc and /dev mounted for it. Everything
+    it started ends with it, and its mounts are gone."""
+    outer = (f"set -e; ip link set lo up; mount -t proc proc {root}/proc; "
+             f"mount --rbind /dev {root}/dev; exec chroot {root} /usr/bin/env -i "
+             "PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 /bin/sh -ec \"$0\"")
+    return run("unshare", "--mount", "--net", "--pid", "--fork", "sh", "-c", outer, script)
+
+
+def ok(root: Path, script: str) -> str:
+    result = in_root(root, script)
+    assert result.returncode == 0, f"{script}\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def build(source: Path, version: str, out: Path, arch: str = "amd64",
+          script: str = "build.sh") -> Path:
+    """The package (build.sh) or the offline bundle (bundle.sh) of `source`."""
+    built = run("sh", source / "deploy/debian" / script, "--arch", arch, "--version", version,
+                "--out", out, "--pip", PIP)
+    assert built.returncode == 0, built.stderr
+    return Path(built.stdout.strip())
+
+
+def fresh_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    copied = run("cp", "-a", base_root(), root)
+    assert copied.returncode == 0, copied.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Ombre 0.1.0 as the bundle of package 0.1.0-1, then Ombre 0.2.0 as package
+    0.2.0-1."""
+    tmp = tmp_path_factory.mktemp("debs")
+    bundle = build(source_tree(tmp / "v1", "0.1.0"), "0.1.0-1", tmp, script="bundle.sh")
+    assert bundle == tmp / "ombre-0.1.0-1-amd64.tar"
+    deb = build(source_tree(tmp / "v2", "0.2.0"), "0.2.0-1", tmp)
+    assert deb == tmp / "ombre_0.2.0-1_amd64.deb"
+    return bundle, deb
+
+
+SERVICE = """
+cd /var/lib/ombre
+setpriv --reuid=ombre --regid=ombre --init-groups {command} >/tmp/ombre.log 2>&1 &
+pid=$!
+healthz='import urllib.request as u; u.urlopen("http://127.0.0.1:8080/healthz", timeout=2)'
+for _ in $(seq 90); do
+    if python3 -c "$healthz" 2>/dev/null; then break; fi
+    sleep 1
+done
+python3 - <<'EOF'
+import json, urllib.error, urllib.request
+token = open("/var/lib/ombre/first-admin-token").read().strip()
+request = urllib.request.Request("http://127.0.0.1:8080/readyz",
+                                 headers={{"Authorization": f"Bearer {{token}}"}})
+try:
+    urllib.request.urlopen(request, timeout=5)
+except urllib.error.HTTPError as answer:
+    print("readyz", answer.code, answer.read().decode())
+EOF
+kill -TERM $pid
+wait $pid && echo "exit 0"
+cat /tmp/ombre.log
+stat -c 'token %a %U' /var/lib/ombre/first-admin-token
+"""
+
+
+def test_install_upgrade_remove_purge(packages: tuple[Path, Path], tmp_path: Path) -> None:
+    bundle, second = packages
+    root = fresh_root(tmp_path)
+    assert run("tar", "-xf", bundle, "-C", root / "tmp").returncode == 0
+    shutil.copy(second, root / "tmp")
+
+    # Installed from the bundle with no network: the venv comes from the package's wheels.
+    installed = ok(root, "sh /tmp/ombre-0.1.0-1-amd64/install.sh")
+    assert "ombre install: ombre 0.1.0-1 installed" in installed
+    assert "Version: 0.1.0-1" in ok(root, "dpkg -s ombre")
+    assert ok(root, "/opt/ombre/venv/bin/ombre --version").startswith("ombre 0.1.0 ")
+    assert ok(root, "getent passwd ombre").strip().endswith(":/var/lib/ombre:/usr/sbin/nologin")
+    assert ok(root, "stat -c '%a %U %G' /etc/ombre /etc/ombre/plant.yaml /var/lib/ombre"
+              ).split("\n")[:3] == ["750 root ombre", "640 root ombre", "750 ombre ombre"]
+    assert (root / "etc/ombre/plant.yaml").read_text() == (
+        DEPLOY / "systemd/plant.yaml").read_text()
+    unit = root / "lib/systemd/system/ombre.service"
+    assert unit.read_text() == (DEPLOY / "systemd/ombre.service").read_text()
+    wants = root / "etc/systemd/system/multi-user.target.wants/ombre.service"
+    assert wants.is_symlink()
+    assert wants.readlink() == Path("/lib/systemd/system/ombre.service")
+    # Every connector's stack is in the venv.
+    ok(root, "/opt/ombre/venv/bin/python -c 'import asyncua, pymodbus, snap7, influxdb_client, "
+             "psycopg, google.protobuf, uvloop, numpy, fastapi'")
+
+    # The service's command, as the unit gives it, as the service's user: the gateway
+    # and the API in one process. No broker answers in this namespace: /healthz says it
+    # lives, /readyz names the source that is down, SIGTERM stops it in order.
+    command = unit_settings(unit.read_text())["Service.ExecStart"][0]
+    served = ok(root, SERVICE.format(command=command))
+    assert "readyz 503" in served, served
+    assert "local-broker" in served, served
+    assert "exit 0" in served, served
+    assert "ombre.app: stopped" in served, served
+    assert "token 600 ombre" in served, served
+
+    # Upgrade: the edited config and the data stay; the venv is the new version's.
+    config = root / "etc/ombre/plant.yaml"
+    config.write_text(config.read_text().replace("My plant", "Edited plant"))
+    (root / "var/lib/ombre/marker").write_text("readings")
+    upgraded = ok(root, f"dpkg -i /tmp/{second.name}")
+    assert "plant.yaml" not in upgraded  # no question about the conffile: it is kept
+    assert "Version: 0.2.0-1" in ok(root, "dpkg -s ombre")
+    assert ok(root, "/opt/ombre/venv/bin/ombre --version").startswith("ombre 0.2.0 ")
+    assert "Edited plant" in config.read_text()
+    assert (root / "var/lib/ombre/marker").read_text() == "readings"
+    assert (root / "var/lib/ombre/first-admin-token").exists()
+    assert ok(root, "grep -c '^ombre:' /etc/passwd").strip() == "1"
+    ok(root, "setpriv --reuid=ombre --regid=ombre --init-groups "
+             "/opt/ombre/venv/bin/ombre check /etc/ombre/plant.yaml")
+
+    # Remove: the program goes, the config and the data stay.
+    ok(root, "dpkg -r ombre")
+    assert "Status: deinstall ok config-files" in ok(root, "dpkg -s ombre")
+    assert not (root / "opt/ombre").exists()
+    assert not unit.exists()
+    assert "Edited plant" in config.read_text()
+    assert (root / "var/lib/ombre/marker").read_text() == "readings"
+
+    # Purge: the config and the data go too; no trace of the unit is left.
+    ok(root, "dpkg -P ombre")
+    assert in_root(root, "dpkg -s ombre").returncode == 1
+    for gone in ("etc/ombre", "var/lib/ombre", "opt/ombre"):
+        assert not (root / gone).exists(), gone
+    assert not list((root / "etc/systemd/system").rglob("ombre*"))
+    assert not list((root / "var/lib/systemd").rglob("ombre*"))
+
+
+def test_arm64_bundle_carries_only_arm64_or_pure_wheels(tmp_path: Path) -> None:
+    """Built on this amd64 machine for a Raspberry Pi 4/5 with 64-bit Raspberry Pi OS:
+    every compiled dependency comes as an aarch64 wheel (none builds from source). Its
+    installer refuses this machine, and a damaged bundle."""
+    bundle = build(ROOT, "0.1.0-1", tmp_path, arch="arm64", script="bundle.sh")
+    assert bundle == tmp_path / "ombre-0.1.0-1-arm64.tar"
+    assert run("tar", "-xf", bundle, "-C", tmp_path).returncode == 0
+    unpacked = tmp_path / "ombre-0.1.0-1-arm64"
+    assert sorted(p.name for p in unpacked.iterdir()) == [
+        "SHA256SUMS", "install.sh", "ombre_0.1.0-1_arm64.deb"]
+    deb = unpacked / "ombre_0.1.0-1_arm64.deb"
+    assert run("dpkg-deb", "--field", deb, "Architecture").stdout.strip() == "arm64"
+    listing = run("dpkg-deb", "--contents", deb).stdout
+    wheels = [line.split("/")[-1] for line in listing.splitlines() if line.endswith(".whl")]
+    compiled = [w for w in wheels if not w.endswith("-none-any.whl")]
+    assert len(wheels) > 30
+    assert {"numpy", "pydantic_core", "cryptography", "sqlalchemy", "psycopg_binary",
+            "uvloop"} <= {w.split("-")[0] for w in compiled}
+    assert all(w.endswith("_aarch64.whl") for w in compiled), compiled
+    extracted = tmp_path / "x"
+    assert run("dpkg-deb", "--extract", deb, extracted).returncode == 0
+    ombre = next((extracted / "opt/ombre/wheels").glob("ombre-*.whl"))
+    with zipfile.ZipFile(ombre) as wheel:
+        assert "ombre/cli.py" in wheel.namelist()
+    assert shlex.split((extracted / "lib/systemd/system/ombre.service").read_text()
+                       .split("ExecStart=")[1].splitlines()[0])[1:3] == ["run", "--api"]
+
+    root = fresh_root(tmp_path)
+    shutil.copytree(unpacked, root / "tmp/bundle")
+    refused = in_root(root, "sh /tmp/bundle/install.sh")
+    assert refused.returncode == 1
+    assert "this bundle is for arm64; this machine is amd64" in refused.stderr
+    with (root / "tmp/bundle/install.sh").open("a") as script:
+        script.write("# changed\n")
+    damaged = in_root(root, "sh /tmp/bundle/install.sh")
+    assert damaged.returncode == 1
+    assert "the bundle is damaged" in damaged.stderr
+    assert in_root(root, "dpkg -s ombre").returncode == 1
