@@ -6,12 +6,16 @@ network at all, and the service it installs runs there as the unit runs it."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,11 +25,11 @@ from tests.deploy.test_deploy import DEPLOY, ROOT, source_tree, unit_settings
 
 pytestmark = pytest.mark.slow
 
-# The base system, kept between runs (debootstrap takes a minute or two and reads
-# Debian's registry); each test works on a copy of it. Only what the package depends
-# on: not python3-venv, which the package does without.
-INCLUDE = "python3,passwd,init-system-helpers"
-BASE = Path(f"/var/tmp/ombre-test-roots/bookworm-amd64-{INCLUDE.replace(',', '-')}")
+# The base systems, kept between runs (debootstrap takes a minute or two and reads
+# Debian's registry); each test works on a copy. Only what the package depends on: not
+# python3-venv, which the package does without.
+PACKAGE_NEEDS = "python3,passwd,init-system-helpers"
+ROOTS = Path("/var/tmp/ombre-test-roots")
 PIP = Path(sys.executable).parent / "pip"
 
 
@@ -34,23 +38,23 @@ def run(*args: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[
                           stdin=subprocess.DEVNULL, timeout=timeout, check=False)
 
 
-def base_root() -> Path:
-    """A minimal Debian 12 with what the package depends on, built once."""
-    if (BASE / ".complete").exists():
-        return BASE
+def base_root(include: str = PACKAGE_NEEDS) -> Path:
+    """A minimal Debian 12 (amd64) with the packages of `include`, built once."""
+    base = ROOTS / f"bookworm-amd64-{include.replace(',', '-')}"
+    if (base / ".complete").exists():
+        return base
     debootstrap = require_binary("debootstrap")
-    building = BASE.with_name(f"{BASE.name}.{uuid.uuid4().hex}")
+    building = base.with_name(f"{base.name}.{uuid.uuid4().hex}")
     building.parent.mkdir(parents=True, exist_ok=True)
-    made = run(debootstrap, "--variant=minbase",
-               f"--include={INCLUDE}",
-               "bookworm", building, "http://deb.debian.org/debian")
+    made = run(debootstrap, "--variant=minbase", f"--include={include}", "bookworm", building,
+               "http://deb.debian.org/debian")
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     (building / ".complete").touch()
     try:
-        building.rename(BASE)
+        building.rename(base)
     except OSError:  # another run finished first
         shutil.rmtree(building)
-    return BASE
+    return base
 
 
 def in_root(root: Path, script: str) -> subprocess.CompletedProcess[str]:
@@ -78,9 +82,9 @@ def build(source: Path, version: str, out: Path, arch: str = "amd64",
     return Path(built.stdout.strip())
 
 
-def fresh_root(tmp_path: Path) -> Path:
+def fresh_root(tmp_path: Path, include: str = PACKAGE_NEEDS) -> Path:
     root = tmp_path / "root"
-    copied = run("cp", "-a", base_root(), root)
+    copied = run("cp", "-a", base_root(include), root)
     assert copied.returncode == 0, copied.stderr
     return root
 
@@ -229,3 +233,111 @@ def test_arm64_bundle_carries_only_arm64_or_pure_wheels(tmp_path: Path) -> None:
     assert damaged.returncode == 1
     assert "the bundle is damaged" in damaged.stderr
     assert in_root(root, "dpkg -s ombre").returncode == 1
+
+
+WITH_SYSTEMD = f"systemd,systemd-sysv,dbus,{PACKAGE_NEEDS}"
+
+
+@contextmanager
+def booted(root: Path) -> Iterator[Callable[[str], subprocess.CompletedProcess[str]]]:
+    """`root` booted by systemd-nspawn with systemd as PID 1, in a network namespace of
+    its own (a loopback link only). Yields a function that runs a shell script inside;
+    powers the container off at the end."""
+    nspawn = require_binary("systemd-nspawn")
+    with (root.parent / "nspawn.log").open("w") as log:
+        container = subprocess.Popen(
+            [nspawn, "--quiet", "--register=no", "--keep-unit", "--private-network", "-D",
+             str(root), "-b", "--console=read-only"], stdout=log, stderr=log)
+
+    def inside(script: str) -> subprocess.CompletedProcess[str]:
+        return run("nsenter", "-t", leader, "-a", "/usr/bin/env", "-i",
+                   "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "/bin/sh", "-ec", script)
+
+    try:
+        deadline = time.monotonic() + 120
+        leader = ""
+        while not leader or inside("systemctl is-system-running --wait").stdout.strip() not in (
+                "running", "degraded"):
+            assert container.poll() is None, (root.parent / "nspawn.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the container did not boot"
+            time.sleep(1)
+            leader = run("pgrep", "-P", str(container.pid)).stdout.strip()
+        yield inside
+    finally:
+        if leader:
+            inside("systemctl poweroff")
+        try:
+            container.wait(60)
+        except subprocess.TimeoutExpired:
+            container.kill()
+            container.wait(10)
+
+
+def main_pid(inside: Callable[[str], subprocess.CompletedProcess[str]]) -> int:
+    return int(inside("systemctl show -P MainPID ombre").stdout)
+
+
+def wait_served(inside: Callable[[str], subprocess.CompletedProcess[str]], other_than: int = 0
+                ) -> int:
+    """Waits until ombre.service is active, with a main process other than `other_than`,
+    and its /healthz answers; returns that process's PID."""
+    healthz = ("python3 -c 'import urllib.request as u; "
+               "u.urlopen(\"http://127.0.0.1:8080/healthz\", timeout=2)'")
+    deadline = time.monotonic() + 90
+    while True:
+        pid = main_pid(inside)
+        if (pid not in (0, other_than) and inside("systemctl is-active ombre").returncode == 0
+                and inside(healthz).returncode == 0):
+            return pid
+        assert time.monotonic() < deadline, inside("journalctl -u ombre --no-pager").stdout[-3000:]
+        time.sleep(1)
+
+
+def test_the_service_under_systemd(packages: tuple[Path, Path], tmp_path: Path) -> None:
+    """The package in a Debian 12 booted with systemd: installed from the bundle, the
+    hardened unit starts (Type=notify: active only once `ombre run --api` said READY)
+    and serves; a frozen process (SIGSTOP: no more watchdog pings) is killed and
+    restarted by systemd; an upgrade restarts it on the new version; purge stops it."""
+    bundle, second = packages
+    root = fresh_root(tmp_path, WITH_SYSTEMD)
+    assert run("tar", "-xf", bundle, "-C", root / "root").returncode == 0  # systemd's /tmp
+    shutil.copy(second, root / "root")  # is a new tmpfs
+    with booted(root) as inside:
+        installed = inside("sh /root/ombre-0.1.0-1-amd64/install.sh")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert "the first admin token: sudo cat /var/lib/ombre/first-admin-token" in (
+            installed.stdout)
+        first = wait_served(inside)
+        assert inside("stat -c '%a %U' /var/lib/ombre/first-admin-token").stdout == "600 ombre\n"
+        journal = inside("journalctl -u ombre --no-pager").stdout
+        assert "first-admin-token" in journal
+        assert not re.search(r"ombre_[0-9A-Za-z]", journal)
+
+        # A frozen gateway: its pings stop, and systemd's watchdog (3 s here) restarts it.
+        dropin = root / "etc/systemd/system/ombre.service.d/watchdog.conf"
+        dropin.parent.mkdir(parents=True)
+        dropin.write_text("[Service]\nWatchdogSec=3\nTimeoutAbortSec=2\n")
+        assert inside("systemctl daemon-reload && systemctl restart ombre").returncode == 0
+        calm = wait_served(inside, other_than=first)
+        time.sleep(8)  # longer than the watchdog's period: the pings keep it alive
+        assert main_pid(inside) == calm
+        assert inside(f"kill -STOP {calm}").returncode == 0
+        restarted = wait_served(inside, other_than=calm)
+        journal = inside("journalctl -u ombre --no-pager").stdout
+        assert "Watchdog timeout" in journal, journal[-2000:]
+        assert int(inside("systemctl show -P NRestarts ombre").stdout) >= 1
+        dropin.unlink()
+        assert inside("systemctl daemon-reload").returncode == 0
+
+        upgraded = inside(f"dpkg -i /root/{second.name}")
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        wait_served(inside, other_than=restarted)
+        assert inside("/opt/ombre/venv/bin/ombre --version").stdout.startswith("ombre 0.2.0 ")
+
+        purged = inside("dpkg -P ombre")
+        assert purged.returncode == 0, purged.stdout + purged.stderr
+        assert inside("systemctl is-active ombre").stdout.strip() == "inactive"
+        owners = inside("stat -c %U /proc/[0-9]*").stdout.split()
+        assert "root" in owners
+        assert "ombre" not in owners  # no process of the service is left
+        assert not (root / "var/lib/ombre").exists()
