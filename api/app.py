@@ -124,7 +124,7 @@ def create_app(config: ServedConfig, clock: Callable[[], int] = time.time_ns,
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)
     app.include_router(docs.router(config.api.docs, STATIC))
-    app.state.request_stats = metrics.RequestStats()
+    app.state.request_stats = metrics.request_histogram()
     app.add_middleware(metrics.Timed, stats=app.state.request_stats)
     app.state.rate_limits = RateLimits.of(config.api.rate_limit)
     app.add_middleware(RateLimit, limits=app.state.rate_limits)  # outermost: refusals are cheap

@@ -137,6 +137,15 @@ class LimitsConfig(ConfigModel):
         return value
 
 
+class MetricsConfig(ConfigModel):
+    """With `port`, the gateway serves its own counters and the health of its sources,
+    sinks and outbox in the Prometheus format on host:port, whether or not the API runs
+    (gateway/metrics.py). Off by default; the API's /metrics has them too."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65_535)
+
+
 class RuntimeConfig(ConfigModel):
     queue_max_deliveries: int = Field(default=16, ge=1)
     overflow: Literal["block", "drop_oldest"] = "block"
@@ -149,6 +158,7 @@ class RuntimeConfig(ConfigModel):
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30, gt=0)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _backoff_order(self) -> RuntimeConfig:

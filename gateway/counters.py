@@ -1,12 +1,12 @@
 """The runtime's counters and connector health, read by logs, the health page and
-/metrics. Only the event-loop thread writes them; readers take a snapshot."""
+/metrics (gateway/metrics.py). Only the event-loop thread writes them; readers take a snapshot."""
 
 from __future__ import annotations
 
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,49 +143,3 @@ class Counters:
                       signal_ids: npt.NDArray[np.integer[Any]]) -> None:
         if len(signal_ids):
             np.add.at(target, signal_ids, 1)
-
-    def prometheus(self, signal_labels: list[tuple[str, str]]) -> Iterator[str]:
-        """Lines in the Prometheus text format, one group per metric; signal_labels[i]
-        is (machine, signal)."""
-        connectors = [(_labels(c), c) for c in self.connectors.values()]
-        families: list[tuple[str, str, Callable[[ConnectorCounters], int]]] = [
-            ("connector_readings_total", "counter", lambda c: c.readings),
-            ("connector_events_total", "counter", lambda c: c.events),
-            ("connector_quarantined_total", "counter", lambda c: c.quarantined),
-            ("connector_dropped_total", "counter", lambda c: c.dropped),
-            ("connector_retries_total", "counter", lambda c: c.retries),
-            ("connector_valueless_total", "counter", lambda c: c.valueless),
-        ]
-        for name, kind, value in families:
-            yield f"# TYPE ombre_{name} {kind}"
-            yield from (f"ombre_{name}{{{labels}}} {value(c)}" for labels, c in connectors)
-        for name, gauge in (("outbox_bytes", self.outbox_bytes),
-                            ("outbox_batches", self.outbox_batches),
-                            ("queue_depth", self.queue_depth)):
-            yield f"# TYPE ombre_{name} gauge"
-            yield f"ombre_{name} {gauge}"
-        signals = [f'machine="{label(m)}",signal="{label(s)}"' for m, s in signal_labels]
-        for name, column in (("received", self.signal_received),
-                             ("written", self.signal_written),
-                             ("quarantined", self.signal_quarantined),
-                             ("dropped", self.signal_dropped)):
-            yield f"# TYPE ombre_signal_{name}_total counter"
-            yield from (f"ombre_signal_{name}_total{{{labels}}} {n}"
-                        for labels, n in zip(signals, column.tolist(), strict=True))
-
-
-def up_gauge(parts: Iterable[ConnectorCounters]) -> Iterator[str]:
-    """`ombre_connector_up`: 1 for each part that is up, 0 for one that is not."""
-    yield "# HELP ombre_connector_up 1 when the part of the data path is up (as in /readyz)"
-    yield "# TYPE ombre_connector_up gauge"
-    yield from (f"ombre_connector_up{{{_labels(c)}}} {int(c.health is Health.UP)}"
-                for c in parts)
-
-
-def _labels(c: ConnectorCounters) -> str:
-    return f'connector="{label(c.name)}",kind="{c.kind}"'
-
-
-def label(value: str) -> str:
-    """`value` escaped for a Prometheus label."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

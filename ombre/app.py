@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.config import ConnectorConfig, RuntimeConfig, SinkConfig, SourceConfig
 from gateway.counters import Counters
+from gateway.metrics import MetricsListenError, serve_metrics
 from gateway.outbox import Outbox
 from gateway.plugins import Audit, BuildContext, Plugin
 from gateway.runtime import CLOSE_TIMEOUT_S, Gateway
@@ -188,6 +189,12 @@ async def serve(config: OmbreConfig, gateway: Gateway | None = None,
     # `force` stays unset: here a second signal ends the process (stop_on_signals).
     stop, force = stop or asyncio.Event(), asyncio.Event()
     try:
+        metrics = serve_metrics(config.runtime.metrics, gateway.counters,
+                                [(i.machine, i.signal) for i in config.registry()])
+    except MetricsListenError:
+        outbox.close()
+        raise
+    try:
         with stop_on_signals(stop, stop_timeout_s(config.runtime)):
             running = run(gateway, stop, force)
             watchdog = asyncio.create_task(systemd.supervised(gateway.outbox_busy_s, stop),
@@ -198,5 +205,8 @@ async def serve(config: OmbreConfig, gateway: Gateway | None = None,
                 watchdog.cancel()
                 await asyncio.gather(watchdog, return_exceptions=True)
     finally:
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
         outbox.close()
     log.info("stopped")

@@ -16,6 +16,7 @@ import orjson
 
 from connectors.sqlite_config import SqliteSinkConfig
 from connectors.sqlite_ts import StoreError, open_store
+from gateway.metrics import MetricsListenError
 from ombre.api_cli import add_api_commands
 from ombre.app import build_gateway, serve
 from ombre.cli_common import (
@@ -28,6 +29,7 @@ from ombre.cli_common import (
     setup_logging,
     utc_time,
 )
+from ombre.config import OmbreConfig
 from ombre.demo_cli import add_demo_command
 from ombre.maturity_cli import add_maturity_commands
 from ombre.plugins import PluginError, install_hint, registry
@@ -61,9 +63,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ombre.commission import commission  # noqa: PLC0415
 
         return commission(config, args.seconds, sys.stdout)
-    if not args.api:
-        asyncio.run(serve(config))
-        return EXIT_OK
+    try:
+        if args.api:
+            _run_with_api(config)
+        else:
+            asyncio.run(serve(config))
+    except (MetricsListenError, ApiListenError) as exc:
+        print(f"ombre run: {exc}; change it in {args.config}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+class ApiListenError(Exception):
+    """api.host:api.port cannot be listened on."""
+
+
+def _run_with_api(config: OmbreConfig) -> None:
+    """The gateway with the API and dashboard beside it, in one event loop."""
     # The API's stack (FastAPI, SQLAlchemy) is loaded only when it is served.
     from api.app import create_app  # noqa: PLC0415
     from api.serve import listen, run_beside  # noqa: PLC0415
@@ -73,9 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         sock = listen(config.api.host, config.api.port)
     except OSError as exc:
-        print(f"ombre run: cannot serve the API on {config.api.host}:{config.api.port}: "
-              f"{exc.strerror}; set api.port in {args.config}", file=sys.stderr)
-        return EXIT_CONFIG
+        raise ApiListenError(f"cannot serve the API on {config.api.host}:{config.api.port}: "
+                             f"{exc.strerror} (api.port)") from exc
     engine = open_engine(database_url(config.shadow.database, config.data_dir))
     try:
         upgrade(engine)
@@ -87,7 +102,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"Ombre API and dashboard on http://{config.api.host}:{config.api.port}/",
           file=sys.stderr)
     asyncio.run(serve(config, gateway, outbox, run=functools.partial(run_beside, app, sock)))
-    return EXIT_OK
 
 
 def cmd_query(args: argparse.Namespace) -> int:

@@ -77,7 +77,9 @@ class Broker:
             log.info("demo: started mosquitto on 127.0.0.1:%d", port)
             yield "127.0.0.1", port
         finally:
-            child.terminate()
+            # A Ctrl-C in a terminal reaches mosquitto too, which may be gone already.
+            with contextlib.suppress(ProcessLookupError):
+                child.terminate()
             try:
                 await asyncio.wait_for(child.wait(), 10)
             except TimeoutError:

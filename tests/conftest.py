@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.mosquitto import Mosquitto, find_binary
 from bench.victoria import BINARY as VICTORIA_BINARY
@@ -31,6 +32,18 @@ def require_binary(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed; `make test` installs it")
     return path
+
+
+def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples called `name` in a Prometheus exposition (/metrics), as (labels,
+    value)."""
+    return [(s.labels, s.value) for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == name]
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample `name` with exactly `labels`, or None."""
+    return next((v for found, v in metric_samples(text, name) if found == labels), None)
 
 
 @contextmanager

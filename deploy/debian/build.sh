@@ -64,7 +64,11 @@ mkdir -p "$stage/DEBIAN" "$wheels" "$stage/etc/ombre" "$stage/lib/systemd/system
     "$stage/usr/share/doc/ombre"
 
 # Ombre's own wheel, then its dependencies with every extra, as wheels for the target.
+# setuptools builds in $repo/build, and a module left there from an earlier build would
+# go into the wheel: the folder is emptied before and after.
+rm -rf "$repo/build"
 "$pip" wheel --quiet --disable-pip-version-check --no-deps -w "$stage/self" "$repo"
+rm -rf "$repo/build"
 set -- "$stage"/self/ombre-*.whl
 [ $# = 1 ] || fail "expected one wheel of Ombre, found: $*"
 cp "$1" "$wheels/"

@@ -5,7 +5,6 @@ saying the same, and not ready while the outbox cannot write."""
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 from pathlib import Path
 
@@ -16,13 +15,11 @@ from api.app import create_app
 from api.tokens import Role, create_token
 from bench.mosquitto import Mosquitto
 from shadow.schema import database_url, open_engine, upgrade
-from tests.conftest import Publisher, plant_config, running, wait_until
+from tests.conftest import Publisher, metric_samples, plant_config, running, wait_until
 
 PARTS = {("broker", "source"), ("timeseries", "sink"), ("shadow", "sink"),
          ("outbox", "store"), ("shadow database", "store"),
          ("system", "clock")}
-UP = re.compile(r'^ombre_connector_up\{connector="([^"]+)",kind="([^"]+)"\} ([01])$',
-                re.MULTILINE)
 
 
 async def test_readyz_and_the_up_gauge_list_every_part_and_follow_the_outbox(
@@ -41,7 +38,8 @@ async def test_readyz_and_the_up_gauge_list_every_part_and_follow_the_outbox(
                 metrics = await asyncio.to_thread(client.get, "/metrics", headers=headers)
                 parts = ready.json()["parts"]
                 assert {(name, p["kind"]) for name, p in parts.items()} == PARTS
-                gauge = {(name, kind): up for name, kind, up in UP.findall(metrics.text)}
+                gauge = {(labels["connector"], labels["kind"]): str(int(up)) for labels, up
+                         in metric_samples(metrics.text, "ombre_connector_up")}
                 assert set(gauge) == PARTS
                 return (ready.status_code, {n: p["health"] for n, p in parts.items()},
                         {name: up for (name, _), up in gauge.items()})

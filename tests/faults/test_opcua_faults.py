@@ -26,6 +26,7 @@ import pytest
 
 from bench.mosquitto import free_port, wait_for_port
 from connectors.opcua_security import Pki, fingerprint, load_certificate
+from tests.conftest import metric
 from tests.connectors.opcua_plc import ServerCert, config, make_server_cert, raw
 from tests.faults.harness import rss_kb
 from tests.faults.netlink import stored_values
@@ -83,10 +84,10 @@ class ApiOmbre(OmbreProcess):
 
     def retries(self, source: str) -> int:
         """Failed connects of `source` so far (ombre_connector_retries_total)."""
-        metric = f'ombre_connector_retries_total{{connector="{source}",kind="source"}} '
-        [line] = [line for line in self.get("/metrics").decode().splitlines()
-                  if line.startswith(metric)]
-        return int(line.removeprefix(metric))
+        value = metric(self.get("/metrics").decode(), "ombre_connector_retries_total",
+                       connector=source, kind="source")
+        assert value is not None
+        return int(value)
 
 
 def start_ombre(tmp_path: Path, port: int, **source: object) -> ApiOmbre:

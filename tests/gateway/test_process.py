@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import orjson
@@ -22,7 +23,7 @@ from bench.mosquitto import Mosquitto, free_port
 from connectors.sqlite_ts import open_store
 from gateway.config import RuntimeConfig
 from ombre.app import EXIT_FORCED, stop_timeout_s
-from tests.conftest import Publisher, plant_dict
+from tests.conftest import Publisher, metric, metric_samples, plant_dict
 
 pytestmark = pytest.mark.slow
 
@@ -184,11 +185,11 @@ def test_run_with_api_serves_connector_health_and_runtime_counters(
             info.wait_for_publish(10)
         deadline = time.monotonic() + 20
         # Written once by each of the two sinks (time series and shadow).
-        written = b'ombre_signal_written_total{machine="m2",signal="speed"} 1000'
-        while written not in get("/metrics")[1]:
+        speed = {"machine": "m2", "signal": "speed"}
+        while metric(get("/metrics")[1].decode(), "ombre_signal_written_total", **speed) != 1000:
             assert time.monotonic() < deadline, get("/metrics")[1].decode()[-3000:]
             time.sleep(0.1)
-        assert b'ombre_signal_received_total{machine="m2",signal="speed"} 500' in get("/metrics")[1]
+        assert metric(get("/metrics")[1].decode(), "ombre_signal_received_total", **speed) == 500
         status, body = get("/readyz")
         assert status == 200, body
         assert {k: v["health"] for k, v in json.loads(body)["parts"].items()} == {
@@ -208,6 +209,55 @@ def test_run_with_api_serves_connector_health_and_runtime_counters(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_run_without_the_api_serves_its_own_metrics(
+        broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
+    """runtime.metrics.port: `ombre run` without the API serves the gateway's counters
+    and the health of its parts in the Prometheus format, with no token; a port that is
+    taken stops a second gateway at its start, named, with the config's exit code."""
+    port = free_port()
+    ombre = OmbreProcess(write_config(tmp_path, broker.port, metrics={"port": port}),
+                         tmp_path / "ombre.log")
+    ombre.start()
+    try:
+        ombre.wait_for_log("source broker is up")
+        ombre.wait_for_log(f"gateway metrics on http://127.0.0.1:{port}/metrics")
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                assert r.headers["Content-Type"].startswith("text/plain; version=")
+                return cast(bytes, r.read()).decode()
+
+        base = time.time_ns() // 1_000_000 - 60_000
+        for info in [publisher.publish("plant/l1/m2/speed",
+                                       orjson.dumps({"value": i, "ts": base + i}))
+                     for i in range(100)]:
+            info.wait_for_publish(10)
+        speed = {"machine": "m2", "signal": "speed"}
+        deadline = time.monotonic() + 20
+        while metric(scrape(), "ombre_signal_written_total", **speed) != 200:  # two sinks
+            assert time.monotonic() < deadline, scrape()[-3000:]
+            time.sleep(0.1)
+        text = scrape()
+        assert metric(text, "ombre_signal_received_total", **speed) == 100
+        assert metric(text, "ombre_connector_readings_total", connector="broker",
+                      kind="source") == 100
+        assert {(labels["connector"], labels["kind"]): up for labels, up
+                in metric_samples(text, "ombre_connector_up")} == {
+            ("broker", "source"): 1, ("timeseries", "sink"): 1, ("shadow", "sink"): 1,
+            ("outbox", "store"): 1, ("system", "clock"): 1}
+
+        (tmp_path / "second").mkdir()
+        second = write_config(tmp_path / "second", broker.port, metrics={"port": port})
+        refused = subprocess.run([sys.executable, "-m", "ombre", "run", str(second)],
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 2, refused.stderr
+        assert (f"ombre run: cannot serve the metrics on 127.0.0.1:{port}: Address already "
+                f"in use; change it in {second}") in refused.stderr
+        assert ombre.signal(signal.SIGTERM) == 0
+    finally:
+        ombre.kill()
 
 
 HELD_BACK = 2000  # messages published while the source is held back

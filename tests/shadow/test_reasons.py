@@ -20,6 +20,7 @@ from shadow import tables as t
 from shadow.schema import alembic_config, open_engine, upgrade
 from shadow.states import State, evaluate
 from shadow.timeline import Category
+from tests.conftest import metric_samples
 from tests.shadow.scenarios import REASON_CODES_CSV, reason_example_lines, reason_machine
 from tests.shadow.test_replay import WORKED_STOP, Shop
 
@@ -84,7 +85,8 @@ def test_the_reason_the_plc_gives_makes_the_stop_a_failure_and_an_operator_overr
         assert [(d["state"], d["reason_raw"]) for d in downtime if d["category"] == "ADET"] == \
             [("STOPPED", "E917")]
         metrics = client.get("/metrics", headers=auth).text
-        assert 'ombre_unknown_stop_reasons{machine="press-1"} 1\n' in metrics
+        assert metric_samples(metrics, "ombre_unknown_stop_reasons") == [
+            ({"machine": "press-1"}, 1)]
         code, out, err = shop.ombre(capsys, "reasons unknown")
         assert (code, err) == (0, "")
         line = next(n for n, text in enumerate(shop.config.read_text().splitlines(), 1)
@@ -105,7 +107,8 @@ def test_the_reason_the_plc_gives_makes_the_stop_a_failure_and_an_operator_overr
                                        headers=auth).json() if i["raw_state"] == "STOPPED"]
         assert [(i["reason"], i["reason_source"], i["reason_raw"]) for i in after] == \
             [("MATERIAL", "operator", "SPINDLE_FAULT"), ("tool", "operator", "E917")]
-        assert "ombre_unknown_stop_reasons{" not in client.get("/metrics", headers=auth).text
+        assert metric_samples(client.get("/metrics", headers=auth).text,
+                              "ombre_unknown_stop_reasons") == []
     values, quantities = kpis(shop, capsys)
     assert quantities["TTR_s"] == [7 * 60]  # MATERIAL is no failure; tool is
     assert values["mtbf"] == pytest.approx(413 / 2, abs=1e-9)
