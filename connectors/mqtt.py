@@ -71,6 +71,7 @@ class MqttSource:
         self._client = self._new_client()  # one client for the source's life: it keeps
         self._generation = 0  # QoS 2 state across links; bumped at every disconnect
         self._connected: asyncio.Future[None] | None = None
+        self._subscribe_mid: int | None = None  # the subscription sent on the last CONNACK
         self._first_connect = True
         self._lost: str | None = None
         self._timer = ChunkTimer(runtime.flush_interval_ms / 1000)
@@ -188,10 +189,12 @@ class MqttSource:
                         "published while Ombre was away may be lost", self.name)
         self._first_connect = False
         options = [(f, SubscribeOptions(qos=qos)) for f, qos in self._decoder.filters()]
-        client.subscribe(options)
-        # Resolved now, not on SUBACK: a resumed session's backlog may arrive first,
-        # and `read` must be running to take it.
-        settle(self._loop, connected, None)
+        _, self._subscribe_mid = client.subscribe(options)
+        # The source is up (the runtime says so) once the broker delivers to it. A resumed
+        # session has its subscriptions already, and its backlog may come before the
+        # SUBACK, for `read` to take: now. A new one receives nothing before its SUBACK.
+        if flags.session_present:
+            settle(self._loop, connected, None)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
@@ -200,6 +203,8 @@ class MqttSource:
         if refused:
             log.error("mqtt %s: the broker refused the subscriptions %s", self.name, refused)
             client.disconnect()  # read() then raises, and the runtime retries with backoff
+        elif mid == self._subscribe_mid:
+            settle(self._loop, self._connected, None)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         now = time.time_ns()
