@@ -19,6 +19,9 @@ TEST_DEB_PACKAGES += firefox-esr nodejs
 TEST_DEB_PACKAGES += iproute2 faketime
 # the Debian package's tests: a throwaway Debian root (tests/deploy/test_deb.py)
 TEST_DEB_PACKAGES += debootstrap
+# the package on arm64 under emulation (tests/deploy/test_arm64.py): qemu-aarch64, which
+# the test registers with binfmt_misc itself (no binfmt-support needed)
+TEST_DEB_PACKAGES += qemu-user-static
 # Installs the Debian packages of $(1) that are missing.
 APT_INSTALL = @missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; fi
