@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_binary
-from tests.deploy.test_deb import BASE, PIP, build, in_root, ok, run
+from tests.deploy.test_deb import PIP, base_root, build, in_root, ok, run
 from tests.deploy.test_deploy import ROOT
 
 # Above the suite's 300 s per test: the first one waits for debootstrap under emulation
@@ -40,10 +40,9 @@ BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU_AARCH64 = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
 
 # The arm64 base system, kept between runs beside the amd64 one (debootstrap under
-# emulation takes about three minutes): what the package depends on, and the Mosquitto
-# and OpenSSL the suite's MQTT and TLS tests start.
+# emulation takes about two to three minutes): what the package depends on, and the
+# Mosquitto and OpenSSL the suite's MQTT and TLS tests start.
 INCLUDE = "python3,passwd,init-system-helpers,mosquitto,openssl"
-ARM64_BASE = BASE.parent / f"bookworm-arm64-{INCLUDE.replace(',', '-')}"
 
 # What runs in the root: whole files, so that their fixtures and helpers come along.
 SUITE = (
@@ -86,29 +85,6 @@ def register_aarch64() -> None:
     assert "F" in flags[1], f"qemu-aarch64 without the F flag:\n{state}"
 
 
-def arm64_root() -> Path:
-    """A minimal arm64 Debian 12 with the packages of INCLUDE, built once (debootstrap
-    runs its second stage under emulation)."""
-    if (ARM64_BASE / ".complete").exists():
-        return ARM64_BASE
-    debootstrap = require_binary("debootstrap")
-    building = ARM64_BASE.with_name(f"{ARM64_BASE.name}.{time.time_ns()}")
-    building.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    made = run(debootstrap, "--arch=arm64", "--variant=minbase", f"--include={INCLUDE}",
-               "bookworm", building, "http://deb.debian.org/debian")
-    if made.returncode != 0:
-        shutil.rmtree(building, ignore_errors=True)
-    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
-    print(f"debootstrap --arch=arm64: {time.monotonic() - started:.0f} s")
-    (building / ".complete").touch()
-    try:
-        building.rename(ARM64_BASE)
-    except OSError:  # another run finished first
-        shutil.rmtree(building)
-    return ARM64_BASE
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the arm64 root with this repository's arm64 package installed by dpkg,
@@ -118,7 +94,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     deb = build(ROOT, "0.1.0-1", tmp, arch="arm64")
     assert deb == tmp / "ombre_0.1.0-1_arm64.deb"
     root = tmp / "root"
-    copied = run("cp", "-a", arm64_root(), root)
+    copied = run("cp", "-a", base_root(INCLUDE, "arm64"), root)
     assert copied.returncode == 0, copied.stderr
     shutil.copy(deb, root / "tmp")
     started = time.monotonic()

@@ -38,17 +38,23 @@ def run(*args: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[
                           stdin=subprocess.DEVNULL, timeout=timeout, check=False)
 
 
-def base_root(include: str = PACKAGE_NEEDS) -> Path:
-    """A minimal Debian 12 (amd64) with the packages of `include`, built once."""
-    base = ROOTS / f"bookworm-amd64-{include.replace(',', '-')}"
+def base_root(include: str = PACKAGE_NEEDS, arch: str = "amd64") -> Path:
+    """A minimal Debian 12 for `arch` with the packages of `include`, built once (for
+    another architecture, debootstrap runs its second stage under qemu: binfmt_misc
+    must know it first)."""
+    base = ROOTS / f"bookworm-{arch}-{include.replace(',', '-')}"
     if (base / ".complete").exists():
         return base
     debootstrap = require_binary("debootstrap")
     building = base.with_name(f"{base.name}.{uuid.uuid4().hex}")
     building.parent.mkdir(parents=True, exist_ok=True)
-    made = run(debootstrap, "--variant=minbase", f"--include={include}", "bookworm", building,
-               "http://deb.debian.org/debian")
+    started = time.monotonic()
+    made = run(debootstrap, f"--arch={arch}", "--variant=minbase", f"--include={include}",
+               "bookworm", building, "http://deb.debian.org/debian")
+    if made.returncode != 0:
+        shutil.rmtree(building, ignore_errors=True)
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    print(f"debootstrap --arch={arch}: {time.monotonic() - started:.0f} s")
     (building / ".complete").touch()
     try:
         building.rename(base)
