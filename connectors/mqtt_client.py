@@ -81,13 +81,14 @@ async def open_link(client: mqtt.Client, config: MqttBrokerConfig, connected: as
                     stop: Callable[[], Awaitable[None]], **options: Any) -> None:
     """Connects `client` (`options`: connect_options), starts its network thread and
     waits for the CONNACK, which the client's on_connect reports by settling
-    `connected` (`settle`); on a refusal or no answer, awaits `stop` and raises
-    ConnectionError."""
+    `connected` (`settle`); when the connection fails, is refused or gets no answer,
+    awaits `stop` and raises ConnectionError."""
     where = f"{config.host}:{config.port}"
     try:
         await asyncio.to_thread(client.connect, config.host, config.port, config.keepalive_s,
                                 **options)
     except (OSError, ValueError) as exc:
+        await stop()  # the caller's client is gone with its link, as below
         raise ConnectionError(f"cannot connect to {where}: {exc}") from None
     watch_link(client.socket(), config.keepalive_s)
     # paho's loop_start opens a new wake-up socket pair without closing the last

@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.mosquitto import Mosquitto
+from bench.mosquitto import Mosquitto, free_port
 from connectors.sparkplug_config import SparkplugSinkConfig
 from connectors.sparkplug_sink import SparkplugSink
 from gateway.types import OFFLINE_EVENT, Batch, Event, Quality, Sink
@@ -165,6 +165,31 @@ async def test_data_waits_for_the_primary_host_and_across_a_broker_outage(
             bd_seqs = [next(m["value"] for m in x["metrics"] if m["name"] == "bdSeq")
                        for x in host.messages("NBIRTH")]
             assert bd_seqs == [0, 0, 1]  # a rebirth keeps the link's bdSeq
+    finally:
+        b.stop()
+
+
+async def test_a_broker_that_refused_the_first_connections_gets_the_data(
+        broker: Mosquitto, publisher: Publisher, tmp_path: Path) -> None:
+    """Broker B is not there when the gateway starts (connections refused), then comes:
+    the sink links for real, births the node and sends what waited. A refused
+    connection once left its client behind, and the next connect took it for a live
+    link: the sink waited for a birth that never came ("primary host None is not
+    online") as long as the process ran."""
+    workdir = tmp_path / "broker-b"
+    workdir.mkdir()
+    b = Mosquitto(require_binary("mosquitto"), workdir, port=free_port())
+    config = edge_config(broker.port, b.port, tmp_path / "data")
+    try:
+        async with running(config) as gateway:
+            sink = gateway.counters.connector("sparkplug", "sink")
+            await wait_until(lambda: sink.retries >= 2, what="two refused connections")
+            assert "cannot connect to" in (sink.last_error or "")
+            publish_temps(publisher, range(20))
+            b.start()
+            await wait_until(lambda: sink.readings == 20, timeout_s=30,
+                             what="the 20 temps that waited, written to broker B")
+            assert sink.health.value == "up"
     finally:
         b.stop()
 
