@@ -222,7 +222,7 @@ def test_readyz_and_metrics_show_the_gateway_in_the_same_process(run: Run) -> No
     assert run.ready["status"] == "ready"
     assert {name: c["health"] for name, c in run.ready["parts"].items()} == {
         "cnc-1-opcua": "up", "lathe-1-modbus": "up", "demo-broker": "up", "timeseries": "up",
-        "uns": "up", "sparkplug": "up", "shadow": "up",
+        "uns": "up", "shadow": "up",
         "outbox": "up", "shadow database": "up", "system": "up"}
     received = metric(run.metrics, "ombre_signal_received_total", machine="cnc-1",
                       signal="spindle_temp")
