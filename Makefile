@@ -17,8 +17,9 @@ TEST_DEB_PACKAGES += shellcheck docker-compose systemd
 TEST_DEB_PACKAGES += firefox-esr nodejs
 # the network and clock faults of tests/faults: ip netns and TUN links (iproute2), libfaketime
 TEST_DEB_PACKAGES += iproute2 faketime
-# the Debian package's tests: a throwaway Debian root (tests/deploy/test_deb.py)
-TEST_DEB_PACKAGES += debootstrap
+# the Debian package's tests: a throwaway Debian root, booted under systemd-nspawn
+# (tests/deploy/test_deb.py)
+TEST_DEB_PACKAGES += debootstrap systemd-container
 # the package on arm64 under emulation (tests/deploy/test_arm64.py): qemu-aarch64, which
 # the test registers with binfmt_misc itself (no binfmt-support needed)
 TEST_DEB_PACKAGES += qemu-user-static

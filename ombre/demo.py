@@ -350,6 +350,8 @@ async def run(options: Options) -> None:
                       f"http://127.0.0.1:{options.port}/wall#token="
                       f"{_kiosk_token(demo.store, config.data_dir)}\n  data: {config.data_dir}\n"
                       f"  live plant (UNS): mosquitto_sub -h {host} -p {port} -t 'ombre/#' -v\n"
+                      f"  Sparkplug B: mosquitto_sub -h {host} -p {port} -t "
+                      f"'spBv1.0/ombre/+/{state['client']}/#' -v\n"
                       f"  speed: x{options.speed:g}; scenarios: "
                       f"{', '.join(s.name for s in options.scenarios) or 'none'}\n  Ctrl-C stops.",
                       file=sys.stderr, flush=True)

@@ -114,6 +114,10 @@ class Machine:
     reason: str | None = None  # the raw stop reason the machine gives now
     interval_reason: str | None = None  # the raw stop reason of the open interval
     held: list[Held] = field(default_factory=list)  # set aside for its backlog (reorder_s)
+    # While readings are held: the newest reading before its return (the backlog's
+    # front), and the plant's clock when that front last moved (0: not since the return).
+    held_front_ns: int = 0
+    held_moved_ns: int = 0
 
     @property
     def category(self) -> Category | None:
@@ -139,7 +143,8 @@ class Machine:
             "values": {k: list(v) for k, v in self.values.items()}, "inputs": self.inputs,
             "reason": self.reason, "interval_reason": self.interval_reason,
             "interval_reason_code": self.reason_code(self.interval_reason),  # read by the store
-            "held": [list(h) for h in self.held],
+            "held": [list(h) for h in self.held], "held_front_ns": self.held_front_ns,
+            "held_moved_ns": self.held_moved_ns,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -160,6 +165,8 @@ class Machine:
         self.reason = snap.get("reason")  # absent from snapshots before machine reasons
         self.interval_reason = snap.get("interval_reason")
         self.held = [(ts, sig, v, q, num) for ts, sig, v, q, num in snap.get("held", [])]
+        self.held_front_ns = snap.get("held_front_ns", 0)  # absent from older snapshots
+        self.held_moved_ns = snap.get("held_moved_ns", 0)
 
     def reason_code(self, raw: str | None) -> str | None:
         """The reason code a raw stop reason stands for: its map's, or the raw text."""
@@ -368,11 +375,13 @@ class ShadowModel:
               ) -> tuple[Batch, list[Event]]:
         """What a machine with a `reorder_s` sent since it came back from a silence is set
         aside, and taken again with each later batch, until the readings it sent before
-        (its backlog) fill the silence or the plant's data time is reorder_s past its
-        return. A device can send its backlog after newer readings: paho, reconnecting,
-        sends what it is given before its connection is acknowledged, and its backlog
-        after. Applied as it came, that backlog would fold into the moment the machine
-        came back, with its parts and none of its running time."""
+        (its backlog) fill the silence, or the plant's data time is reorder_s past its
+        return and past the last time its backlog moved on. A device can send its backlog
+        after newer readings: paho, reconnecting, sends what it is given before its
+        connection is acknowledged, and its backlog after. Applied as it came, that
+        backlog would fold into the moment the machine came back, with its parts and
+        none of its running time. The wait goes on while the backlog comes, however slowly
+        (a long outage, a loaded broker), and ends reorder_s after it stopped coming."""
         again = [(name, h) for name, m in self.machines.items() for h in m.held]
         if again:
             for m in self.machines.values():
@@ -392,21 +401,30 @@ class ShadowModel:
                         np.array([self._index.get(e.machine, -1) for e in events], np.int64)]
         ts = np.r_[batch.ts_ns, np.array([e.ts_ns for e in events], np.int64)]
         waits = (machine >= 0) & (self._reorder_ns[machine] > 0)
-        if not waits.any():
-            return batch, list(events)
-        now = max(self.clock_ns(), int(ts.max()))
-        rows = np.flatnonzero(waits)[np.lexsort((ts[waits], machine[waits]))]
-        m_sorted, ts_sorted = machine[rows], ts[rows]
-        _, gap = self._gaps(m_sorted, ts_sorted, np.r_[True, m_sorted[1:] != m_sorted[:-1]])
         keep = np.ones(len(ts), bool)
-        for mid in np.unique(m_sorted[gap]).tolist():
-            back = int(ts_sorted[gap & (m_sorted == mid)][0])  # its first reading back
-            aside = (machine == mid) & (ts >= back)
-            if now < back + int(self._reorder_ns[mid]) and aside.sum() <= MAX_HELD:
-                keep &= ~aside
+        if waits.any():
+            now = max(self.clock_ns(), int(ts.max()))
+            rows = np.flatnonzero(waits)[np.lexsort((ts[waits], machine[waits]))]
+            m_sorted, ts_sorted = machine[rows], ts[rows]
+            prev, gap = self._gaps(m_sorted, ts_sorted,
+                                   np.r_[True, m_sorted[1:] != m_sorted[:-1]])
+            for mid in np.unique(m_sorted[gap]).tolist():
+                first = np.flatnonzero(gap & (m_sorted == mid))[0]
+                back, front = int(ts_sorted[first]), int(prev[first])  # return, backlog's front
                 m = self.machines[self._names[mid]]
-                m.held = [self._held_row(batch, events, i) for i in np.flatnonzero(aside).tolist()]
-                changes.touched.add(m.config.id)
+                if m.held_front_ns and front > m.held_front_ns:
+                    m.held_moved_ns = now
+                m.held_front_ns = front
+                aside = (machine == mid) & (ts >= back)
+                if (now < max(back, m.held_moved_ns) + int(self._reorder_ns[mid])
+                        and aside.sum() <= MAX_HELD):
+                    keep &= ~aside
+                    m.held = [self._held_row(batch, events, i)
+                              for i in np.flatnonzero(aside).tolist()]
+                    changes.touched.add(m.config.id)
+        for m in self.machines.values():
+            if not m.held:
+                m.held_front_ns = m.held_moved_ns = 0
         if keep.all():
             return batch, list(events)
         return _rows(batch, keep[:n]), [e for e, k in zip(events, keep[n:], strict=True) if k]

@@ -547,6 +547,25 @@ def test_a_backlog_sent_after_newer_readings_lands_at_its_own_times() -> None:
     assert parts == [*range(1, 6), *[15] * 10, *range(16, 125)]
 
 
+def test_a_backlog_slower_than_reorder_s_still_lands_while_it_keeps_coming() -> None:
+    """The backlog comes in four parts, the plant's data time 6 minutes on at each: 24
+    minutes in all, more than P1's reorder_s of 10. Each part moves the backlog on, so
+    the wait goes on, and P1's timeline and parts are those of the data in time order."""
+    config, model, changes = outage(reorder_s=600)
+    changes.append(feed(config, model, AHEAD))
+    backlog = sorted(BACKLOG)
+    for i in range(4):
+        part = backlog[i * len(backlog) // 4:(i + 1) * len(backlog) // 4]
+        changes.append(feed(config, model, [*part, r(121 + 6 * (i + 1), "temp", 1.0, P2)]))
+        assert (model.machines[P1].held != []) == (i < 3)
+    changes.append(feed(config, model, LIVE))
+    intervals, parts = p1_view(changes)
+    assert intervals == [(0, 15, "APT", "RUNNING", "A"), (15, 60, "APT", "RUNNING", "A"),
+                         (60, 70, "ADET", "BREAKDOWN", "A")]
+    assert parts == [*range(1, 6), *[15] * 10, *range(16, 125)]
+    assert (model.machines[P1].held_front_ns, model.machines[P1].held_moved_ns) == (0, 0)
+
+
 def test_without_reorder_s_the_backlog_folds_into_the_return() -> None:
     """The same data without reorder_s: the backlog comes after P1's return at minute 121.
     Its states fold into that moment, and its counter readings, older than the one at

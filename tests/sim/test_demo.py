@@ -20,12 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from api.tokens import check_token
 from bench.mosquitto import free_port
+from connectors.sparkplug_b_pb2 import Payload
 from connectors.sqlite_ts import open_store
 from ombre.demo import KIOSK_FILE
 from shadow.schema import database_url, open_engine
@@ -40,6 +43,45 @@ SPEED = 120
 # detector has learned its baseline) and for the 60 s broker outage and its recovery.
 DURATION_S = 100
 STARTED = re.compile(r"dashboard at (http://127\.0\.0\.1:\d+)/#token=(\S+)")
+UNS_COMMAND = re.compile(r"live plant \(UNS\): mosquitto_sub -h (\S+) -p (\d+) -t 'ombre/#'")
+SPARKPLUG_COMMAND = re.compile(r"Sparkplug B: mosquitto_sub .* -t 'spBv1\.0/ombre/\+/([^/]+)/#'")
+MACHINES = {"cnc-1", "press-1", "pack-1", "lathe-1"}
+
+
+class Northbound:
+    """A subscriber to the demo's broker, as `mosquitto_sub -t 'ombre/#' -t 'spBv1.0/#'`:
+    the UNS topics it saw, and each Sparkplug B message type per (node, device), with the
+    metric names of the births and the count of metrics in the data."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.uns: dict[str, int] = {}
+        self.births: dict[tuple[str, str], list[str]] = {}  # (node, device) -> metrics
+        self.data: dict[tuple[str, str], int] = {}  # (node, device) -> DDATA metrics
+        self.nbirths: list[str] = []
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self._client.on_connect = lambda c, *_: c.subscribe(
+            [("ombre/demo/#", 0), ("spBv1.0/ombre/#", 0)])
+        self._client.on_message = self._on_message
+        self._client.connect(host, port)
+        self._client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        levels = message.topic.split("/")
+        if levels[0] == "ombre":
+            self.uns[message.topic] = self.uns.get(message.topic, 0) + 1
+            return
+        kind, node, device = levels[2], levels[3], "/".join(levels[4:])
+        payload = Payload.FromString(bytes(message.payload))
+        if kind == "NBIRTH":
+            self.nbirths.append(node)
+        elif kind == "DBIRTH":
+            self.births[node, device] = [m.name for m in payload.metrics]
+        elif kind == "DDATA":
+            self.data[node, device] = self.data.get((node, device), 0) + len(payload.metrics)
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
 
 
 @dataclass
@@ -55,6 +97,8 @@ class Run:
     ready: dict[str, Any] = field(default_factory=dict)
     banner: str = ""
     metrics: str = ""
+    client: str = ""  # the demo's client id: its Sparkplug B node
+    northbound: Northbound | None = None
 
 
 def _get(url: str, token: str, *, text: bool = False) -> Any:
@@ -77,14 +121,16 @@ def _start(data_dir: Path, port: int, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE, text=True)
 
 
-def _wait_started(child: subprocess.Popen[str]) -> tuple[str, str, list[str]]:
+def _wait_started(child: subprocess.Popen[str], pattern: re.Pattern[str] = STARTED,
+                  lines: list[str] | None = None) -> re.Match[str]:
+    """Reads the demo's stderr into `lines` up to the first line `pattern` finds."""
     assert child.stderr is not None
-    lines: list[str] = []
+    lines = [] if lines is None else lines
     for line in child.stderr:
         lines.append(line)
-        found = STARTED.search(line)
+        found = pattern.search(line)
         if found:
-            return found[1], found[2], lines
+            return found
     raise AssertionError("ombre demo ended before serving:\n" + "".join(lines))
 
 
@@ -107,9 +153,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     child = _start(data_dir, free_port(), "--speed", str(SPEED), "--duration",
                    str(DURATION_S), "--scenario", "drift", "--scenario", "broker-outage",
                    "--scenario", "bad-payloads")
+    result = Run(data_dir, -1, "")
     try:
-        url, token, lines = _wait_started(child)
-        result = Run(data_dir, -1, "")
+        lines: list[str] = []
+        url, token = _wait_started(child, STARTED, lines).groups()
+        uns = _wait_started(child, UNS_COMMAND, lines)
+        result.northbound = Northbound(uns[1], int(uns[2]))
+        result.client = _wait_started(child, SPARKPLUG_COMMAND, lines)[1]
         deadline = time.monotonic() + DURATION_S - 8
         while time.monotonic() < deadline:
             result.machines.append(_get(f"{url}/api/v1/machines", token))
@@ -130,6 +180,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         result.returncode, result.log = child.returncode, "".join(lines) + rest
         yield result
     finally:
+        if result.northbound is not None:
+            result.northbound.close()
         if child.poll() is None:
             child.kill()
             child.wait()
@@ -218,11 +270,31 @@ def test_bad_payloads_are_quarantined_and_counted(run: Run) -> None:
     assert quarantined == state["bad_payloads_sent"]
 
 
+def test_the_plant_is_published_as_uns_and_sparkplug_b(run: Run) -> None:
+    """What `mosquitto_sub -t 'ombre/#' -v` and `-t 'spBv1.0/#'` show while the demo
+    runs: each machine's readings under its ISA-95 path and its live model, and the
+    demo's Sparkplug B edge node with a birth and data for each machine."""
+    seen = run.northbound
+    assert seen is not None
+    uns = {tuple(t.split("/")[1:]) for t in seen.uns}
+    for machine in MACHINES:
+        signals = {path[4] for path in uns if path[3] == machine}
+        assert "_shadow" in signals, (machine, sorted(uns))
+        assert len(signals) > 1, (machine, sorted(uns))
+    assert ("demo", "moulding", "press-1", "_shadow", "state") in {
+        (p[0], p[2], p[3], p[4], p[5]) for p in uns if len(p) == 6}, sorted(uns)
+    assert run.client in seen.nbirths, seen.nbirths
+    for machine in MACHINES:
+        assert seen.births.get((run.client, machine)), (machine, sorted(seen.births))
+        assert seen.data.get((run.client, machine), 0) > 0, (machine, seen.data)
+    assert "cycle_counter" in seen.births[run.client, "press-1"]
+
+
 def test_readyz_and_metrics_show_the_gateway_in_the_same_process(run: Run) -> None:
     assert run.ready["status"] == "ready"
     assert {name: c["health"] for name, c in run.ready["parts"].items()} == {
         "cnc-1-opcua": "up", "lathe-1-modbus": "up", "demo-broker": "up", "timeseries": "up",
-        "uns": "up", "shadow": "up",
+        "uns": "up", "sparkplug": "up", "shadow": "up",
         "outbox": "up", "shadow database": "up", "system": "up"}
     received = metric(run.metrics, "ombre_signal_received_total", machine="cnc-1",
                       signal="spindle_temp")
@@ -235,8 +307,9 @@ def test_readyz_and_metrics_show_the_gateway_in_the_same_process(run: Run) -> No
 def _run_to_end(data_dir: Path, *args: str, interrupt_after_s: float | None = None) -> str:
     """Runs a demo to its end: its --duration, or Ctrl-C (SIGINT) after a while."""
     child = _start(data_dir, free_port(), "--speed", str(SPEED), *args)
+    lines: list[str] = []
     try:
-        _, _, lines = _wait_started(child)
+        _wait_started(child, STARTED, lines)
         if interrupt_after_s is not None:
             time.sleep(interrupt_after_s)
             child.send_signal(signal.SIGINT)
