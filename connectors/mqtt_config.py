@@ -53,6 +53,9 @@ class SubscriptionConfig(ConfigModel):
     value_field: str = "value"
     ts_field: str = "ts"
     ts_unit: Literal["s", "ms", "us", "ns", "rfc3339"] = "ms"
+    # `value` format: the key of the reading's quality flags, 0 good (gateway/types.py
+    # Quality: 1 bad, 2 uncertain...), as Ombre's MQTT sink writes them; absent: good.
+    quality_field: str | None = None
     values_path: DottedPath | None = None
     ts_path: DottedPath | None = None
 
@@ -62,6 +65,9 @@ class SubscriptionConfig(ConfigModel):
             if getattr(self, key) is not None and self.format != "object":
                 raise InvalidKeyError((key,), f"expected {key} only with format: object, "
                                       f"found format: {self.format}")
+        if self.quality_field is not None and self.format != "value":
+            raise InvalidKeyError(("quality_field",), "expected quality_field only with "
+                                  f"format: value, found format: {self.format}")
         if self.ts_path is not None and "ts_field" in self.model_fields_set:
             raise InvalidKeyError(("ts_field",), "expected ts_path or ts_field, found both")
         return self

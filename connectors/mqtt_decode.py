@@ -35,6 +35,7 @@ from gateway.types import (
 
 HEAD_BYTES = 256  # how much of a quarantined payload is kept
 _MISSING: Any = object()
+ALL_QUALITY = sum(int(q) for q in Quality)  # every flag set: the largest quality there is
 
 
 class _Chunk:
@@ -181,7 +182,9 @@ class PayloadDecoder:
         if not isinstance(doc, dict):
             raise Reject(f"expected a JSON object, found {describe(doc)}")
         sub = route.sub
-        _store_one(route, doc.get(sub.ts_field), doc.get(sub.value_field, _MISSING), rx, out)
+        flags = 0 if sub.quality_field is None else _quality(doc.get(sub.quality_field, 0))
+        _store_one(route, doc.get(sub.ts_field), doc.get(sub.value_field, _MISSING), rx, out,
+                   flags=flags)
 
     def _object(self, route: Route, payload: bytes, rx: int, out: _Chunk) -> None:
         doc = load_json(payload, self._max_depth)
@@ -253,11 +256,20 @@ def _signal(route: Route) -> SignalRef:
     return route.signal
 
 
-def _store_one(route: Route, ts_raw: object, raw: object, rx: int, out: _Chunk) -> None:
+def _store_one(route: Route, ts_raw: object, raw: object, rx: int, out: _Chunk, *,
+               flags: int = 0) -> None:
     if raw is _MISSING:
         raise Reject(f"missing field {route.sub.value_field!r}")
     ts, quality = out.window.reading_time(ts_raw, route.sub.ts_unit, rx)
-    out.store(_signal(route), ts, raw, quality)
+    out.store(_signal(route), ts, raw, quality | flags)
+
+
+def _quality(raw: object) -> int:
+    """A payload's quality flags: an integer of Quality's bits."""
+    if type(raw) is not int or not 0 <= raw <= ALL_QUALITY:
+        raise Reject(f"quality: expected an integer of quality flags from 0 to "
+                     f"{ALL_QUALITY}, found {describe(raw)}")
+    return raw
 
 
 def _row(item: Any, sub: SubscriptionConfig) -> tuple[Any, Any]:

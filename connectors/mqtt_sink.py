@@ -257,6 +257,12 @@ class MqttSink:
                 f'{{"ts":{event.ts_ns // 1_000_000},"value":{_json_value(event.value)},'
                 f'"quality":{int(event.quality)}}}').encode(),
                 ((event.machine, event.name, event.ts_ns),)))
+        if events:
+            # In time order, readings and events together (a message by its first
+            # reading's): a consumer that takes a machine's signals in the order they
+            # come (another Ombre's shadow) sees its states where they belong among its
+            # counts, however much of a backlog one write holds.
+            out.sort(key=lambda m: m.keys[0][-1])
         return out, valueless
 
     def _machine_messages(self, sids: list[int], ts: list[int], values: list[float],

@@ -19,6 +19,12 @@ _TOPIC = re.compile(r"[^#+\x00]+")  # a topic name: no wildcard, no NUL
 _PREFIX = re.compile(r"[^#+/\x00]+(/[^#+/\x00]+)*")
 
 
+def prefix_levels(value: str) -> str:
+    """A topic prefix: one or more levels, none empty, no wildcard."""
+    return matching(_PREFIX, value, "topic levels such as 'ombre' or 'acme/plant-1', "
+                    "without '#', '+', or an empty level")
+
+
 class FilterConfig(ConfigModel):
     """Which readings of a number signal are worth publishing (strings, which travel as
     events, are never filtered). A reading is published when it is its signal's first,
@@ -53,11 +59,7 @@ class MqttSinkConfig(SinkConfig, MqttBrokerConfig):
     model: bool = True  # publish the shadow's live model (when the shadow runs)
     model_interval_s: float = Field(default=2.0, ge=0.1, le=3600)
 
-    @field_validator("prefix")
-    @classmethod
-    def _prefix_levels(cls, value: str) -> str:
-        return matching(_PREFIX, value, "topic levels such as 'ombre' or 'acme/plant-1', "
-                        "without '#', '+', or an empty level")
+    _prefix_levels = field_validator("prefix")(prefix_levels)
 
     @field_validator("topic")
     @classmethod

@@ -208,6 +208,17 @@ class Outbox:
         with self._lock:
             self._in_flight.pop(sink, None)
 
+    def last_seq(self) -> int:
+        """The seq of the last row appended (0: none yet in this file)."""
+        with self._lock:
+            return self._scalar("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence "
+                                "WHERE name = 'outbox'")
+
+    def received(self, sink: str, seq: int) -> bool:
+        """Whether the sink has received every row up to `seq`."""
+        with self._lock:
+            return self._scalar("SELECT seq FROM outbox_cursor WHERE sink = ?", sink) >= seq
+
     def backlog(self) -> dict[str, int]:
         """Rows each sink has not received yet."""
         with self._lock:

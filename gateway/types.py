@@ -45,6 +45,11 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ts_ns)
 
+    def rows(self, keep: npt.NDArray[np.bool_] | Int64Array) -> Batch:
+        """The rows `keep` selects (a mask, or indices)."""
+        return Batch(self.ts_ns[keep], self.signal_id[keep], self.value[keep],
+                     self.quality[keep])
+
     @classmethod
     def empty(cls) -> Batch:
         return cls(

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import ConnectorConfig, RuntimeConfig, SinkConfig, SourceConfig
 from gateway.counters import Counters
@@ -26,6 +26,9 @@ from gateway.storage import PROFILES
 from gateway.types import SignalRegistry, Sink, Source
 from ombre import plugins, systemd
 from ombre.config import OmbreConfig
+
+if TYPE_CHECKING:
+    from shadow.fleet import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +72,13 @@ def _require(plugin: Plugin[Any, Any], config: ConnectorConfig) -> None:
 
 
 def build_sinks(config: OmbreConfig, registry: SignalRegistry,
-                lost: Callable[[], int] | None = None) -> list[Sink]:
+                lost: Callable[[], int] | None = None, fleet: Fleet | None = None) -> list[Sink]:
     """The configured sinks, and the shadow unless `shadow.enabled` is false; the shadow
     hands its live model to the sinks that take it (shadow/live.py LiveObserver: the
     MQTT sink publishes it retained). `lost` counts the readings the runtime dropped,
     which the shadow records with its run. At each shift's end the shadow writes the
-    shift reports (api/shift_report.py) unless `shadow.reports.at_shift_end` is false."""
+    shift reports (api/shift_report.py) unless `shadow.reports.at_shift_end` is false.
+    `fleet`: the shadow keeps the sites this central member holds (ombre/fleet.py)."""
     context = build_context(config, registry)
     sinks = [build_sink(c, context) for c in config.sinks]
     if config.shadow.enabled:
@@ -88,7 +92,7 @@ def build_sinks(config: OmbreConfig, registry: SignalRegistry,
             from api.shift_report import at_shift_end  # noqa: PLC0415
 
             ended = functools.partial(at_shift_end, config)
-        sinks.append(ShadowSink(config, registry, observers, lost, ended))
+        sinks.append(ShadowSink(config, registry, observers, lost, ended, fleet=fleet))
     return sinks
 
 
@@ -97,18 +101,29 @@ def build_gateway(config: OmbreConfig, sinks: Sequence[Sink] | None = None,
                   outbox_name: str = "gateway.sqlite") -> tuple[Gateway, Outbox]:
     """The gateway and its outbox (<data_dir>/<outbox_name>); the caller closes the
     outbox after `run`. `sinks` and `sources` replace the configured ones (tests inject
-    failing sinks, benchmarks timed ones, `ombre replay` a file)."""
+    failing sinks, benchmarks timed ones, `ombre replay` a file). With `fleet:`, the
+    fleet source joins the configured ones (ombre/fleet.py)."""
     registry = config.registry()
     counters = Counters(registry)
+    central = None
+    if config.fleet is not None and sinks is None and sources is None:
+        from ombre.fleet import Central  # noqa: PLC0415 - with the shadow's SQLAlchemy
+
+        central = Central(config, registry)
     if sinks is None:
-        sinks = build_sinks(config, registry, counters.lost)
+        sinks = build_sinks(config, registry, counters.lost,
+                            None if central is None else central.fleet)
     if sources is None:
         context = build_context(config, registry)
         sources = [build_source(c, context) for c in config.sources]
+        if central is not None:
+            sources.append(central.source)
     outbox = Outbox(config.data_dir / outbox_name, [s.name for s in sinks],
                     [(info.machine, info.signal) for info in registry],
                     config.runtime.outbox_max_bytes, config.runtime.quarantine_max_rows,
                     profile=PROFILES[config.storage.profile])
+    if central is not None:
+        central.outbox = outbox
     return Gateway(config.runtime, sources, sinks, outbox, counters), outbox
 
 

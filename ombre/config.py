@@ -14,9 +14,10 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-from pydantic import Field, create_model
+from pydantic import Field, create_model, model_validator
 
 from api.config import ServedConfig
+from connectors.fleet_config import FleetConfig
 from gateway.config_base import InvalidKeyError, Loc
 from gateway.config_load import load_file
 from gateway.plugins import BuildContext, Plugin
@@ -26,7 +27,18 @@ from ombre.plugins import install_hint, missing_modules, registry
 class OmbreConfig(ServedConfig):
     """The config file. Validate one with `config_model()` (or `load_config`), whose
     `sources` and `sinks` take the installed plug-ins' configs; this class itself
-    knows only their common keys."""
+    knows only their common keys. `fleet`: this process is a central member of a fleet
+    (docs/fleet.md)."""
+
+    fleet: FleetConfig | None = None
+
+    @model_validator(mode="after")
+    def _fleet_keeps_a_shadow(self) -> OmbreConfig:
+        if self.fleet is not None and not self.shadow.enabled:
+            raise InvalidKeyError(("fleet",), "expected the shadow enabled in a fleet (its "
+                                  "members share the shadow's sites), found shadow.enabled "
+                                  "false")
+        return self
 
 
 @functools.cache
@@ -66,6 +78,16 @@ def _setup_problems(config: OmbreConfig) -> Iterator[tuple[Loc, str]]:
         yield ("shadow", "database"), ("PostgreSQL needs psycopg, which is not installed: "
                                        "pip install 'ombre[postgres]'")
     context = BuildContext(config, config.registry())
+    if config.fleet is not None:
+        from connectors.mqtt_config import SubscriptionConfig  # noqa: PLC0415
+        from connectors.topics import TopicRouter  # noqa: PLC0415
+
+        for site in config.sites:
+            try:
+                TopicRouter([SubscriptionConfig(topic=config.fleet.site_topic(site.id))],
+                            config, context.registry)
+            except ValueError as exc:
+                yield ("fleet", "topic"), str(exc)
     blocks = [*((("sources", i), c) for i, c in enumerate(config.sources)),
               *((("sinks", i), c) for i, c in enumerate(config.sinks))]
     for loc, block in blocks:

@@ -325,7 +325,8 @@ async def run(options: Options) -> None:
             await link.start()
         opcua = MachineServer("cnc-1", free_port())
         modbus = ModbusMachineServer("lathe-1", free_port())
-        env = {**os.environ, "DEMO_MQTT_PORT": str(links[0].port), "DEMO_API_PORT":
+        env = {**os.environ, "DEMO_MQTT_PORT": str(links[0].port),
+               "DEMO_BROKER_HOST": host, "DEMO_BROKER_PORT": str(port), "DEMO_API_PORT":
                str(options.port), "DEMO_OPCUA_ENDPOINT": opcua.endpoint,
                "DEMO_MODBUS_PORT": str(modbus.port), **modbus_env(options.speed),
                "DEMO_CLIENT_ID": state["client"], "DEMO_TOPIC": _topic(state)}

@@ -237,9 +237,9 @@ class ShadowModel:
                          and e.machine in self.machines), key=lambda e: e.ts_ns)
         for death in deaths:
             before = batch.ts_ns <= death.ts_ns
-            self._apply(_rows(batch, before), [e for e in events if e.ts_ns <= death.ts_ns
+            self._apply(batch.rows(before), [e for e in events if e.ts_ns <= death.ts_ns
                                                and e.name != OFFLINE_EVENT], changes)
-            batch, events = _rows(batch, ~before), [e for e in events if e.ts_ns > death.ts_ns]
+            batch, events = batch.rows(~before), [e for e in events if e.ts_ns > death.ts_ns]
             self._go_offline(self.machines[death.machine], death.ts_ns, changes)
         self._apply(batch, [e for e in events if e.name != OFFLINE_EVENT], changes)
         return changes
@@ -427,7 +427,7 @@ class ShadowModel:
                 m.held_front_ns = m.held_moved_ns = 0
         if keep.all():
             return batch, list(events)
-        return _rows(batch, keep[:n]), [e for e, k in zip(events, keep[n:], strict=True) if k]
+        return batch.rows(keep[:n]), [e for e, k in zip(events, keep[n:], strict=True) if k]
 
     def _update_values(self, batch: Batch, events: Sequence[Event], known: list[int], *,
                        ts: Int64Array, sid: Int64Array, rows: Int64Array) -> None:
@@ -579,10 +579,6 @@ class ShadowModel:
         m.state, m.planned, m.interval_job = state, planned, m.job
         m.interval_reason = m.reason if m.stopped else None
         m.cycle_from_ns = None  # a cycle never spans a change of state
-
-
-def _rows(batch: Batch, keep: np.ndarray) -> Batch:
-    return Batch(batch.ts_ns[keep], batch.signal_id[keep], batch.value[keep], batch.quality[keep])
 
 
 def _roles(machine: ShadowMachineConfig) -> dict[str, tuple[str, ...]]:

@@ -108,9 +108,11 @@ def live_kpis(store: ShadowStore, config: ShadowedConfig, window: Window,
             "unclassified_share": result["unclassified_share"]["value"]}
 
 
-def record_shift_kpis(store: ShadowStore, config: ShadowedConfig, span: Window) -> list[Shift]:
+def record_shift_kpis(store: ShadowStore, config: ShadowedConfig, span: Window,
+                      machines: Sequence[ShadowMachineConfig] | None = None) -> list[Shift]:
     """Writes the shift_kpi rows of every shift that ended within (start, end] of
-    `span`, one per machine, for the shift_kpis view; the shifts whose rows it wrote."""
+    `span`, one per machine (of `machines`, by default the config's), for the
+    shift_kpis view; the shifts whose rows it wrote."""
     ended = [s for s in shifts(config.shadow.calendar, span)
              if span.start_ns < s.window.end_ns <= span.end_ns]
     done = []
@@ -121,7 +123,7 @@ def record_shift_kpis(store: ShadowStore, config: ShadowedConfig, span: Window) 
                 t.shift.c.start_ns == s.window.start_ns, t.shift.c.name == s.name)).scalar()
         if shift_id is None:
             continue
-        for machine in config.machines():
+        for machine in config.machines() if machines is None else machines:
             result = kpi(store, config, s.window, [machine])
             data = result.to_dict()
             times, quantities = data["time_s"], data["quantities"]

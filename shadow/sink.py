@@ -26,6 +26,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
+from sqlalchemy.engine import Connection
 
 from gateway.counters import ConnectorCounters, Health, describe
 from gateway.types import Batch, Event, SignalRegistry
@@ -33,6 +34,7 @@ from shadow import tables as t
 from shadow.calendar import DAY_NS, PlannedSchedule, Shift
 from shadow.config import SHADOW_SINK, ShadowedConfig
 from shadow.coverage import Run
+from shadow.fleet import Fleet, Held
 from shadow.live import LiveFeed, LiveObserver
 from shadow.model import Changes, ShadowModel
 from shadow.monitor import DriftMonitor
@@ -70,12 +72,14 @@ class ShadowSink:
     def __init__(self, config: ShadowedConfig, registry: SignalRegistry,
                  observers: Sequence[LiveObserver] = (),
                  lost: Callable[[], int] | None = None,
-                 shift_ended: ShiftEnded | None = None) -> None:
+                 shift_ended: ShiftEnded | None = None, *, fleet: Fleet | None = None) -> None:
         """`observers` get the live model of each machine that changed (shadow/live.py),
         at most every their `model_interval_s`. `lost`: the readings the gateway's queue
         and outbox dropped in this process, recorded with its run (None: not known, e.g.
         a test without a runtime). `shift_ended`: called once per shift that ended, one
-        call at a time, in a thread; the shifts waiting at close get ENDED_CLOSE_S."""
+        call at a time, in a thread; the shifts waiting at close get ENDED_CLOSE_S.
+        `fleet`: in a central process of a fleet (shadow/fleet.py), only the machines of
+        the sites it holds are kept, each write fenced by their leases."""
         self._config = config
         self._shift_ended = shift_ended
         self._ended: asyncio.Queue[Shift] = asyncio.Queue(MAX_ENDED)
@@ -88,6 +92,10 @@ class ShadowSink:
         index = {name: i for i, name in enumerate(self._machines)}
         self._machine_of = np.array([index[info.machine] for info in registry], np.int64)
         self._registry = registry
+        self._fleet = fleet
+        self._held: Held = {}  # with a fleet: the sites (and epochs) the model was loaded at
+        self._site_of = {m: place.site for m, place in config.places().items()}
+        self._kept = np.ones(len(registry), bool)  # the signals of the machines kept
         self.url = database_url(config.shadow.database, config.data_dir)
         self._lock = threading.Lock()  # a cancelled call's thread may still be running
         self.store: ShadowStore | None = None
@@ -98,6 +106,7 @@ class ShadowSink:
         self._watermark = 0  # the latest time any machine's timeline reached
         self._next_drift_save = 0.0
         self._poller: asyncio.Task[None] | None = None
+        self._leasing: asyncio.Task[None] | None = None  # the fleet's leases, if any
         self._started_ns = time.time_ns()  # this run's key in the gateway_run table
         # Planned quantities of the jobs of machines that complete at it, read once and
         # forgotten every COMMAND_POLL_S, so that a new import counts within a second.
@@ -113,40 +122,60 @@ class ShadowSink:
         if self._reporter is None and self._shift_ended is not None:
             self._reporter = asyncio.create_task(self._report_shifts(),
                                                  name="shadow:shift-reports")
+        if self._leasing is None and self._fleet is not None:  # once the tables exist
+            self._leasing = asyncio.create_task(self._fleet.run(), name="shadow:fleet")
 
     def _connect(self) -> None:
         with self._lock:
-            self._dispose()
-            engine = open_engine(self.url)
-            try:
-                upgrade(engine)
-                store = ShadowStore(engine)
-                store.sync_plant(self._config)
-                schedule = PlannedSchedule(self._config.shadow.calendar)
-                model = ShadowModel(self._config.machines(), self._registry, schedule.inside,
-                                    schedule.boundaries, self._planned_qty)
-                for machine, snapshot in store.snapshots().items():
-                    if machine in model.machines:
-                        model.machines[machine].restore(snapshot)
-                jobs, orders = store.close_orphans({
-                    name: CurrentJob(m.job, m.job_since_ns, m.clock_ns)
-                    for name, m in model.machines.items()})
-                if jobs or orders:
-                    log.warning("shadow: closed %d jobs and %d orders a previous run left "
-                                "open; the job and production_order rows say why", jobs, orders)
-                monitor = DriftMonitor(self._config.machines(), self._registry)
-                saved = store.drift_state()
-                if saved is not None and not monitor.restore(saved):
-                    log.warning("shadow: the drift detectors changed in the config (or their "
-                                "saved state's format); they start again (learning their "
-                                "baselines where not given)")
-            except BaseException:
-                engine.dispose()
-                raise
-            self.store, self.model, self.monitor = store, model, monitor
-            self._days.clear()
-            self._watermark = model.clock_ns()
-            self._live.everything(model)
+            self._load()
+
+    def _load(self) -> None:
+        """(Re)loads the model from the snapshots: every machine's, or with a fleet those
+        of the sites it holds now."""
+        self._save_drift_state()
+        self._dispose()
+        machines = self._config.machines()
+        if self._fleet is not None:
+            self._held = dict(self._fleet.held)
+            machines = [m for m in machines if self._site_of[m.id] in self._held]
+            kept = {m.id for m in machines}
+            self._kept = np.array([info.machine in kept for info in self._registry], bool)
+        engine = open_engine(self.url)
+        try:
+            upgrade(engine)
+            store = ShadowStore(engine, drift_key=self._drift_key())
+            store.sync_plant(self._config)
+            schedule = PlannedSchedule(self._config.shadow.calendar)
+            model = ShadowModel(machines, self._registry, schedule.inside,
+                                schedule.boundaries, self._planned_qty)
+            for machine, snapshot in store.snapshots().items():
+                if machine in model.machines:
+                    model.machines[machine].restore(snapshot)
+            jobs, orders = store.close_orphans({
+                name: CurrentJob(m.job, m.job_since_ns, m.clock_ns)
+                for name, m in model.machines.items()},
+                None if self._fleet is None else set(model.machines))
+            if jobs or orders:
+                log.warning("shadow: closed %d jobs and %d orders a previous run left "
+                            "open; the job and production_order rows say why", jobs, orders)
+            monitor = DriftMonitor(machines, self._registry)
+            saved = store.drift_state()
+            if saved is not None and not monitor.restore(saved):
+                log.warning("shadow: the drift detectors changed in the config (or their "
+                            "saved state's format); they start again (learning their "
+                            "baselines where not given)")
+        except BaseException:
+            engine.dispose()
+            raise
+        self.store, self.model, self.monitor = store, model, monitor
+        self._days.clear()
+        self._watermark = model.clock_ns()
+        self._live.everything(model)
+
+    def _drift_key(self) -> str:
+        """Where the drift detectors' state is saved: with a fleet, per set of sites
+        held (the detectors are those of its machines)."""
+        return "drift" if self._fleet is None else "drift@" + ",".join(sorted(self._held))
 
     def _planned_qty(self, job: str) -> int | None:
         """The model's lookup, in the thread that holds the lock (a write)."""
@@ -188,6 +217,11 @@ class ShadowSink:
 
     def _write(self, batch: Batch, events: Sequence[Event], lost: int | None) -> list[Shift]:
         with self._lock:
+            if self._fleet is not None:
+                if self._fleet.held != self._held and self.store is not None:
+                    self._load()  # sites taken or given back since the last write
+                batch = batch.rows(self._kept[batch.signal_id])
+                events = [e for e in events if self._site_of.get(e.machine) in self._held]
             if self.store is None or self.model is None or self.monitor is None:
                 raise RuntimeError(f"sink {self.name} is not connected")
             store, model, monitor = self.store, self.model, self.monitor
@@ -203,7 +237,8 @@ class ShadowSink:
                 opened = store.write(changes, {m: model.machines[m].snapshot()
                                                for m in changes.touched}, drift,
                                      run=self._run(batch, events, lost),
-                                     readings=self._readings(batch, events, seen, watermark))
+                                     readings=self._readings(batch, events, seen, watermark),
+                                     fence=self._fence)
             if save:
                 self._next_drift_save = time.monotonic() + DRIFT_STATE_INTERVAL_S
             self._report(changes)
@@ -223,9 +258,15 @@ class ShadowSink:
             if watermark <= start:
                 self._watermark = max(self._watermark, watermark)
                 return []
-            ended = record_shift_kpis(store, self._config, Window(start, watermark))
+            ended = record_shift_kpis(store, self._config, Window(start, watermark),
+                                      [m.config for m in model.machines.values()])
             self._watermark = watermark
             return ended
+
+    def _fence(self, c: Connection) -> None:
+        """With a fleet: refuses the write unless the sites loaded are still held."""
+        if self._fleet is not None:
+            self._fleet.leases.fence(c, self._held)
 
     def _run(self, batch: Batch, events: Sequence[Event], lost: int | None) -> Run | None:
         """The data time this write adds to the run: its oldest to its newest reading,
@@ -318,7 +359,8 @@ class ShadowSink:
                 raise RuntimeError(f"sink {self.name} is not connected")
             store, model = self.store, self.model
             self._plans.clear()
-            pending = store.job_commands(pending=True, limit=MAX_COMMANDS)
+            pending = [c for c in store.job_commands(pending=True, limit=MAX_COMMANDS)
+                       if self._fleet is None or c.machine_id in model.machines]
             if not pending:
                 self._live.publish(store, model, set())  # what waited for its interval
                 return
@@ -327,7 +369,8 @@ class ShadowSink:
                 done = [self._apply_command(model, command, changes) for command in pending]
                 self._ensure_calendar(store, changes)
                 store.write(changes, {m: model.machines[m].snapshot()
-                                      for m in changes.touched}, commands=done)
+                                      for m in changes.touched}, commands=done,
+                            fence=self._fence)
             self._live.publish(store, model, changes.touched)
         for d in done:
             log.info("shadow: job command %d: %s", d.id, d.result)
@@ -375,6 +418,16 @@ class ShadowSink:
                             "not map; its time counts as unclassified", name, state.raw)
 
     async def aclose(self) -> None:
+        if self._leasing is not None and self._fleet is not None:
+            self._leasing.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._leasing
+            self._leasing = None
+            try:
+                await self._fleet.close()  # the others take its sites at once
+            except Exception:
+                log.exception("fleet: could not give the sites back; they lapse by "
+                              "themselves")
         if self._reporter is not None:
             try:
                 await asyncio.wait_for(self._ended.join(), ENDED_CLOSE_S)
@@ -394,14 +447,18 @@ class ShadowSink:
 
     def _close(self) -> None:
         with self._lock:
-            if self.store is not None and self.monitor is not None and self.monitor.watches:
-                try:
-                    with self.store.engine.begin() as c:
-                        self.store.save_drift_state(c, self.monitor.state())
-                except Exception:
-                    log.exception("shadow: could not save the drift detectors' state; they "
-                                  "go on from the last one saved")
+            self._save_drift_state()
             self._dispose()
+
+    def _save_drift_state(self) -> None:
+        if self.store is not None and self.monitor is not None and self.monitor.watches:
+            try:
+                with self.store.engine.begin() as c:
+                    self._fence(c)
+                    self.store.save_drift_state(c, self.monitor.state())
+            except Exception:
+                log.exception("shadow: could not save the drift detectors' state; they "
+                              "go on from the last one saved")
 
     def _dispose(self) -> None:
         if self.store is not None:

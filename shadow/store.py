@@ -5,7 +5,7 @@ snapshot is written in the same transaction as the rows it produced."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -81,8 +81,10 @@ class Timeline:
 
 
 class ShadowStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, drift_key: str = "drift") -> None:
+        """`drift_key`: the shadow_state row of the drift detectors' state."""
         self.engine = engine
+        self._drift_key = drift_key
         self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
 
     def _insert(self, table: Table) -> Any:  # the dialect's INSERT with ON CONFLICT
@@ -122,14 +124,19 @@ class ShadowStore:
               drift: DriftUpdate | None = None,
               commands: Sequence[CommandDone] = (),
               *, run: Run | None = None,
-              readings: Readings | None = None) -> list[tuple[Watch, Alarm]]:
+              readings: Readings | None = None,
+              fence: Callable[[Connection], None] | None = None) -> list[tuple[Watch, Alarm]]:
         """The model's changes, the new snapshots of the machines they touched, the
         drift detectors' alarms and state, the job commands applied, the data time
         the gateway's run has covered and the readings it received, in one transaction;
         returns the alarms that opened a drift alert. The readings count only when the
-        run covers new data time (a file replayed again is not counted twice)."""
+        run covers new data time (a file replayed again is not counted twice). `fence`
+        is called first in the transaction, and refuses the write by raising (a fleet
+        member that no longer holds the sites: shadow/fleet.py)."""
         opened: list[tuple[Watch, Alarm]] = []
         with self.engine.begin() as c:
+            if fence is not None:
+                fence(c)
             if run is not None and self._write_run(c, run) and readings is not None:
                 self._write_readings(c, readings)
             self._write_commands(c, commands)
@@ -231,7 +238,7 @@ class ShadowStore:
         stmt = self._insert(t.shadow_state)
         c.execute(stmt.on_conflict_do_update(index_elements=["key"],
                                              set_={"value": stmt.excluded.value}),
-                  [{"key": "drift", "value": json.dumps(state)}])
+                  [{"key": self._drift_key, "value": json.dumps(state)}])
 
     def _close_in_control(self, c: Connection, now_ns: int, key: Any = None) -> None:
         da = t.drift_alert
@@ -242,7 +249,7 @@ class ShadowStore:
     def drift_state(self) -> dict[str, Any] | None:
         with self.engine.connect() as c:
             value = c.execute(select(t.shadow_state.c.value)
-                              .where(t.shadow_state.c.key == "drift")).scalar()
+                              .where(t.shadow_state.c.key == self._drift_key)).scalar()
         return None if value is None else dict(json.loads(value))
 
     def _write_intervals(self, c: Connection, intervals: Sequence[tuple[Interval, str]]) -> None:
@@ -295,12 +302,17 @@ class ShadowStore:
             .values(status=status, end_ns=record.end_ns, ended_by=record.ended_by,
                     end_reason=_text(f"{record.machine}: {record.reason}"))).rowcount)
 
-    def close_orphans(self, current: Mapping[str, CurrentJob]) -> tuple[int, int]:
+    def close_orphans(self, current: Mapping[str, CurrentJob],
+                      scope: Collection[str] | None = None) -> tuple[int, int]:
         """At start-up, ends what a previous run left open: a job row still running that
         is not its machine's current job in the live model (the machine reports another
         job, or none, or left the config) is aborted, and a running order that no job
-        runs any more is closed, each with the reason. Returns (jobs, orders) closed."""
+        runs any more is closed, each with the reason. Returns (jobs, orders) closed.
+        `scope`: only the jobs of these machines (a fleet member's: others' are theirs)."""
         jb, po = t.job, t.production_order
+        running = [jb.c.end_ns.is_(None)]
+        if scope is not None:
+            running.append(jb.c.machine_id.in_(sorted(scope)))
         with self.engine.begin() as c:
             orphans = [
                 JobRecord(machine, job, start, max(start, now.clock_ns) if now else start,
@@ -310,7 +322,7 @@ class ShadowStore:
                               "machine reports no job"))
                 for id_, machine, job, start in c.execute(
                     select(jb.c.id, jb.c.machine_id, jb.c.job_key, jb.c.start_ns)
-                    .where(jb.c.end_ns.is_(None)).order_by(jb.c.id))
+                    .where(*running).order_by(jb.c.id))
                 if (now := current.get(machine)) is None or (now.job, now.since_ns) != (job, start)]
             for o in orphans:
                 c.execute(update(jb).where(jb.c.machine_id == o.machine,

@@ -229,6 +229,22 @@ shadow_state = Table(  # state that is not one machine's, e.g. the drift detecto
     Column("value", Text, nullable=False),  # JSON
 )
 
+fleet_lease = Table(  # which central process keeps each site's machines (shadow/fleet.py)
+    "fleet_lease", metadata,
+    Column("site_id", String(64), primary_key=True),
+    Column("member", String(128), nullable=False),  # the holder's `fleet.member`
+    Column("instance", String(32), nullable=False),  # the holder's process, a random id
+    Column("epoch", BigInteger, nullable=False),  # +1 at every taking: the writes' fence
+    Column("expires_ns", BigInteger, nullable=False),  # wall clock; 0: given back
+)
+
+fleet_member = Table(  # the central processes alive: each holds its share of the sites
+    "fleet_member", metadata,
+    Column("member", String(128), primary_key=True),
+    Column("instance", String(32), nullable=False),
+    Column("seen_ns", BigInteger, nullable=False),
+)
+
 api_token = Table(  # API tokens: only a hash of each secret is kept
     "api_token", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -238,6 +238,28 @@ def test_value_format_string_signal_becomes_event() -> None:
     assert [q.reason for q in quarantined] == ["expected a string, number or bool, found object"]
 
 
+def test_value_format_reads_quality_flags_from_quality_field() -> None:
+    """Ombre's own MQTT sink writes {"ts", "value", "quality"}: a consumer of it keeps
+    each reading's flags; a quality that is not flags is quarantined, naming the key."""
+    decoder = value_decoder(quality_field="quality")
+    batch, _, quarantined = run(
+        decoder, ("plant/l1/press-3/force", f'{{"value": 1.5, "ts": {TS_MS}, "quality": 1}}'),
+        ("plant/l1/press-3/temp", '{"value": 40, "quality": 0}'),
+        ("plant/l1/press-3/force", f'{{"value": 2, "ts": {TS_MS}}}'),
+        ("plant/l1/press-3/force", '{"value": 3, "quality": "bad"}'),
+        ("plant/l1/press-3/force", '{"value": 3, "quality": 64}'))
+    assert rows(batch) == [
+        (TS_MS * 10**6, sid("press-3", "force"), 1.5, Quality.BAD),
+        (RX_NS + 1, sid("press-3", "temp"), 40.0, Quality.TS_RECEIVED),
+        (TS_MS * 10**6, sid("press-3", "force"), 2.0, Quality.GOOD),
+    ]
+    assert [q.reason for q in quarantined] == [
+        "quality: expected an integer of quality flags from 0 to 31, found string 'bad'",
+        "quality: expected an integer of quality flags from 0 to 31, found number 64"]
+    assert run(value_decoder(), ("plant/l1/press-3/temp", '{"value": 4, "quality": 1}'))[
+        0].quality.tolist() == [Quality.TS_RECEIVED]  # without quality_field: not read
+
+
 @pytest.mark.parametrize(("payload", "reason"), [
     (b'{"value": 1', "malformed JSON: "),
     (b'{"value": "\xff"}', "malformed JSON: str is not valid UTF-8"),

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -21,6 +22,8 @@ from bench.mosquitto import Mosquitto
 from gateway.config_load import ConfigError
 from gateway.counters import Health
 from gateway.runtime import Gateway
+from gateway.types import Batch, Event
+from ombre.app import build_context, build_sink
 from ombre.config import load_config, validate_config
 from tests.conftest import (
     Publisher,
@@ -281,3 +284,31 @@ async def test_tls_credentials_and_mqtt_3_1_1(broker: Mosquitto, publisher: Publ
                 await wait_until(lambda s=sink: s.readings == 1, what="a reading over TLS")
     finally:
         secure.stop()
+
+
+async def test_readings_and_events_of_one_write_go_out_in_time_order(
+        northbound: Mosquitto, tmp_path: Path) -> None:
+    """A write holds numbers and strings (events) of a machine, as after a backlog: they
+    are published in time order together, so that a consumer taking them as they come
+    (a fleet's shadow) sees each state among the readings where it belongs."""
+    config = validate_config(config_with(1883, northbound.port, tmp_path / "data"))
+    sink = build_sink(config.sinks[0], build_context(config))
+    temp = config.registry().id_of("m1", "temp")
+    assert temp is not None
+    seconds = np.arange(1, 6, dtype=np.int64)
+    batch = Batch(seconds * 10**9, np.full(5, temp, np.int32), seconds.astype(np.float64),
+                  np.zeros(5, np.uint8))
+    events = [Event(1_500_000_000, "m1", "state", "RUNNING"),
+              Event(3_500_000_000, "m1", "state", "STOPPED")]
+    collector = Collector(northbound.port, "ombre/#")
+    try:
+        await sink.connect()
+        await sink.write(batch, events)
+        await wait_until(lambda: len(collector.readings()) == 7, what="7 messages")
+    finally:
+        await sink.aclose()
+        collector.close()
+    assert [(topic.rsplit("/", 1)[1], payload["ts"]) for topic, payload, _ in
+            collector.readings()] == [("temp", 1000), ("state", 1500), ("temp", 2000),
+                                      ("temp", 3000), ("state", 3500), ("temp", 4000),
+                                      ("temp", 5000)]

@@ -111,7 +111,7 @@ def test_unknown_key_without_a_close_match_lists_the_valid_keys(tmp_path: Path) 
     assert problem.path == "colour"
     assert problem.line == line_of(text, "colour")
     assert problem.message == ("unknown key 'colour'; expected one of data_dir, sites, sources, "
-                               "sinks, runtime, storage, shadow, notifications, api")
+                               "sinks, runtime, storage, shadow, notifications, api, fleet")
 
 
 @pytest.mark.parametrize(("port", "found"), [("abc", "'abc'"), ("70000", "70000"),

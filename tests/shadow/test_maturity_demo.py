@@ -50,7 +50,8 @@ class DemoFloor:
     `ombre` commands on a copy of its config."""
 
     def __init__(self, tmp_path: Path) -> None:
-        env = {"DEMO_MQTT_PORT": "1883", "DEMO_API_PORT": "8080", "DEMO_MODBUS_PORT": "502",
+        env = {"DEMO_MQTT_PORT": "1883", "DEMO_BROKER_HOST": "127.0.0.1",
+               "DEMO_BROKER_PORT": "1883", "DEMO_API_PORT": "8080", "DEMO_MODBUS_PORT": "502",
                "DEMO_OPCUA_ENDPOINT": "opc.tcp://127.0.0.1:4840", "DEMO_CLIENT_ID": "demo",
                "DEMO_TOPIC": "ombre-demo/test", **modbus_env(SPEED)}
         text = PLANT.read_text()
