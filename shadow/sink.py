@@ -34,7 +34,7 @@ from shadow import tables as t
 from shadow.calendar import DAY_NS, PlannedSchedule, Shift
 from shadow.config import SHADOW_SINK, ShadowedConfig
 from shadow.coverage import Run
-from shadow.fleet import Fleet, Held
+from shadow.fleet import Fleet, Held, LeaseLostError
 from shadow.live import LiveFeed, LiveObserver
 from shadow.model import Changes, ShadowModel
 from shadow.monitor import DriftMonitor
@@ -218,8 +218,7 @@ class ShadowSink:
     def _write(self, batch: Batch, events: Sequence[Event], lost: int | None) -> list[Shift]:
         with self._lock:
             if self._fleet is not None:
-                if self._fleet.held != self._held and self.store is not None:
-                    self._load()  # sites taken or given back since the last write
+                self._follow_fleet()
                 batch = batch.rows(self._kept[batch.signal_id])
                 events = [e for e in events if self._site_of.get(e.machine) in self._held]
             if self.store is None or self.model is None or self.monitor is None:
@@ -262,6 +261,11 @@ class ShadowSink:
                                       [m.config for m in model.machines.values()])
             self._watermark = watermark
             return ended
+
+    def _follow_fleet(self) -> None:
+        """With a fleet: reloads if sites were taken or given back since the last load."""
+        if self._fleet is not None and self._fleet.held != self._held and self.store is not None:
+            self._load()
 
     def _fence(self, c: Connection) -> None:
         """With a fleet: refuses the write unless the sites loaded are still held."""
@@ -355,6 +359,7 @@ class ShadowSink:
 
     def _apply_commands(self) -> None:
         with self._lock:
+            self._follow_fleet()
             if self.store is None or self.model is None:  # a write failed: reconnecting
                 raise RuntimeError(f"sink {self.name} is not connected")
             store, model = self.store, self.model
@@ -456,6 +461,8 @@ class ShadowSink:
                 with self.store.engine.begin() as c:
                     self._fence(c)
                     self.store.save_drift_state(c, self.monitor.state())
+            except LeaseLostError as exc:  # its sites moved on: their state is not its
+                log.info("shadow: the drift detectors' state is not saved: %s", exc)
             except Exception:
                 log.exception("shadow: could not save the drift detectors' state; they "
                               "go on from the last one saved")
