@@ -176,6 +176,7 @@ async def test_machine_batches_and_filters(broker: Mosquitto, northbound: Mosqui
     assert found[m1][0] == {"signal": "temp", "ts": TS0, "value": 20.0, "quality": 0}
 
 
+PARTS = {"state", "job", "counts", "kpi", "alerts"}  # the live model's topics
 SHADOW_MACHINE = {
     "id": "press", "signals": [{"name": "status", "type": "string"}, {"name": "count"},
                                {"name": "order", "type": "string"}],
@@ -202,16 +203,18 @@ async def test_a_late_subscriber_sees_the_live_model_at_once(
                               json.dumps({"value": value, "ts": now_ms - 5000 + i * 1000}))
         watcher = Collector(northbound.port, f"{base}/#", "watcher")
         try:
+            # Every part of the model published at least once, the state the last one.
             await wait_until(lambda: any(t.endswith("/state") and p["state"] == "BROKEN"
-                                         for t, p, _, _ in watcher.messages),
+                                         for t, p, _, _ in watcher.messages)
+                             and {t.rsplit("/", 1)[1] for t, *_ in watcher.messages} >= PARTS,
                              what="the model's state")
         finally:
             watcher.close()
         # A subscriber that comes now gets the present from the broker's retained store.
         late = Collector(northbound.port, f"{base}/#", "late")
         try:
-            await wait_until(lambda: {t.rsplit("/", 1)[1] for t, *_ in late.messages}
-                             >= {"state", "job", "counts", "kpi", "alerts"},
+            await wait_until(lambda: {t.rsplit("/", 1)[1] for t, _, _, retained in late.messages
+                                      if retained} >= PARTS,
                              what="the retained model")
             model = {t.rsplit("/", 1)[1]: p for t, p, _, retained in late.messages if retained}
         finally:
