@@ -188,7 +188,9 @@ class MqttSource:
             log.warning("mqtt %s: the broker did not keep the session; QoS 1/2 messages "
                         "published while Ombre was away may be lost", self.name)
         self._first_connect = False
-        options = [(f, SubscribeOptions(qos=qos)) for f, qos in self._decoder.filters()]
+        filters = self._decoder.filters()  # MQTT 3.1.1 has no subscription options
+        options: list[tuple[str, Any]] = filters if self._config.protocol == "3.1.1" else [
+            (f, SubscribeOptions(qos=qos)) for f, qos in filters]
         _, self._subscribe_mid = client.subscribe(options)
         # The source is up (the runtime says so) once the broker delivers to it. A resumed
         # session has its subscriptions already, and its backlog may come before the

@@ -41,9 +41,14 @@ def store_values(data_dir: Path, machine: str, signal: str) -> tuple[np.ndarray,
     return ts, value
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_every_format_arrives_exactly(broker: Mosquitto, publisher: Publisher,
-                                            tmp_path: Path) -> None:
-    config = plant_config(broker.port, tmp_path / "data")
+                                            tmp_path: Path, protocol: str) -> None:
+    """In MQTT 5 and in 3.1.1 (whose subscription once raised in paho's thread, and the
+    source hung without a word)."""
+    data = plant_dict(broker.port, tmp_path / "data")
+    data["sources"][0]["protocol"] = protocol
+    config = validate_config(data)
     base = time.time_ns() // 1_000_000 - 60_000
     async with running(config) as gateway:
         await wait_until(lambda: gateway.counters.connector("broker", "source").health
