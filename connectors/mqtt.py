@@ -68,6 +68,7 @@ class MqttSource:
         self._bytes = 0
         self._full_signalled = False
         self._closing = False  # set by aclose: the paho thread stops waiting for room
+        self._stopping = threading.Lock()  # one loop_stop at a time
         self._client = self._new_client()  # one client for the source's life: it keeps
         self._generation = 0  # QoS 2 state across links; bumped at every disconnect
         self._connected: asyncio.Future[None] | None = None
@@ -82,7 +83,7 @@ class MqttSource:
     async def connect(self) -> None:
         cfg = self._config
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._client.loop_stop)  # the last link's thread, if any
+        await asyncio.to_thread(self._loop_stop)  # the last link's thread, if any
         self._connected = self._loop.create_future()
         self._lost = None
         session = connect_options(cfg, persistent=cfg.persistent,
@@ -117,7 +118,14 @@ class MqttSource:
 
     async def _stop_client(self) -> None:
         self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        await asyncio.to_thread(self._loop_stop)
+
+    def _loop_stop(self) -> None:
+        """paho's loop_stop, one call at a time: a call left running in its thread by a
+        cancelled `connect` raced the stop's own, and paho's second join found no thread
+        (AttributeError at shutdown, seen under a stepped clock)."""
+        with self._stopping:
+            self._client.loop_stop()
 
     def _take(self) -> Delivery | None:
         with self._lock:
