@@ -191,8 +191,7 @@ class Outbox:
             cursor = self._scalar("SELECT seq FROM outbox_cursor WHERE sink = ?", sink)
             if applied <= cursor:
                 return 0
-            issued = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence "
-                                  "WHERE name = 'outbox'")
+            issued = self._issued()
             if applied > issued:  # this file is older than the sink's record of it
                 log.warning("sink %s recorded outbox seq %d, but this outbox has issued "
                             "only up to %d (restored from a backup?): its cursor stays at %d",
@@ -211,8 +210,11 @@ class Outbox:
     def last_seq(self) -> int:
         """The seq of the last row appended (0: none yet in this file)."""
         with self._lock:
-            return self._scalar("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence "
-                                "WHERE name = 'outbox'")
+            return self._issued()
+
+    def _issued(self) -> int:
+        return self._scalar("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence "
+                            "WHERE name = 'outbox'")
 
     def received(self, sink: str, seq: int) -> bool:
         """Whether the sink has received every row up to `seq`."""
