@@ -281,10 +281,13 @@ def test_pages_opened_again_and_again_still_load(plant: Plant) -> None:
 
 
 def downloaded(plant: Plant, suffix: str) -> Path:
+    """The file the browser downloaded, once complete: Chromium reserves the final name
+    with an empty file and writes into a `.crdownload` beside it until the end."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        found = [p for p in plant.downloads.iterdir() if p.name.endswith(suffix)]
-        if found:
+        files = list(plant.downloads.iterdir())
+        found = [p for p in files if p.name.endswith(suffix) and p.stat().st_size]
+        if found and not any(p.name.endswith(".crdownload") for p in files):
             return found[0]
         time.sleep(0.1)
     pytest.fail(f"no {suffix} downloaded into {plant.downloads}: {list(plant.downloads.iterdir())}")

@@ -199,9 +199,11 @@ async def test_a_busy_device_is_reported_once_and_read_again(
         served = len(dev.requests)
 
         async def recover() -> None:
-            while len(dev.requests) < served + 10:  # noqa: ASYNC110 - no event for it
-                await asyncio.sleep(0.01)
-            await dev.set("hr", 0, [42])
+            await dev.set("hr", 0, [42])  # unseen while busy
+            # Free the device between two polls (each sends 2 requests), so that one
+            # poll finds both addresses answering again.
+            while len(dev.requests) < served + 10 or len(dev.requests) % 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
             dev.busy = False
 
         async with asyncio.TaskGroup() as tasks:
