@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from api import audit
-from api.deps import AsOperator, AsViewer, Config, MachineFilter, Now, RowId, Store
+from api.deps import AsOperator, AsViewer, Config, MachineIds, Now, RowId, Scope, Store, Visible
 from shadow.store import ShadowStore
 from shadow.tables import TEXT
 
@@ -41,14 +41,13 @@ class CloseIn(BaseModel):
 
 
 @router.get("/alerts")
-def list_alerts(_: AsViewer, store: Store, status: Status | None = None,
-                machine: MachineFilter = None,
+def list_alerts(_: AsViewer, store: Store, ids: MachineIds, status: Status | None = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AlertOut]:
-    """Newest first."""
-    return alert_views(store, status, machine, limit)
+    """Newest first; of one `machine`, `line` or `site` if given."""
+    return alert_views(store, status, ids, limit)
 
 
-def alert_views(store: ShadowStore, status: Status | None, machine: str | None,
+def alert_views(store: ShadowStore, status: Status | None, machines: list[str] | None,
                 limit: int) -> list[AlertOut]:
     return [AlertOut(id=r.id, machine=r.machine_id, signal=r.signal, detector=r.detector,
                      status=r.status, direction=r.direction, shift_sigma=r.shift_sigma,
@@ -56,35 +55,38 @@ def alert_views(store: ShadowStore, status: Status | None, machine: str | None,
                      detected_ns=r.detected_ns, end_ns=r.end_ns,
                      acknowledged_by=r.acknowledged_by, closed_by=r.closed_by, cause=r.cause,
                      note=r.note)
-            for r in store.alerts(status=status, machine=machine, limit=limit)]
+            for r in store.alerts(status=status, machines=machines, limit=limit)]
 
 
 @router.post("/alerts/{alert_id}/ack")
-def acknowledge(alert_id: RowId, token: AsOperator, store: Store, now: Now) -> dict[str, str]:
+def acknowledge(alert_id: RowId, token: AsOperator, store: Store, scope: Visible,
+                now: Now) -> dict[str, str]:
     """The operator saw it; it stays open until back in control or closed."""
-    if not store.acknowledge_alert(alert_id, token.name, now):
-        raise _not_done(store, alert_id, "acknowledged")
+    if not store.acknowledge_alert(alert_id, token.name, now, machines=scope.ids()):
+        raise _not_done(store, scope, alert_id, "acknowledged")
     audit.record(store, token, "alert.acknowledge", f"alert {alert_id}", now_ns=now)
     return {"status": "acknowledged"}
 
 
 @router.post("/alerts/{alert_id}/close")
 def close(alert_id: RowId, body: CloseIn, *, token: AsOperator, store: Store, config: Config,
-          now: Now) -> dict[str, str]:
+          scope: Visible, now: Now) -> dict[str, str]:
     """Closes it with a cause from shadow.alert_causes and an optional note."""
     if body.cause not in config.shadow.alert_causes:
         raise HTTPException(422, f"cause must be one of {config.shadow.alert_causes}, "
                                  f"found {body.cause!r}")
-    if not store.close_alert(alert_id, token.name, body.cause, body.note, now):
-        raise _not_done(store, alert_id, "closed")
+    if not store.close_alert(alert_id, token.name, body.cause, body.note, now,
+                             machines=scope.ids()):
+        raise _not_done(store, scope, alert_id, "closed")
     audit.record(store, token, "alert.close", f"alert {alert_id}", now_ns=now,
                  details={"cause": body.cause, "note": body.note})
     return {"status": "closed"}
 
 
-def _not_done(store: ShadowStore, alert_id: int, action: str) -> HTTPException:
-    """404 for an alert that does not exist, 409 for one whose status refused it."""
-    status = store.alert_status(alert_id)
+def _not_done(store: ShadowStore, scope: Scope, alert_id: int, action: str) -> HTTPException:
+    """404 for an alert that does not exist (in the scope), 409 for one whose status
+    refused it."""
+    status = store.alert_status(alert_id, machines=scope.ids())
     if status is None:
         return HTTPException(404, f"no alert {alert_id}")
     return HTTPException(409, f"alert {alert_id} is {status}: it cannot be {action}")

@@ -6,14 +6,16 @@ thread and back that costs more than the work, and under load a wait for the GIL
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 
-from api.auth import require
+from api.auth import Authenticated, require
 from api.config import ServedConfig
 from api.tokens import Role, Token
+from gateway.config import LineConfig, SiteConfig
 from shadow.calendar import to_ns
 from shadow.config import ShadowMachineConfig
 from shadow.report import select_machines
@@ -82,18 +84,73 @@ Now = Annotated[int, Depends(now_ns)]
 Range = Annotated[Window, Depends(window)]
 
 
-async def selected_machines(request: Request, machine: MachineFilter = None,
-                            line: MachineFilter = None) -> list[ShadowMachineConfig]:
-    """The machines of one machine id or one line id, or every machine."""
-    if machine is not None and line is not None:
-        raise HTTPException(400, "give `machine` or `line`, not both")
-    try:
-        return select_machines(await config(request), machine, line)
-    except KeyError as exc:
-        raise HTTPException(404, exc.args[0]) from None
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a request may see: the one site its token is scoped to, or the whole plant
+    (`site` None). What lies outside is answered as unknown (404), never as forbidden:
+    a site's token learns nothing of the others."""
+
+    site: str | None
+    sites: list[SiteConfig[ShadowMachineConfig]]
+    where: str  # "in the config", or "at site 'lyon'"
+
+    def machines(self, machine: str | None = None, line: str | None = None,
+                 site: str | None = None) -> list[ShadowMachineConfig]:
+        """The machines of one machine, line or site of the scope (all of them if none
+        is given); 404 naming what is unknown."""
+        try:
+            return select_machines(self.sites, machine, line, site, where=self.where)
+        except KeyError as exc:
+            raise HTTPException(404, exc.args[0]) from None
+
+    def ids(self) -> list[str] | None:
+        """The machine ids a query is to keep, or None when it may keep every row."""
+        return None if self.site is None else [m.id for m in self.machines()]
+
+    def lines(self) -> list[LineConfig[ShadowMachineConfig]]:
+        return [line for site in self.sites for line in site.all_lines()]
+
+
+async def scope(token: Authenticated, config: Config) -> Scope:
+    if token.site is None:
+        return Scope(None, config.sites, "in the config")
+    return Scope(token.site, [s for s in config.sites if s.id == token.site],
+                 f"at site {token.site!r}")
+
+
+Visible = Annotated[Scope, Depends(scope)]
+
+
+async def plant_wide(token: Authenticated) -> None:
+    """403 for a token scoped to a site: what the route serves is the whole plant's."""
+    if token.site is not None:
+        raise HTTPException(403, f"token {token.name!r} sees site {token.site!r} only; this "
+                                 "covers the whole plant")
+
+
+PlantWide = Depends(plant_wide)
+
+
+async def selected_machines(scope: Visible, machine: MachineFilter = None,
+                            line: MachineFilter = None,
+                            site: MachineFilter = None) -> list[ShadowMachineConfig]:
+    """The machines of one machine id, line id or site id, or every machine the token
+    sees."""
+    if sum(x is not None for x in (machine, line, site)) > 1:
+        raise HTTPException(400, "give one of `machine`, `line` or `site`, not two")
+    return scope.machines(machine, line, site)
+
+
+async def selected_ids(scope: Visible, machines: Annotated[
+        list[ShadowMachineConfig], Depends(selected_machines)]) -> list[str] | None:
+    """The ids of the selected machines, or None for every machine of the plant: the
+    filter a query of the tables needs."""
+    everything = scope.site is None and len(machines) == len(scope.machines())
+    return None if everything else [m.id for m in machines]
 
 
 Machines = Annotated[list[ShadowMachineConfig], Depends(selected_machines)]
+MachineIds = Annotated[list[str] | None, Depends(selected_ids)]
 AsViewer = Annotated[Token, Depends(require(Role.VIEWER))]
 AsOperator = Annotated[Token, Depends(require(Role.OPERATOR))]
 AsAdmin = Annotated[Token, Depends(require(Role.ADMIN))]

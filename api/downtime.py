@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
 from api import audit
-from api.deps import AsOperator, AsViewer, MachineFilter, Now, Range, RowId, Store
+from api.deps import AsOperator, AsViewer, MachineIds, Now, Range, RowId, Store, Visible
 from shadow.tables import TEXT
 from shadow.timeline import Category
 
@@ -32,19 +32,20 @@ class ReasonIn(BaseModel):
 
 
 @router.get("/downtime")
-def list_downtime(_: AsViewer, store: Store, window: Range, machine: MachineFilter = None,
+def list_downtime(_: AsViewer, store: Store, window: Range, ids: MachineIds,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DowntimeOut]:
-    """Closed ADET, ADOT and unclassified intervals in the range that have no reason."""
+    """Closed ADET, ADOT and unclassified intervals in the range that have no reason; of
+    one `machine`, `line` or `site` if given."""
     return [DowntimeOut(id=i, machine=m, start_ns=s, end_ns=e, state=raw, category=cat,
                         reason_raw=why)
-            for i, m, s, e, raw, cat, why in store.unexplained_downtime(window, machine, limit)]
+            for i, m, s, e, raw, cat, why in store.unexplained_downtime(window, ids, limit)]
 
 
 @router.post("/downtime/{interval_id}/reason")
-def assign_reason(interval_id: RowId, body: ReasonIn, token: AsOperator, store: Store,
-                  now: Now) -> dict[str, str]:
+def assign_reason(interval_id: RowId, body: ReasonIn, *, token: AsOperator, store: Store,
+                  scope: Visible, now: Now) -> dict[str, str]:
     try:
-        done = store.assign_reason(interval_id, body.code)
+        done = store.assign_reason(interval_id, body.code, machines=scope.ids())
     except IntegrityError:
         raise HTTPException(422, f"no reason code {body.code!r}") from None
     if not done:

@@ -14,8 +14,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import audit
-from api.config import ServedConfig
-from api.deps import AsOperator, AsViewer, Config, Now, RowId, Store
+from api.deps import AsOperator, AsViewer, Now, RowId, Scope, Store, Visible
 from shadow.config import ShadowMachineConfig
 from shadow.orders import job_key
 from shadow.tables import TEXT
@@ -47,18 +46,17 @@ class JobCommandOut(BaseModel):
     result: str | None
 
 
-def _without_job_signal(config: ServedConfig, machine_id: str) -> ShadowMachineConfig:
-    found = next((m for m in config.machines() if m.id == machine_id), None)
-    if found is None:
-        raise HTTPException(404, f"no machine {machine_id!r}")
+def _without_job_signal(scope: Scope, machine_id: str) -> ShadowMachineConfig:
+    [found] = scope.machines(machine_id)
     if found.job_signal is not None:
         raise HTTPException(409, f"machine {machine_id!r} takes its job from its signal "
                                  f"{found.job_signal!r}; it cannot be set by hand")
     return found
 
 
-def _one(rows: list[Any], command_id: int) -> JobCommandOut:
-    if not rows:
+def _one(rows: list[Any], command_id: int, scope: Scope) -> JobCommandOut:
+    ids = scope.ids()
+    if not rows or (ids is not None and rows[0].machine_id not in ids):
         raise HTTPException(404, f"no job command {command_id}")
     r = rows[0]
     return JobCommandOut(id=r.id, machine=r.machine_id, action=r.action, job=r.job_key,
@@ -68,33 +66,34 @@ def _one(rows: list[Any], command_id: int) -> JobCommandOut:
 
 @router.post("/machines/{machine_id}/job", status_code=202)
 def start_job(machine_id: str, body: JobIn, *, token: AsOperator, store: Store,
-              config: Config, now: Now) -> JobCommandOut:
+              scope: Visible, now: Now) -> JobCommandOut:
     """Starts the job of an imported order on the machine (ending the one it runs)."""
-    machine = _without_job_signal(config, machine_id)
+    machine = _without_job_signal(scope, machine_id)
     if not store.orders(body.job_key):
         raise HTTPException(404, f"no order with job key {body.job_key!r}; create or import "
                                  "it first")
     command_id = store.request_job(machine.id, body.job_key, now, token.name)
     audit.record(store, token, "job.start", f"machine {machine.id}", now_ns=now,
                  details={"job": body.job_key, "command": command_id})
-    return _one(store.job_commands(command_id=command_id), command_id)
+    return _one(store.job_commands(command_id=command_id), command_id, scope)
 
 
 @router.post("/machines/{machine_id}/job/complete", status_code=202)
-def complete_job(machine_id: str, *, token: AsOperator, store: Store, config: Config,
+def complete_job(machine_id: str, *, token: AsOperator, store: Store, scope: Visible,
                  now: Now) -> JobCommandOut:
     """Completes the machine's job: it ends, and its order is completed."""
-    machine = _without_job_signal(config, machine_id)
+    machine = _without_job_signal(scope, machine_id)
     running = (store.snapshots().get(machine.id) or {}).get("job")
     if running is None and not store.job_commands(pending=True, machine=machine.id):
         raise HTTPException(409, f"machine {machine_id!r} runs no job")
     command_id = store.request_job(machine.id, None, now, token.name)
     audit.record(store, token, "job.complete", f"machine {machine.id}", now_ns=now,
                  details={"command": command_id})
-    return _one(store.job_commands(command_id=command_id), command_id)
+    return _one(store.job_commands(command_id=command_id), command_id, scope)
 
 
 @router.get("/job-commands/{command_id}")
-def get_job_command(command_id: RowId, _: AsViewer, store: Store) -> JobCommandOut:
+def get_job_command(command_id: RowId, _: AsViewer, store: Store,
+                    scope: Visible) -> JobCommandOut:
     """A job command, to see whether and how the shadow applied it."""
-    return _one(store.job_commands(command_id=command_id), command_id)
+    return _one(store.job_commands(command_id=command_id), command_id, scope)

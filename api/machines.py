@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.config import ServedConfig
-from api.deps import AsViewer, Config, Now, Range, Store
+from api.deps import AsViewer, Config, Machines, Now, Range, Store, Visible
+from gateway.config import Place
 from shadow.config import ShadowMachineConfig
 from shadow.model import Machine
 from shadow.timeline import Category
@@ -39,6 +39,8 @@ class MachineOut(BaseModel):
 
     id: str
     name: str | None
+    site: str
+    area: str | None  # null for a line directly under its site
     line: str
     type: str | None
     job_by_hand: bool
@@ -56,16 +58,12 @@ class MachineDetailOut(MachineOut):
     signals: dict[str, SignalOut]
 
 
-def _line_of(config: ServedConfig, machine_id: str) -> str:
-    return next(line.id for site in config.sites for line in site.all_lines()
-                for m in line.machines if m.id == machine_id)
-
-
-def machine_view(config: ServedConfig, machine: ShadowMachineConfig, snap: dict[str, Any] | None,
+def machine_view(place: Place, machine: ShadowMachineConfig, snap: dict[str, Any] | None,
                  now_ns: int) -> dict[str, Any]:
-    """A MachineOut's fields from the machine's config and its snapshot (if any)."""
-    base = {"id": machine.id, "name": machine.name, "line": _line_of(config, machine.id),
-            "type": machine.type, "job_by_hand": machine.job_signal is None}
+    """A MachineOut's fields from the machine's place and config and its snapshot (if
+    any)."""
+    base = {"id": machine.id, "name": machine.name, "site": place.site, "area": place.area,
+            "line": place.line, "type": machine.type, "job_by_hand": machine.job_signal is None}
     if snap is None:
         return {**base, "state": "no data yet", "since_ns": None, "category": None,
                 "failure": False, "job": None,
@@ -81,25 +79,49 @@ def machine_view(config: ServedConfig, machine: ShadowMachineConfig, snap: dict[
             "online": live.online(now_ns), "last_seen_ns": live.last_seen_ns}
 
 
+class LineOut(BaseModel):
+    id: str
+    name: str | None
+    area: str | None  # null for a line directly under its site
+    machines: list[str]
+
+
+class SiteOut(BaseModel):
+    id: str
+    name: str | None
+    lines: list[LineOut]
+
+
+@router.get("/sites")
+def list_sites(_: AsViewer, scope: Visible) -> list[SiteOut]:
+    """The sites the token sees (one for a token scoped to a site), with their lines
+    and each line's machine ids: what the dashboard's site and line filters offer."""
+    return [SiteOut(id=site.id, name=site.name, lines=[
+        LineOut(id=line.id, name=line.name, area=area, machines=[m.id for m in line.machines])
+        for area, line in [*((None, ln) for ln in site.lines),
+                           *((a.id, ln) for a in site.areas for ln in a.lines)]])
+        for site in scope.sites]
+
+
 @router.get("/machines")
-def list_machines(_: AsViewer, store: Store, config: Config, now: Now) -> list[MachineOut]:
-    snaps = store.snapshots()
-    return [MachineOut(**machine_view(config, m, snaps.get(m.id), now))
-            for m in config.machines()]
+def list_machines(_: AsViewer, store: Store, config: Config, now: Now,
+                  machines: Machines) -> list[MachineOut]:
+    """The machines the token sees, or those of one `line` or `site`."""
+    snaps, places = store.snapshots(), config.places()
+    return [MachineOut(**machine_view(places[m.id], m, snaps.get(m.id), now)) for m in machines]
 
 
 @router.get("/machines/{machine_id}")
-def get_machine(machine_id: str, _: AsViewer, store: Store, config: Config,
+def get_machine(machine_id: str, _: AsViewer, store: Store, config: Config, scope: Visible,
                 now: Now) -> MachineDetailOut:
     """One machine with the last value, time and quality of each of its signals that
     the shadow has seen."""
-    found = [m for m in config.machines() if m.id == machine_id]
-    if not found:
-        raise HTTPException(404, f"no machine {machine_id!r}")
+    [machine] = scope.machines(machine_id)
     snap = store.snapshots().get(machine_id)
     signals = {name: SignalOut(ts_ns=ts, value=value, quality=quality)
                for name, (ts, value, quality) in (snap or {}).get("values", {}).items()}
-    return MachineDetailOut(**machine_view(config, found[0], snap, now), signals=signals)
+    return MachineDetailOut(**machine_view(config.places()[machine_id], machine, snap, now),
+                            signals=signals)
 
 
 class IntervalOut(BaseModel):
@@ -119,10 +141,9 @@ class IntervalOut(BaseModel):
 
 
 @router.get("/machines/{machine_id}/timeline")
-def machine_timeline(machine_id: str, *, _: AsViewer, store: Store, config: Config,
+def machine_timeline(machine_id: str, *, _: AsViewer, store: Store, scope: Visible,
                      window: Range) -> list[IntervalOut]:
     """The machine's closed state intervals in the range, each with its category (a
     reason code's, if one was given) and reason: the band of the machine page."""
-    if machine_id not in {m.id for m in config.machines()}:
-        raise HTTPException(404, f"no machine {machine_id!r}")
+    scope.machines(machine_id)  # 404 if unknown or out of the token's site
     return [IntervalOut(**row) for row in store.intervals(machine_id, window)]

@@ -12,13 +12,13 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import maturity_report, pdf
-from api.deps import AsAdmin, AsViewer, Config, Now, Store, window_of
+from api.deps import AsAdmin, AsViewer, Config, Now, PlantWide, Store, window_of
 from shadow import self_assessment
 from shadow.maturity import DEFAULT_DAYS, STAGES, assess, history, record
 from shadow.self_assessment import BY_KEY, Answer
 from shadow.timeline import Window
 
-router = APIRouter(tags=["maturity"])
+router = APIRouter(tags=["maturity"], dependencies=[PlantWide])  # not per site
 AssessmentRange = Annotated[Window, Depends(window_of(timedelta(days=DEFAULT_DAYS)))]
 
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import health
 from api.config import ServedConfig
-from api.deps import AsViewer, Config, Now, Store
+from api.deps import AsViewer, Config, Now, PlantWide, Store
 from api.machines import MachineOut, machine_view
 from api.ratelimit import RateLimits
 from gateway.counters import Counters, Health
@@ -81,7 +81,7 @@ class _Families(Collector):
         yield from self.families
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[PlantWide])
 def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: Now) -> Response:
     health.check_database(request, store)
     families: list[Metric] = [up_family(health.parts(request))]
@@ -106,8 +106,8 @@ def metrics(request: Request, _: AsViewer, store: Store, config: Config, now: No
 
 def _shadow_families(store: ShadowStore, config: ServedConfig, now: int) -> list[Metric]:
     """What the shadow knows: machines online and by category, open drift alerts."""
-    snaps = store.snapshots()
-    views = [MachineOut(**machine_view(config, m, snaps.get(m.id), now))
+    snaps, places = store.snapshots(), config.places()
+    views = [MachineOut(**machine_view(places[m.id], m, snaps.get(m.id), now))
              for m in config.machines()]
     online = GaugeMetricFamily("ombre_machine_online",
                                "1 when the machine reported within its silence_s",
@@ -121,7 +121,7 @@ def _shadow_families(store: ShadowStore, config: ServedConfig, now: int) -> list
             category.add_metric([v.id, v.category], 1)
     alerts = GaugeMetricFamily("ombre_drift_alerts_open",
                                "drift alerts not yet acknowledged or closed",
-                               value=len(store.alerts(status="open", machine=None,
+                               value=len(store.alerts(status="open", machines=None,
                                                      limit=100_000)))
     unknown: dict[str, int] = {}
     for machine, _raw, stops, _ns, _first in store.unknown_reasons():

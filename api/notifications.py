@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import AsViewer, Store
+from api.deps import AsViewer, PlantWide, Store
 from shadow.notify_queue import NotificationStore
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(tags=["notifications"], dependencies=[PlantWide])  # not per site
 Status = Literal["pending", "sent", "failed", "dropped"]
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel
 
 from api import audit
-from api.deps import AsAdmin, AsOperator, AsViewer, Config, Now, Store
+from api.deps import AsAdmin, AsOperator, AsViewer, Config, Now, PlantWide, Store, Visible
 from api.jobs import JobIn
 from api.tokens import Token
 from shadow.audit import orders_details
@@ -56,9 +56,11 @@ class ImportOut(BaseModel):
 
 
 @router.get("/orders")
-def list_orders(_: AsViewer, store: Store) -> list[OrderOut]:
-    """Every order with the parts counted for it so far."""
-    return [OrderOut(**row) for row in store.orders()]
+def list_orders(_: AsViewer, store: Store, scope: Visible) -> list[OrderOut]:
+    """Every order with the parts counted for it so far; for a token scoped to a site,
+    the orders its machines run or ran."""
+    ids = scope.ids()
+    return [OrderOut(**row) for row in store.orders() if ids is None or row["machine"] in ids]
 
 
 @router.post("/orders")
@@ -85,7 +87,7 @@ def import_orders(csv_bytes: Annotated[bytes, Body(media_type="text/csv")], toke
     return _imported(store, token, now, "api:csv", rows=order_rows(orders), problems=problems)
 
 
-@router.post("/orders/complete")
+@router.post("/orders/complete", dependencies=[PlantWide])  # an order may span sites
 def complete(body: JobIn, *, token: AsOperator, store: Store, config: Config,
              now: Now) -> CompletionOut:
     """Completes an order: its jobs on machines without a job signal end through the

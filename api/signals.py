@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from api.config import ServedConfig
-from api.deps import AsViewer, Config, Range, Store
+from api.deps import AsViewer, Config, Range, Store, Visible
 from connectors.sqlite_config import SqliteSinkConfig
 from connectors.sqlite_ts import StoreError, open_store
 from gateway.types import Quality
@@ -75,8 +75,9 @@ def _baselines(config: ServedConfig, store: ShadowStore, machine: str,
 
 @router.get("/machines/{machine_id}/signals/{signal}")
 def signal_history(machine_id: str, signal: str, *, _: AsViewer, store: Store,
-                   config: Config, window: Range,
+                   config: Config, scope: Visible, window: Range,
                    points: Annotated[int, Query(ge=2, le=5000)] = 500) -> SeriesOut:
+    scope.machines(machine_id)  # 404 if unknown or out of the token's site
     registry = config.registry()
     sid = registry.id_of(machine_id, signal)
     if sid is None:

@@ -1,7 +1,9 @@
 """API tokens: `ombre_<id>_<secret>`, each with a role. Only the SHA-256 of the secret
 is stored (the secret is 32 random bytes, so a slow hash adds nothing); a token is shown
 once, when it is created, and can be listed and revoked. A kiosk token is a viewer
-token for a wall display: it may only read, and `ombre demo` keeps it across runs."""
+token for a wall display: it may only read, and `ombre demo` keeps it across runs. A
+viewer's or operator's token may be scoped to one site: it sees that site's machines,
+lines and data only (api/deps.py, Scope)."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 
 from shadow import audit
 from shadow import tables as t
@@ -40,6 +43,7 @@ class Token:
     created_ns: int
     revoked_ns: int | None
     kiosk: bool = False
+    site: str | None = None  # the one site it sees; None: the whole plant
 
 
 def _digest(secret: str) -> str:
@@ -47,18 +51,25 @@ def _digest(secret: str) -> str:
 
 
 def create_token(engine: Engine, name: str, role: Role, actor: str | None = None, *,
-                 kiosk: bool = False) -> str:
+                 kiosk: bool = False, site: str | None = None) -> str:
     """A new token; the returned text is the only time its secret exists in clear. The
     audit log records who created it (`actor`, by default the console's user). A kiosk
-    token must be a viewer's (ValueError otherwise)."""
+    token must be a viewer's, and a token scoped to a `site` a viewer's or an
+    operator's: an admin's work (tokens, orders, the audit log) is the whole plant's
+    (ValueError otherwise). The caller checks that the site exists."""
     if kiosk and role is not Role.VIEWER:
         raise ValueError(f"a kiosk token is a viewer's, not an {role.name.lower()}'s")
+    if site is not None and role is Role.ADMIN:
+        raise ValueError("an admin token sees the whole plant; scope a viewer's or an "
+                         "operator's token to a site")
     secret = secrets.token_urlsafe(32)
     with engine.begin() as c:
         token_id = c.execute(insert(t.api_token).values(
             name=name, role=role.name.lower(), secret_sha256=_digest(secret),
-            created_ns=time.time_ns(), kiosk=kiosk).returning(t.api_token.c.id)).scalar_one()
-        details = {"name": name, "role": role.name.lower(), **({"kiosk": True} if kiosk else {})}
+            created_ns=time.time_ns(), kiosk=kiosk, site=site)
+            .returning(t.api_token.c.id)).scalar_one()
+        details = {"name": name, "role": role.name.lower(), **({"kiosk": True} if kiosk else {}),
+                   **({"site": site} if site is not None else {})}
         audit.record(c, actor or audit.cli_actor(), "token.create", f"token {token_id}", details)
     return f"ombre_{token_id}_{secret}"
 
@@ -66,8 +77,7 @@ def create_token(engine: Engine, name: str, role: Role, actor: str | None = None
 def list_tokens(engine: Engine) -> list[Token]:
     with engine.connect() as c:
         rows = c.execute(select(t.api_token).order_by(t.api_token.c.id)).all()
-    return [Token(r.id, r.name, Role[r.role.upper()], r.created_ns, r.revoked_ns, r.kiosk)
-            for r in rows]
+    return [_token(r) for r in rows]
 
 
 def revoke_token(engine: Engine, token_id: int, actor: str | None = None) -> bool:
@@ -92,8 +102,12 @@ def check_token(engine: Engine, text: str) -> Token | None:
         return None
     if not hmac.compare_digest(row.secret_sha256, _digest(match[2])):
         return None
+    return _token(row)
+
+
+def _token(row: Row[Any]) -> Token:
     return Token(row.id, row.name, Role[row.role.upper()], row.created_ns, row.revoked_ns,
-                 row.kiosk)
+                 row.kiosk, row.site)
 
 
 FIRST_ADMIN_TOKEN = "first-admin-token"  # in the data directory

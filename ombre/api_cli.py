@@ -27,14 +27,21 @@ def cmd_token(args: argparse.Namespace) -> int:
             if not args.name:
                 print("ombre token create: give --name (who or what uses it)", file=sys.stderr)
                 return EXIT_USAGE
-            if args.kiosk and args.role != "viewer":
-                print(f"ombre token create: a kiosk token is a viewer's; --role {args.role} "
-                      "cannot go with --kiosk", file=sys.stderr)
+            sites = [site.id for site in config.sites]
+            if args.site is not None and args.site not in sites:
+                print(f"ombre token create: no site {args.site!r} in the config; its "
+                      f"sites: {', '.join(sites)}", file=sys.stderr)
                 return EXIT_USAGE
-            print(create_token(store.engine, args.name, Role[args.role.upper()],
-                               kiosk=args.kiosk))
+            try:
+                text = create_token(store.engine, args.name, Role[args.role.upper()],
+                                    kiosk=args.kiosk, site=args.site)
+            except ValueError as exc:
+                print(f"ombre token create: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            print(text)
             kind = "kiosk (viewer)" if args.kiosk else args.role
-            print(f"a {kind} token for {args.name!r}: it is shown only this once"
+            seen = f" that sees site {args.site!r} only" if args.site else ""
+            print(f"a {kind} token for {args.name!r}{seen}: it is shown only this once"
                   + ("; open /wall#token=... with it on the display" if args.kiosk else ""),
                   file=sys.stderr)
             return EXIT_OK
@@ -48,6 +55,7 @@ def cmd_token(args: argparse.Namespace) -> int:
             revoked = "" if found.revoked_ns is None else \
                 f"\trevoked {from_ns(found.revoked_ns).isoformat()}"
             role = "viewer, kiosk" if found.kiosk else found.role.name.lower()
+            role += f", site {found.site}" if found.site else ""
             print(f"{found.id}\t{found.name}\t{role}\t"
                   f"created {from_ns(found.created_ns).isoformat()}{revoked}")
     return EXIT_OK
@@ -100,6 +108,8 @@ def add_api_commands(commands: Any) -> None:
     token.add_argument("--name", help="create: who or what uses the token")
     token.add_argument("--kiosk", action="store_true",
                        help="create: a viewer token for a wall display (/wall)")
+    token.add_argument("--site", help="create: the one site the token sees (a viewer's or "
+                                      "an operator's); by default the whole plant")
     token.set_defaults(command=cmd_token)
 
     log = with_config(add("audit", help="who did what: tokens, alerts, downtime reasons, "

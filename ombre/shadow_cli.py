@@ -131,7 +131,7 @@ def cmd_kpi(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     try:
-        machines = select_machines(config, args.machine, args.line)
+        machines = select_machines(config.sites, args.machine, args.line, args.site)
         window = _window(args)
         with store_of(config) as store:
             found = reports(store, config, window, machines, args.by)
@@ -306,7 +306,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     with store_of(config) as store:
         if args.action == "list":
-            rows = store.alerts(status=args.status, machine=args.machine, limit=args.limit)
+            rows = store.alerts(status=args.status, limit=args.limit,
+                                machines=None if args.machine is None else [args.machine])
             writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
             writer.writerow(["id", "machine", "signal", "detector", "status", "direction",
                              "shift_sigma", "shift", "unit", "start", "detected", "end",
@@ -370,6 +371,7 @@ def add_shadow_commands(commands: Any) -> None:
     scope = kpi.add_mutually_exclusive_group()
     scope.add_argument("--machine", help="one machine (default: the whole plant)")
     scope.add_argument("--line", help="every machine of a line")
+    scope.add_argument("--site", help="every machine of a site")
     _with_range(kpi)
     kpi.add_argument("--by", choices=["window", "shift", "order", "day"], default="window",
                      help="one result for the range (default), or one per shift, order or day")

@@ -43,7 +43,7 @@ def machine_parts(config: ShadowedConfig, store: ShadowStore, machine: Machine, 
     category = machine.category
     pq, gq, sq, rq = machine.job_counts
     alerts = [r for status in ("open", "acknowledged")
-              for r in store.alerts(status=status, machine=machine.config.id, limit=MAX_ALERTS)]
+              for r in store.alerts(status=status, machines=[machine.config.id], limit=MAX_ALERTS)]
     parts: dict[str, Any] = {
         "state": {"state": machine.state.raw, "category": category.value if category else None,
                   "failure": machine.state.failure, "planned": machine.planned,

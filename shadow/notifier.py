@@ -214,7 +214,7 @@ class Notifier:
         alerts = [AlertView(r.id, r.machine_id, r.signal, r.direction, r.shift_sigma,
                             r.detected_ns)
                   for status in ("open", "acknowledged")
-                  for r in store.alerts(status=status, machine=None, limit=1000)]
+                  for r in store.alerts(status=status, machines=None, limit=1000)]
         return PlantView(now, machines, alerts, self._mid_shift_oee(store, now), connectors)
 
     def _mid_shift_oee(self, store: ShadowStore, now: int) -> dict[str, OeeView]:

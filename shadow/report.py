@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from gateway.config import SiteConfig
 from shadow import tables as t
 from shadow.calendar import Shift, days, from_ns, shifts
 from shadow.config import ShadowedConfig, ShadowMachineConfig
@@ -29,21 +30,26 @@ class Report:
     result: KpiResult
 
 
-def select_machines(config: ShadowedConfig, machine: str | None,
-                    line: str | None) -> list[ShadowMachineConfig]:
-    """The machines of one machine id or one line id (all machines if neither); raises
-    KeyError naming what is unknown."""
+def select_machines(sites: Sequence[SiteConfig[ShadowMachineConfig]], machine: str | None,
+                    line: str | None, site: str | None = None, *,
+                    where: str = "in the config") -> list[ShadowMachineConfig]:
+    """The machines of one machine id, line id or site id among `sites` (all of theirs
+    if none is given); raises KeyError naming what is unknown `where`."""
     if machine is not None:
-        found = [m for m in config.machines() if m.id == machine]
+        found = [m for s in sites for ln in s.all_lines() for m in ln.machines
+                 if m.id == machine]
         if not found:
-            raise KeyError(f"no machine {machine!r} in the config")
+            raise KeyError(f"no machine {machine!r} {where}")
         return found
     if line is not None:
-        lines = [ln for site in config.sites for ln in site.all_lines() if ln.id == line]
+        lines = [ln for s in sites for ln in s.all_lines() if ln.id == line]
         if not lines:
-            raise KeyError(f"no line {line!r} in the config")
+            raise KeyError(f"no line {line!r} {where}")
         return [m for ln in lines for m in ln.machines]
-    return config.machines()
+    chosen = [s for s in sites if site is None or s.id == site]
+    if not chosen:
+        raise KeyError(f"no site {site!r} {where}")
+    return [m for s in chosen for ln in s.all_lines() for m in ln.machines]
 
 
 def kpi(store: ShadowStore, config: ShadowedConfig, window: Window,

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, and_, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import ColumnElement
 
 from gateway.config import LineConfig
 from shadow import tables as t
@@ -509,40 +510,44 @@ class ShadowStore:
                     set_={k: stmt.excluded[k] for k in rows[0]
                           if k not in ("shift_id", "machine_id")}), rows)
 
-    def alerts(self, *, status: str | None, machine: str | None, limit: int) -> list[Any]:
-        """Drift alerts, newest first."""
+    def alerts(self, *, status: str | None, machines: Collection[str] | None,
+               limit: int) -> list[Any]:
+        """Drift alerts (of `machines`, or of every machine), newest first."""
         da = t.drift_alert
-        query = select(da).order_by(da.c.detected_ns.desc()).limit(limit)
+        query = select(da).where(*_of(da, machines)).order_by(da.c.detected_ns.desc()
+                                                               ).limit(limit)
         if status is not None:
             query = query.where(da.c.status == status)
-        if machine is not None:
-            query = query.where(da.c.machine_id == machine)
         with self.engine.connect() as c:
             return list(c.execute(query))
 
-    def alert_status(self, alert_id: int) -> str | None:
-        """The alert's status, or None when there is no such alert."""
+    def alert_status(self, alert_id: int, *,
+                     machines: Collection[str] | None = None) -> str | None:
+        """The alert's status, or None when there is no such alert (of `machines`)."""
         da = t.drift_alert
         with self.engine.connect() as c:
-            found: str | None = c.execute(select(da.c.status).where(da.c.id == alert_id)
-                                          ).scalar_one_or_none()
+            found: str | None = c.execute(select(da.c.status).where(
+                da.c.id == alert_id, *_of(da, machines))).scalar_one_or_none()
         return found
 
-    def acknowledge_alert(self, alert_id: int, by: str, now_ns: int) -> bool:
+    def acknowledge_alert(self, alert_id: int, by: str, now_ns: int, *,
+                          machines: Collection[str] | None = None) -> bool:
         da = t.drift_alert
         with self.engine.begin() as c:
-            done = c.execute(update(da).where(da.c.id == alert_id, da.c.status == "open")
+            done = c.execute(update(da).where(da.c.id == alert_id, da.c.status == "open",
+                                              *_of(da, machines))
                              .values(status="acknowledged", acknowledged_by=by,
                                      acknowledged_ns=now_ns))
             return done.rowcount == 1
 
     def close_alert(self, alert_id: int, by: str, cause: str, note: str | None,
-                    now_ns: int) -> bool:
+                    now_ns: int, *, machines: Collection[str] | None = None) -> bool:
         """A person closes an alert with a cause; its episode ends now (or at its last
         alarm, if that is later: data time may be ahead of the clock in a replay)."""
         da = t.drift_alert
         with self.engine.begin() as c:
-            done = c.execute(update(da).where(da.c.id == alert_id, da.c.status != "closed")
+            done = c.execute(update(da).where(da.c.id == alert_id, da.c.status != "closed",
+                                              *_of(da, machines))
                              .values(status="closed", closed_by=by, cause=cause, note=note,
                                      end_ns=case((da.c.last_alarm_ns > now_ns, da.c.last_alarm_ns),
                                                   else_=now_ns)))
@@ -631,7 +636,7 @@ class ShadowStore:
             return [dict(row._mapping) for row in
                     c.execute(select(t.reason_code).order_by(t.reason_code.c.code))]
 
-    def unexplained_downtime(self, window: Window | None, machine: str | None,
+    def unexplained_downtime(self, window: Window | None, machines: Collection[str] | None,
                              limit: int) -> list[tuple[int, str, int, int, str, Category | None,
                                                        str | None]]:
         """Closed downtime intervals (ADET, ADOT or unclassified) with no reason code,
@@ -643,22 +648,22 @@ class ShadowStore:
                  .where(si.c.reason_code.is_(None),
                         si.c.category.in_([Category.ADET, Category.ADOT])
                         | si.c.category.is_(None))
-                 .order_by(si.c.start_ns).limit(limit))
+                 .where(*_of(si, machines)).order_by(si.c.start_ns).limit(limit))
         if window is not None:
             query = query.where(si.c.start_ns < window.end_ns, si.c.end_ns > window.start_ns)
-        if machine is not None:
-            query = query.where(si.c.machine_id == machine)
         with self.engine.connect() as c:
             return [(i, m, s, e, raw, _category(cat), why)
                     for i, m, s, e, raw, cat, why in c.execute(query)]
 
-    def assign_reason(self, interval_id: int, code: str) -> bool:
+    def assign_reason(self, interval_id: int, code: str, *,
+                      machines: Collection[str] | None = None) -> bool:
         """Gives a downtime interval (ADET, ADOT or unclassified) a reason code; False if
-        there is no such downtime interval."""
+        there is no such downtime interval (of `machines`)."""
         si = t.state_interval
         downtime = (si.c.category.in_([Category.ADET, Category.ADOT]) | si.c.category.is_(None))
         with self.engine.begin() as c:
-            done = c.execute(update(si).where(and_(si.c.id == interval_id, downtime))
+            done = c.execute(update(si).where(and_(si.c.id == interval_id, downtime),
+                                              *_of(si, machines))
                              .values(reason_code=code, reason_source="operator"))
             return done.rowcount == 1
 
@@ -713,6 +718,11 @@ def _open_intervals(snaps: Mapping[str, dict[str, Any]], machines: Sequence[str]
 
 def _text(reason: str | None) -> str | None:
     return None if reason is None else reason[:200]
+
+
+def _of(table: Table, machines: Collection[str] | None) -> list[ColumnElement[bool]]:
+    """The WHERE clause keeping the rows of `machines` (none: every machine's)."""
+    return [] if machines is None else [table.c.machine_id.in_(machines)]
 
 
 def _category(value: str | None) -> Category | None:

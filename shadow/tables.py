@@ -231,7 +231,7 @@ shadow_state = Table(  # state that is not one machine's, e.g. the drift detecto
 
 fleet_lease = Table(  # which central process keeps each site's machines (shadow/fleet.py)
     "fleet_lease", metadata,
-    Column("site_id", String(64), primary_key=True),
+    Column("site_id", String(128), primary_key=True),  # a site id (at most 128)
     Column("member", String(128), nullable=False),  # the holder's `fleet.member`
     Column("instance", String(32), nullable=False),  # the holder's process, a random id
     Column("epoch", BigInteger, nullable=False),  # +1 at every taking: the writes' fence
@@ -255,6 +255,7 @@ api_token = Table(  # API tokens: only a hash of each secret is kept
     Column("revoked_ns", BigInteger, nullable=True),
     # a display's viewer token: a demo's restart keeps it (api/tokens.py)
     Column("kiosk", Boolean, nullable=False, server_default=false()),
+    Column("site", String(128), nullable=True),  # the one site it sees; null: the plant
 )
 
 audit_log = Table(  # every operator and admin action (shadow/audit.py); never updated

@@ -58,9 +58,16 @@ async function load() {
 }
 
 async function loadNotifications() {
-  const notes = await Ombre.api("/api/v1/notifications?limit=20").then((r) => r.json());
+  const response = await Ombre.api("/api/v1/notifications?limit=20");
   const body = document.querySelector("#notification-table tbody");
   body.innerHTML = "";
+  if (!response.ok) {  // 403 for a token scoped to a site: notifications are the plant's
+    const tr = document.createElement("tr");
+    Ombre.cell(tr, (await response.json()).detail, "muted");
+    body.append(tr);
+    return;
+  }
+  const notes = await response.json();
   if (!notes.length) body.innerHTML = `<tr><td class="muted">${t("no-notifications")}</td></tr>`;
   for (const n of notes) {
     const tr = document.createElement("tr");

@@ -6,6 +6,9 @@
 // reconnects by itself when the server goes away and comes back.
 // Wall mode: no controls, large type, and when the lines do not fit one screen it shows
 // them a page at a time (/wall?lines=N lines a page, every=S seconds a page).
+// ?site=ID or ?line=ID (the filters in the header) shows one site or one line: its
+// tiles, its alerts, and its KPIs in the summary. A token scoped to a site sees that
+// site only.
 "use strict";
 
 const machines = new Map();  // id -> last MachineOut
@@ -19,6 +22,11 @@ const TREND_EVERY_MS = 5 * 60 * 1000;  // the finished shifts change only at a s
 const SERIES_COLOURS = ["#4dd0e1", "#ff80ab", "#ffb74d", "#b2ff59", "#b39ddb", "#fff176"];
 let trend = { loadedAt: 0, series: [] };  // [{id, name, points: [{start_ns, oee}]}]
 let page = 0;
+let sites = [];  // /api/v1/sites: the sites the token sees, with their lines
+// The one filter of the address, as the stream and /kpis take it: ["site", id] or
+// ["line", id], or null for everything the token sees.
+const filter = ["site", "line"].filter((k) => options.get(k)).map((k) => [k, options.get(k)])[0] || null;
+const filterQuery = filter ? `${filter[0]}=${encodeURIComponent(filter[1])}` : "";
 
 const t = Ombre.t;
 const pct = Ombre.pct;
@@ -52,9 +60,50 @@ function kpiParts(k) {
   return [oee, factors, coverage];
 }
 
+// What the summary is of: the plant, or the site or line of the filter.
+function shownName() {
+  if (!filter) return sites.length === 1 && sites[0].lines.length ? siteName(sites[0]) : t("plant");
+  const [kind, id] = filter;
+  const site = sites.find((s) => s.id === id);
+  if (kind === "site") return site ? siteName(site) : id;
+  const line = sites.flatMap((s) => s.lines).find((l) => l.id === id);
+  return line ? line.name || line.id : id;
+}
+
+function siteName(site) { return site.name || site.id; }
+
 function renderPlant() {
   const el = document.getElementById("plant");
-  el.replaceChildren(node("h2", "name", t("plant")), ...kpiParts(kpis.plant || {}));
+  el.replaceChildren(node("h2", "name", shownName()), ...kpiParts(kpis.plant || {}));
+}
+
+// The site and line filters: a site's list when the token sees more than one site, a
+// line's list when the sites shown have more than one line. Choosing reloads the page
+// with ?site= or ?line=.
+function renderFilters() {
+  const siteBox = document.getElementById("site-filter");
+  const lineBox = document.getElementById("line-filter");
+  const siteOf = (lineId) => sites.find((s) => s.lines.some((l) => l.id === lineId));
+  const chosenSite = filter && (filter[0] === "site" ? filter[1] : siteOf(filter[1])?.id);
+  siteBox.replaceChildren(new Option(t("all-sites"), ""),
+    ...sites.map((s) => new Option(siteName(s), s.id, false, s.id === chosenSite)));
+  siteBox.hidden = wall || sites.length < 2;
+  const lines = sites.filter((s) => !chosenSite || s.id === chosenSite).flatMap((s) => s.lines);
+  const chosenLine = filter && filter[0] === "line" ? filter[1] : "";
+  lineBox.replaceChildren(new Option(t("all-lines"), ""),
+    ...lines.map((l) => new Option(l.name || l.id, l.id, false, l.id === chosenLine)));
+  lineBox.hidden = wall || lines.length < 2;
+  siteBox.onchange = () => go(siteBox.value ? { site: siteBox.value } : {});
+  lineBox.onchange = () => go(lineBox.value ? { line: lineBox.value }
+    : chosenSite && sites.length > 1 ? { site: chosenSite } : {});
+}
+
+function go(params) {
+  const next = new URLSearchParams(options);
+  next.delete("site");
+  next.delete("line");
+  for (const [k, v] of Object.entries(params)) next.set(k, v);
+  location.search = next.toString();
 }
 
 function lineBox(lineId) {
@@ -73,7 +122,11 @@ function lineBox(lineId) {
 function renderLine(lineId) {
   const k = kpis.lines[lineId] || {};
   const head = document.querySelector(`#line-${CSS.escape(lineId)} .line-head`);
-  if (head) head.replaceChildren(node("h2", "name", k.name || lineId), ...kpiParts(k));
+  if (!head) return;
+  const name = node("h2", "name", k.name || lineId);
+  const site = sites.length > 1 && sites.find((s) => s.lines.some((l) => l.id === lineId));
+  if (site) name.prepend(node("span", "site", `${siteName(site)} · `));
+  head.replaceChildren(name, ...kpiParts(k));
 }
 
 function inState(m) {
@@ -127,7 +180,8 @@ async function loadTrend() {
   const to = new Date(kpis.to_ns / 1e6);
   const from = new Date(to.getTime() - TREND_DAYS * 864e5);
   const range = `by=shift&from=${from.toISOString()}&to=${to.toISOString()}`;
-  const wanted = [{ id: "plant", name: t("plant"), query: range },
+  const shown = filterQuery ? `&${filterQuery}` : "";
+  const wanted = [{ id: "plant", name: shownName(), query: range + shown },
                   ...Object.entries(kpis.lines).map(([id, k]) => (
                     { id, name: k.name || id, query: `${range}&line=${encodeURIComponent(id)}` }))];
   try {
@@ -241,6 +295,7 @@ function renderShift() {
 }
 
 function renderAll() {
+  renderFilters();
   renderPlant();
   for (const m of machines.values()) tile(m);
   for (const id of Object.keys(kpis.lines)) renderLine(id);
@@ -270,4 +325,10 @@ if (wall) {
 }
 window.addEventListener("resize", drawTrend);
 Ombre.onLanguage = () => { trend.loadedAt = 0; renderAll(); loadTrend(); };
-Ombre.init(() => Ombre.stream(handle));
+Ombre.init(async () => {
+  const response = await Ombre.api("/api/v1/sites");
+  if (response.ok) sites = await response.json();
+  renderFilters();
+  renderPlant();
+  Ombre.stream(handle, filterQuery ? `?${filterQuery}` : "");
+});

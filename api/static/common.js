@@ -35,7 +35,7 @@ const TEXT = {
         "notification-pending": "waiting (retried)", "notification-sent": "sent",
         "notification-failed": "given up", "notification-dropped": "dropped (queue full)",
         "channel-email": "e-mail", "channel-webhook": "webhook", attempts: "attempts",
-        plant: "Plant",
+        plant: "Plant", "all-sites": "All sites", "all-lines": "All lines",
         trend: "OEE per shift, last 7 days", for: "for", wall: "Wall display",
         lines: "Lines", "line-title": "Lines: state of every machine", "this-shift": "Current shift",
         earlier: "◀ earlier", later: "later ▶", now: "now", "still-going": "still going on",
@@ -81,7 +81,7 @@ const TEXT = {
         "notification-pending": "en attente (réessayée)", "notification-sent": "envoyée",
         "notification-failed": "abandonnée", "notification-dropped": "écartée (file pleine)",
         "channel-email": "e-mail", "channel-webhook": "webhook", attempts: "tentatives",
-        plant: "Usine",
+        plant: "Usine", "all-sites": "Tous les sites", "all-lines": "Toutes les lignes",
         trend: "TRS par poste, 7 derniers jours", for: "depuis", wall: "Affichage mural",
         lines: "Lignes", "line-title": "Lignes : état de chaque machine", "this-shift": "Poste en cours",
         earlier: "◀ avant", later: "après ▶", now: "maintenant", "still-going": "en cours",
@@ -184,21 +184,27 @@ const Ombre = {
     document.getElementById("login").hidden = false;
     document.getElementById("login-error").textContent = message || "";
   },
-  // Reads the live stream (/api/v1/stream) with fetch, so the token travels in the
-  // Authorization header, and calls handle(kind, data) for each event; reconnects.
+  // Reads the live stream (/api/v1/stream, with `query` such as "?site=lyon") with
+  // fetch, so the token travels in the Authorization header, and calls
+  // handle(kind, data) for each event; reconnects.
   // The stream is closed as the page is left: Chromium may otherwise keep its
   // connection open, and six such to one server leave no room for a new page's requests.
-  async stream(handle) {
+  async stream(handle, query = "") {
     const status = document.getElementById("status");
     const leaving = new AbortController();
     window.addEventListener("pagehide", () => leaving.abort());
     for (;;) {
       if (leaving.signal.aborted) return;
       try {
-        const response = await fetch("/api/v1/stream", { headers: { Authorization: `Bearer ${Ombre.token}` },
-                                                         signal: leaving.signal });
+        const response = await fetch(`/api/v1/stream${query}`, {
+          headers: { Authorization: `Bearer ${Ombre.token}` }, signal: leaving.signal });
         if (response.status === 401 || response.status === 403) {
           Ombre.logout(Ombre.t("bad"));
+          return;
+        }
+        if (response.status >= 400 && response.status < 500) {  // e.g. ?site= unknown
+          status.textContent = (await response.json()).detail;
+          status.className = "error";
           return;
         }
         status.textContent = Ombre.t("live");

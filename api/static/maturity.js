@@ -23,7 +23,10 @@ const width = () => Math.min(1100, window.innerWidth - 60);
 
 async function json(path) {
   const response = await Ombre.api(path);
-  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  if (!response.ok) {  // e.g. 403 for a token scoped to a site: the assessment is the plant's
+    const detail = (await response.json().catch(() => ({}))).detail;
+    throw new Error(detail || `${path}: ${response.status}`);
+  }
   return response.json();
 }
 
@@ -287,5 +290,7 @@ document.getElementById("report-pdf").addEventListener("click", () => download("
 Ombre.onLanguage = () => { if (WORDS) draw(); };
 fetch("/static/maturity_text.json").then((r) => r.json()).then((words) => {
   WORDS = words;
-  Ombre.init(() => load().catch((error) => console.warn("maturity page", error)));
+  Ombre.init(() => load().catch((error) => {
+    document.getElementById("report-error").textContent = error.message;
+  }));
 });

@@ -163,7 +163,7 @@ def test_the_api_lays_every_lost_minute_of_the_kpis_on_a_cause(
     ({"at": "2026-03-02T23:00:00Z"}, 404, "no shift of the calendar holds 2026-03-02T23:00"),
     ({"machine": "press-9"}, 404, "no machine 'press-9'"),
     ({"line": "line-9"}, 404, "no line 'line-9'"),
-    ({"machine": "press-1", "line": "line-1"}, 400, "not both"),
+    ({"machine": "press-1", "line": "line-1"}, 400, "not two"),
     ({"max_pieces": "0"}, 422, "max_pieces"),
 ])
 def test_bad_input_is_a_4xx_that_says_what_is_wrong(

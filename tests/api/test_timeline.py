@@ -154,7 +154,7 @@ def test_the_api_band_is_the_kpis_time(plant: Plant) -> None:
 
 
 @pytest.mark.parametrize(("query", "status", "detail"), [
-    ("machine=press-1&line=line-1", 400, "give `machine` or `line`, not both"),
+    ("machine=press-1&line=line-1", 400, "give one of `machine`, `line` or `site`, not two"),
     ("machine=press-9", 404, "no machine 'press-9' in the config"),
     ("line=line-9", 404, "no line 'line-9' in the config"),
     ("from=2026-03-02T14:00:00Z&to=2026-03-02T06:00:00Z", 400, "`from` (2026-03-02T14:00:00"),

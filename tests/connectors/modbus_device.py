@@ -40,11 +40,13 @@ def _runs(size: int, holes: set[int]) -> list[SimData]:
 class Device:
     """Holding and input registers 0..`size`-1 (except `holes`), coils and discrete
     inputs 0..BITS-1, all zero until set. `requests` lists each request received as
-    (function code, address, count); `busy` makes every valid read answer exception 6."""
+    (function code, address, count), and `answers` counts the answers sent; `busy` makes
+    every valid read answer exception 6."""
 
     def __init__(self, port: int, size: int = 200, holes: Sequence[int] = ()) -> None:
         self.port = port
         self.requests: list[tuple[int, int, int]] = []
+        self.answers = 0
         self.busy = False
         self._size, self._holes = size, set(holes)
         self._server: ModbusTcpServer | None = None
@@ -73,7 +75,9 @@ class Device:
         await self._server.async_setValues(UNIT, FUNCTIONS[table], address, values)
 
     def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        if not sending:
+        if sending:
+            self.answers += 1
+        else:
             self.requests.append((pdu.function_code, pdu.address, pdu.count))
         return pdu
 

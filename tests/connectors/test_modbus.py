@@ -200,9 +200,10 @@ async def test_a_busy_device_is_reported_once_and_read_again(
 
         async def recover() -> None:
             await dev.set("hr", 0, [42])  # unseen while busy
-            # Free the device between two polls (each sends 2 requests), so that one
-            # poll finds both addresses answering again.
-            while len(dev.requests) < served + 10 or len(dev.requests) % 2:  # noqa: ASYNC110
+            # Free the device between two polls (each sends 2 requests), with no request
+            # half served, so that one poll finds both addresses answering again.
+            while (len(dev.requests) < served + 10 or len(dev.requests) % 2  # noqa: ASYNC110
+                   or dev.answers != len(dev.requests)):
                 await asyncio.sleep(0.001)
             dev.busy = False
 

@@ -441,7 +441,7 @@ def test_the_oee_at_mid_shift_and_the_drift_alerts_come_from_the_tables(
     try:  # the replay ran past the ramp's episode: back in control, it closed itself
         with engine.begin() as c:  # as the notifier would find it during the episode
             c.execute(update(t.drift_alert).values(status="open", end_ns=None, closed_by=None))
-        alerts = ShadowStore(engine).alerts(status="open", machine=None, limit=100)
+        alerts = ShadowStore(engine).alerts(status="open", machines=None, limit=100)
     finally:
         engine.dispose()
     assert alerts

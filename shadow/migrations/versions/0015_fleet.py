@@ -20,7 +20,7 @@ depends_on: str | None = None
 def upgrade() -> None:
     op.create_table(
         "fleet_lease",
-        sa.Column("site_id", sa.String(length=64), nullable=False),
+        sa.Column("site_id", sa.String(length=128), nullable=False),
         sa.Column("member", sa.String(length=128), nullable=False),
         sa.Column("instance", sa.String(length=32), nullable=False),
         sa.Column("epoch", sa.BigInteger(), nullable=False),
