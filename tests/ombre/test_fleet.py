@@ -10,7 +10,9 @@
 Mid-stream an edge and a central member are killed (SIGKILL) and started again, as
 systemd does; later the other member stops (SIGTERM) and its sites move to the first.
 Then no reading is lost, each site was written by one member at a time, and every
-machine's KPIs equal the single process's."""
+machine's KPIs equal the single process's; and the first member's API (`ombre run
+--api`) serves every site, filters by site, and gives a token scoped to a site that
+site alone, with its KPIs equal to the single process's for the same machines."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +33,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import ProgrammingError
 
-from bench.mosquitto import Mosquitto
+from api.tokens import Role, create_token
+from bench.mosquitto import Mosquitto, free_port
 from bench.postgres import pg_schema
 from connectors.sqlite_ts import open_store
 from ombre.config import load_config, validate_config
 from shadow import tables as t
+from shadow.calendar import rfc3339
 from shadow.report import kpi
 from shadow.schema import database_url, open_engine
 from shadow.store import ShadowStore
@@ -78,12 +84,13 @@ class Proc:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     exits: list[int] = field(default_factory=list)
+    options: tuple[str, ...] = ()
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ombre", "run", str(self.config)], stdout=out,
-                stderr=subprocess.STDOUT)
+                [sys.executable, "-m", "ombre", "run", *self.options, str(self.config)],
+                stdout=out, stderr=subprocess.STDOUT)
 
     def signal(self, signum: int) -> None:
         assert self.process is not None
@@ -114,10 +121,12 @@ class Fleet:
     central: Mosquitto
     pg: str
     procs: dict[str, Proc] = field(default_factory=dict)
+    api_port: int = field(default_factory=free_port)  # central-a's
 
-    def add(self, name: str, data: dict[str, Any]) -> Proc:
+    def add(self, name: str, data: dict[str, Any], *options: str) -> Proc:
         data = {"data_dir": str(self.tmp / name), "runtime": RUNTIME, **data}
-        proc = Proc(name, write_config(self.tmp / f"{name}.json", data), self.tmp / f"{name}.log")
+        proc = Proc(name, write_config(self.tmp / f"{name}.json", data), self.tmp / f"{name}.log",
+                    options=options)
         self.procs[name] = proc
         proc.start()
         return proc
@@ -155,10 +164,12 @@ def start(fleet: Fleet) -> None:
     """The members first, and their sessions on the central broker opened, so that it
     keeps every site's messages from the edges' first one."""
     for member in ("central-a", "central-b"):
+        api = {"api": {"port": fleet.api_port}} if member == "central-a" else {}
         fleet.add(member, {
             "sites": plant(SITES), "shadow": {"database": fleet.pg},
             "fleet": {"member": member, "port": fleet.central.port, "lease_s": LEASE_S},
-            "sinks": [{"type": "sqlite", "name": "timeseries"}]})
+            "sinks": [{"type": "sqlite", "name": "timeseries"}], **api},
+            *(["--api"] if api else []))
     wait(lambda: len(fleet.holders()) == 3 and len(set(fleet.holders().values())) == 2,
          "the two members to share the three sites")
     wait(lambda: all(f"mqtt fleet:{site}: connected" in fleet.procs["central-a"].text()
@@ -260,6 +271,42 @@ def kpis(url: str | None, data_dir: Path, config: dict[str, Any]) -> dict[str, A
         engine.dispose()
 
 
+def the_api_serves_each_site_alone(fleet: Fleet) -> None:
+    """central-a's API: every site for a plant token, Turin alone for a Turin token,
+    and Turin's KPIs over the stream those of the single process's Turin machines."""
+    engine = open_engine(database_url(fleet.pg, fleet.tmp))
+    try:
+        tokens = {"plant": create_token(engine, "office", Role.VIEWER),
+                  "turin": create_token(engine, "turin", Role.VIEWER, site="turin")}
+    finally:
+        engine.dispose()
+    span = {"from": rfc3339(T0), "to": rfc3339(T0 + STEPS * S)}
+
+    def get(who: str, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{fleet.api_port}/api/v1{path}?{query}",
+            headers={"Authorization": f"Bearer {tokens[who]}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    assert [s["id"] for s in get("plant", "/sites")] == list(SITES)
+    assert [m["id"] for m in get("plant", "/machines", site="porto")] == ["porto-m1", "porto-m2"]
+    assert [s["id"] for s in get("turin", "/sites")] == ["turin"]
+    assert [(m["id"], m["site"]) for m in get("turin", "/machines")] == [
+        ("turin-m1", "turin"), ("turin-m2", "turin")]
+    [turin] = get("turin", "/kpis", **span)
+    assert get("plant", "/kpis", site="turin", **span) == [turin]
+    config = validate_config({"sites": plant(SITES), "data_dir": str(fleet.tmp / "single")})
+    engine = open_engine(database_url(None, fleet.tmp / "single"))
+    try:
+        single = kpi(ShadowStore(engine), config, Window(T0, T0 + STEPS * S),
+                     [m for m in config.machines() if m.id.startswith("turin-")]).to_dict()
+    finally:
+        engine.dispose()
+    assert (turin["time_s"], turin["quantities"]) == (single["time_s"], single["quantities"])
+
+
 def test_three_edges_two_members_a_kill_and_a_move_lose_nothing(fleet: Fleet) -> None:
     start(fleet)
     began = fleet.holders()
@@ -290,6 +337,7 @@ def test_three_edges_two_members_a_kill_and_a_move_lose_nothing(fleet: Fleet) ->
                   if value != single_kpis[m][part].get(key)}
         assert differ == {}, (m, "fleet, single:", differ)
     assert all(k["quantities"]["PQ"] > 0 for k in single_kpis.values())
+    the_api_serves_each_site_alone(fleet)
     for name, proc in fleet.procs.items():
         if proc.process is not None and proc.process.poll() is None:
             proc.signal(signal.SIGTERM)
