@@ -1,6 +1,7 @@
 """The ceiling: a bare paho-mqtt subscriber that does nothing with its messages. It
-resumes a prepared persistent session, drains the backlog, and prints
-{"msgs_per_s": R, "peak_rss_mb": M}, timed from the first to the last message."""
+resumes a prepared persistent session (MQTT 5, or 3.1.1 with `--protocol 3.1.1`),
+drains the backlog, and prints {"msgs_per_s": R, "peak_rss_mb": M}, timed from the
+first to the last message."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
     args = parser.parse_args()
     done = threading.Event()
     received = 0
@@ -33,13 +35,19 @@ def main() -> None:
             last = time.perf_counter()
             done.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id,
-                         protocol=mqtt.MQTTv5)
-    props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 3600
-    props.ReceiveMaximum = 10_000
-    client.on_message = on_message
-    client.connect("127.0.0.1", args.port, clean_start=False, properties=props)
+    if args.protocol == "5":
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id,
+                             protocol=mqtt.MQTTv5)
+        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        props.ReceiveMaximum = 10_000
+        client.on_message = on_message
+        client.connect("127.0.0.1", args.port, clean_start=False, properties=props)
+    else:  # 3.1.1 has no receive maximum: the broker's max_inflight_messages applies
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id,
+                             protocol=mqtt.MQTTv311, clean_session=False)
+        client.on_message = on_message
+        client.connect("127.0.0.1", args.port)
     client.loop_start()
     if not done.wait(300):
         raise SystemExit(f"ceiling: only {received} of {args.count} messages arrived")

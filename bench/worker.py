@@ -1,8 +1,9 @@
 """Ombre under load, a process of its own: runs the gateway on a benchmark config until
 its sink (the config's first) has committed `--expect` readings, then prints one JSON
 line: readings/s from the first reading received to the last one committed, the
-reading-to-commit latency percentiles, and the peak RSS. It prints "ready" once its
-MQTT source is subscribed.
+reading-to-commit latency percentiles (of the readings stamped `--warmup-s` or more
+after the first: the first seconds pay for imports, caches and the SQLite file's
+growth), and the peak RSS. It prints "ready" once its MQTT source is subscribed.
 
 With `--outage`, the sink's server is down at the start: the worker prints "backlog"
 once every reading is in the outbox, and its parent then starts the server; readings/s
@@ -28,11 +29,13 @@ from ombre.config import OmbreConfig, load_config
 
 
 class TimedSink:
-    """Wraps a sink and records, per reading, the time from its timestamp to commit."""
+    """Wraps a sink and records, per reading, its timestamp and the time from it to
+    commit."""
 
     def __init__(self, inner: Sink) -> None:
         self.name = inner.name
         self._inner = inner
+        self.stamps_ns: list[np.ndarray] = []
         self.latencies_ms: list[np.ndarray] = []
 
     async def connect(self) -> None:
@@ -40,6 +43,7 @@ class TimedSink:
 
     async def write(self, batch: Batch, events: Sequence[Event]) -> Written | None:
         written = await self._inner.write(batch, events)
+        self.stamps_ns.append(batch.ts_ns)
         self.latencies_ms.append((time.time_ns() - batch.ts_ns) / 1e6)
         return written
 
@@ -54,7 +58,7 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 async def run(config: OmbreConfig, expect: int, shadow: bool,
-              outage: bool = False) -> dict[str, float]:
+              outage: bool = False, warmup_s: float = 0) -> dict[str, float]:
     """Runs until every sink wrote `expect` readings; with `shadow`, the shadow (and the
     drift detectors its config declares) is a second sink beside the timed one."""
     registry = config.registry()
@@ -90,12 +94,14 @@ async def run(config: OmbreConfig, expect: int, shadow: bool,
         tg.create_task(gateway.run(stop, force), name="bench:gateway")
     outbox.close()
     first, last, start = watcher.result()
-    latency = np.concatenate(sink.latencies_ms)
+    stamps = np.concatenate(sink.stamps_ns)
+    latency = np.concatenate(sink.latencies_ms)[stamps >= stamps.min() + warmup_s * 1e9]
     return {
         "readings": float(gateway.counters.connector(sink.name, "sink").readings),
         "readings_per_s": (expect - start) / (last - first),
         "p50_ms": float(np.percentile(latency, 50)),
         "p99_ms": float(np.percentile(latency, 99)),
+        "latency_readings": float(latency.size),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -106,10 +112,12 @@ def main() -> None:
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--shadow", action="store_true", help="run the shadow as a second sink")
     parser.add_argument("--outage", action="store_true", help="time the drain after an outage")
+    parser.add_argument("--warmup-s", type=float, default=0,
+                        help="leave the first seconds of readings out of the latency")
     args = parser.parse_args()
     config = load_config(args.config, os.environ)  # JSON is YAML; secrets are ${...}
-    print(json.dumps(asyncio.run(run(config, args.expect, args.shadow, args.outage))),
-          flush=True)
+    print(json.dumps(asyncio.run(run(config, args.expect, args.shadow, args.outage,
+                                     args.warmup_s))), flush=True)
 
 
 if __name__ == "__main__":
