@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -262,8 +262,13 @@ def test_the_dashboard_filters_by_site_and_line_and_a_site_token_sees_its_own(
         lyon = create_token(engine, "lyon screen", Role.VIEWER, site="lyon")
     finally:
         engine.dispose()
-    def text(selector: str) -> str:
-        return wait.until(lambda d: d.find_element(By.CSS_SELECTOR, selector).text)
+    def shows(selector: str, expected: str) -> None:
+        """Waits for the element to show `expected`; a timeout says what it showed."""
+        try:
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, selector).text == expected)
+        except TimeoutException:
+            found = browser.find_element(By.CSS_SELECTOR, selector).text
+            pytest.fail(f"{selector} shows {found!r}, not {expected!r}")
 
     with serving(create_app(load_config(shop.config, {}),
                             clock=lambda: to_ns(at("13:59")))) as url:
@@ -283,7 +288,7 @@ def test_the_dashboard_filters_by_site_and_line_and_a_site_token_sees_its_own(
             wait.until(lambda d: "site=turin" in d.current_url)
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#machine-press-2 .oee"))
             assert browser.find_elements(By.ID, "machine-press-1") == []
-            assert text("#plant .name") == "Turin"
+            shows("#plant .name", "Turin")
             line = Select(browser.find_element(By.ID, "line-filter"))
             assert not browser.find_element(By.ID, "line-filter").is_displayed()  # one line
             assert [o.get_attribute("textContent") for o in line.options] == [
@@ -294,9 +299,9 @@ def test_the_dashboard_filters_by_site_and_line_and_a_site_token_sees_its_own(
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#machine-press-1 .oee"))
             assert browser.find_elements(By.ID, "machine-press-2") == []
             assert not browser.find_element(By.ID, "site-filter").is_displayed()
-            assert text("#plant .name") == "Lyon"
+            shows("#plant .name", "Lyon")
             browser.save_screenshot(str(tmp_path / "sites-lyon.png"))
             browser.get(f"{url}/?site=turin")  # another site's address: said, not retried
-            assert text("#status") == "no site 'turin' at site 'lyon'"
+            shows("#status", "no site 'turin' at site 'lyon'")
         finally:
             browser.quit()
