@@ -123,6 +123,11 @@ class ShadowSink:
             self._reporter = asyncio.create_task(self._report_shifts(),
                                                  name="shadow:shift-reports")
         if self._leasing is None and self._fleet is not None:  # once the tables exist
+            # Take the sites before the first write: a restarted member's outbox replays
+            # what it received for its sites before it stopped, and a write before the
+            # first take would find none held and leave those readings out of the model.
+            await self._fleet.tick()
+            await asyncio.to_thread(self._connect)  # loads the sites taken
             self._leasing = asyncio.create_task(self._fleet.run(), name="shadow:fleet")
 
     def _connect(self) -> None:
