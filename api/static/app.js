@@ -295,7 +295,6 @@ function renderShift() {
 }
 
 function renderAll() {
-  renderFilters();
   renderPlant();
   for (const m of machines.values()) tile(m);
   for (const id of Object.keys(kpis.lines)) renderLine(id);
@@ -324,7 +323,9 @@ if (wall) {
   setInterval(() => paginate(true), every);
 }
 window.addEventListener("resize", drawTrend);
-Ombre.onLanguage = () => { trend.loadedAt = 0; renderAll(); loadTrend(); };
+// The filters are drawn once and on a change of language, never on a refresh: a list
+// a person has open stays open.
+Ombre.onLanguage = () => { trend.loadedAt = 0; renderFilters(); renderAll(); loadTrend(); };
 Ombre.init(async () => {
   const response = await Ombre.api("/api/v1/sites");
   if (response.ok) sites = await response.json();

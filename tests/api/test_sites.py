@@ -278,7 +278,7 @@ def test_the_dashboard_filters_by_site_and_line_and_a_site_token_sees_its_own(
             wait = WebDriverWait(browser, 20,
                                  ignored_exceptions=[StaleElementReferenceException])
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#machine-press-2 .oee"))
-            site = Select(browser.find_element(By.ID, "site-filter"))
+            site = Select(browser.find_element(By.ID, "site-filter"))  # drawn once
             assert [o.text for o in site.options] == ["All sites", "Lyon", "Turin"]
             heads = wait.until(lambda d: [e.text.splitlines()[0] for e in
                                           d.find_elements(By.CSS_SELECTOR, ".line-head .name")])
