@@ -33,6 +33,13 @@ MACHINES = 20
 SIGNALS = 50  # 1,000 variables
 
 
+# For the tests that count values written and lose no link on purpose: a 1 s keep-alive
+# (3 s without a publish response is a lost link), not the shared 250 ms, which a busy
+# machine's moment took for a dead link again and again, losing the values written
+# between two sessions (clean-clone run on b7a3197).
+CALM = 20
+
+
 @pytest.mark.slow
 async def test_thousand_variables_every_100_ms_reach_sqlite_with_exact_counts(
         tmp_path: Path) -> None:
@@ -77,7 +84,7 @@ async def test_types_strings_booleans_and_wrong_types(tmp_path: Path) -> None:
     store = tmp_path / "timeseries.sqlite"
     variables = {"state": "idle", "running": False, "temp": 0.0, "label": "x"}
     async with plc(port, variables) as server, \
-            running(config(port, tmp_path, nodes, machines)) as gateway:
+            running(config(port, tmp_path, nodes, machines, keepalive_count=CALM)) as gateway:
         await subscribed(gateway, 4)
         await server.write("state", "run", BASE_TS)
         await server.write("running", True, BASE_TS)
@@ -114,7 +121,7 @@ async def test_absolute_deadband_suppresses_small_changes(tmp_path: Path) -> Non
     writes = 20  # odd steps move 0.5 (suppressed), even steps 9.5 (reported)
     values = [10.0 * k if k % 2 == 0 else 10.0 * (k - 1) + 0.5 for k in range(writes)]
     async with plc(port, {"temp": -100.0, "raw": -100.0}) as server, \
-            running(config(port, tmp_path, nodes, machines)) as gateway:
+            running(config(port, tmp_path, nodes, machines, keepalive_count=CALM)) as gateway:
         await subscribed(gateway, 2)
         for k, value in enumerate(values):
             await server.write("temp", value, BASE_TS + k * STEP)
@@ -131,7 +138,7 @@ async def test_bad_status_arrives_as_bad_quality(tmp_path: Path) -> None:
     nodes = [{"machine": "press", "signal": "temp", "node_id": "ns=2;s=temp"}]
     store = tmp_path / "timeseries.sqlite"
     async with plc(port, {"temp": -1.0}) as server, \
-            running(config(port, tmp_path, nodes, machines)) as gateway:
+            running(config(port, tmp_path, nodes, machines, keepalive_count=CALM)) as gateway:
         await subscribed(gateway, 1)
         await server.write("temp", 20.0, BASE_TS)
         await server.write("temp", 999.0, BASE_TS + STEP, ua.StatusCodes.BadSensorFailure)
