@@ -312,10 +312,10 @@ def _figures(plant: PlantFacts) -> list[Evidence]:
 
 
 COMPLETENESS_SOURCE = (
-    "reading_count: readings and events the shadow received in the hours of data time "
-    "overlapping the window / the time the gateway ran in them divided by each signal's "
-    "period: signals[].expected_period_s, else the poll interval of a source that sends "
-    "it on every poll (Modbus, S7 items without a deadband)")
+    "reading_count: readings and events the shadow received (a redelivered one once) in "
+    "the hours of data time overlapping the window / the time the gateway ran in them "
+    "divided by each signal's period: signals[].expected_period_s, else the poll interval "
+    "of a source that sends it on every poll (Modbus, S7 items without a deadband)")
 
 
 def _completeness(plant: PlantFacts) -> list[Evidence]:

@@ -3,12 +3,14 @@ counts and last signal values. Pure code: it takes the gateway's batches and eve
 changes itself, and returns what the tables must record. It never does I/O.
 
 Time is each machine's own: readings are taken in timestamp order per machine, a
-reading older than the last one of its signal is a duplicate (a redelivered batch) and
-is skipped, and a state change never goes back before the open interval's start. So
-applying the same input twice changes nothing the second time."""
+reading not newer than the last one of its signal is a duplicate (a redelivered batch,
+a QoS 1 message sent twice) and is skipped and not counted, and a state change never
+goes back before the open interval's start. So applying the same input twice changes
+nothing the second time."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +30,7 @@ from gateway.types import (
 from shadow.config import CYCLE_TIME, ShadowMachineConfig, signal_references
 from shadow.counting import CounterTrack
 from shadow.states import NO_STATE, UNKNOWN, SignalValue, State, as_text, evaluate
-from shadow.timeline import BUCKET_NS, NS_PER_S, Category, Interval
+from shadow.timeline import BUCKET_NS, HOUR_NS, NS_PER_S, Category, Interval
 
 BAD = int(Quality.BAD)  # an int: testing an IntFlag member costs an enum call per reading
 PlannedCheck = Callable[[str, int], bool]  # (machine, t) -> inside a planned stop
@@ -76,8 +78,9 @@ class Derived:
 class Changes:
     """What one call changed, for the tables: closed intervals with their raw state,
     count increments per (machine, minute, job) as [pq, gq, sq, rq], job starts and
-    ends, rejected counter readings, derived readings (cycle times), and the machines
-    whose snapshot changed."""
+    ends, rejected counter readings, derived readings (cycle times), the machines
+    whose snapshot changed, and the readings taken per (machine, signal, hour start),
+    duplicates left out."""
 
     intervals: list[tuple[Interval, str]] = field(default_factory=list)
     counts: dict[tuple[str, int, str | None], list[int]] = field(default_factory=dict)
@@ -85,7 +88,7 @@ class Changes:
     rejected: list[Rejected] = field(default_factory=list)
     derived: list[Derived] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
-    duplicates: int = 0
+    readings: Counter[tuple[str, str, int]] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -271,6 +274,7 @@ class ShadowModel:
         # Each machine's first and last reading move its clock (first ever: its first
         # interval starts there), whatever signal they are of.
         selected = self._relevant[sid[rows]] | gap | first | last
+        self._count_new(ts, sid, rows, changes)
         self._update_values(batch, events, known, ts=ts, sid=sid, rows=rows)
         n = len(batch)
         for j in np.flatnonzero(selected).tolist():
@@ -429,6 +433,32 @@ class ShadowModel:
             return batch, list(events)
         return batch.rows(keep[:n]), [e for e, k in zip(events, keep[n:], strict=True) if k]
 
+    def _count_new(self, ts: Int64Array, sid: Int64Array, rows: Int64Array,
+                   changes: Changes) -> None:
+        """Counts `rows` per (machine, signal, hour start), each reading once: one not
+        newer than its signal's last value, or the same twice in this batch, is a
+        redelivery and is left out (as _take and _update_values leave it)."""
+        order = rows[np.lexsort((ts[rows], sid[rows]))]
+        s, x = sid[order], ts[order]
+        first = np.r_[True, s[1:] != s[:-1]]
+        lasts = []
+        for signal_id in s[first].tolist():
+            info = self._registry.info(signal_id)
+            old = self.machines[info.machine].values.get(info.signal)
+            lasts.append(np.iinfo(np.int64).min if old is None else old[0])
+        floor = np.repeat(np.array(lasts, np.int64),
+                          np.diff(np.r_[np.flatnonzero(first), len(s)]))
+        new = (x > floor) & (first | (x != np.r_[0, x[:-1]]))
+        if not new.any():
+            return
+        hours = x[new] // HOUR_NS
+        start, width = int(hours.min()), len(self._registry)
+        keys, n = np.unique((hours - start) * width + s[new], return_counts=True)
+        for key, k in zip(keys.tolist(), n.tolist(), strict=True):
+            hour, signal_id = divmod(key, width)
+            info = self._registry.info(signal_id)
+            changes.readings[info.machine, info.signal, (start + hour) * HOUR_NS] += k
+
     def _update_values(self, batch: Batch, events: Sequence[Event], known: list[int], *,
                        ts: Int64Array, sid: Int64Array, rows: Int64Array) -> None:
         """Last value of every signal the state does not depend on, in bulk: the last
@@ -459,7 +489,6 @@ class ShadowModel:
         signal, ts, value, quality = reading
         old = m.values.get(signal)
         if old is not None and old[0] >= ts:
-            changes.duplicates += 1
             return False
         m.values[signal] = (ts, value, quality)
         if quality & BAD:

@@ -241,7 +241,8 @@ class ShadowSink:
                 opened = store.write(changes, {m: model.machines[m].snapshot()
                                                for m in changes.touched}, drift,
                                      run=self._run(batch, events, lost),
-                                     readings=self._readings(batch, events, seen, watermark),
+                                     readings=self._readings(batch, events, changes.readings, seen,
+                                                             watermark),
                                      fence=self._fence)
             if save:
                 self._next_drift_save = time.monotonic() + DRIFT_STATE_INTERVAL_S
@@ -286,23 +287,13 @@ class ShadowSink:
         return Run(self._started_ns, min(times), max(times), lost) if times else None
 
     def _readings(self, batch: Batch, events: Sequence[Event],
-                  seen: Mapping[str, int | None], clock_ns: int) -> Readings:
-        """This write's readings and events per signal and hour; each machine's age at
-        each minute of data time the model's clock passed (`seen`: each machine's last
-        reading before the write); once per new hour of data time, the counts and ages
-        older than tables.EVIDENCE_DAYS pruned."""
-        counts: Counter[tuple[str, str, int]] = Counter()
-        if len(batch):
-            hours = batch.ts_ns // HOUR_NS
-            first = int(hours.min())
-            keys, n = np.unique((hours - first) * len(self._registry) + batch.signal_id,
-                                return_counts=True)
-            for key, k in zip(keys.tolist(), n.tolist(), strict=True):
-                hour, signal_id = divmod(key, len(self._registry))
-                info = self._registry.info(signal_id)
-                counts[info.machine, info.signal, (first + hour) * HOUR_NS] += k
-        for e in events:
-            counts[e.machine, e.name, e.ts_ns // HOUR_NS * HOUR_NS] += 1
+                  counts: Counter[tuple[str, str, int]], seen: Mapping[str, int | None],
+                  clock_ns: int) -> Readings:
+        """This write's readings and events per signal and hour (`counts`: those the model
+        took, a redelivery once); each machine's age at each minute of data time the
+        model's clock passed (`seen`: each machine's last reading before the write); once
+        per new hour of data time, the counts and ages older than tables.EVIDENCE_DAYS
+        pruned."""
         ages = self._ages(batch, events, seen, clock_ns)
         newest = max((h for _, _, h in counts), default=0)
         if newest <= self._pruned_hour:

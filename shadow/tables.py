@@ -158,7 +158,7 @@ gateway_run = Table(  # the data time each run of the shadow covered: no data ou
 # counted: a month's assessment and a few days more (about 50,000 ages per machine).
 EVIDENCE_DAYS = 35
 
-reading_count = Table(  # readings (and events) the shadow received, per signal and hour
+reading_count = Table(  # readings (and events) the shadow received, per signal and hour, once
     "reading_count", metadata,
     Column("machine_id", String(400), primary_key=True),
     Column("signal", String(128), primary_key=True),

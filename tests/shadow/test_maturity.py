@@ -200,7 +200,8 @@ def test_a_month_asked_of_a_gateway_that_ran_one_shift_judges_that_shift(
 def test_readings_are_counted_against_each_signal_s_expected_period(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """temp is declared every 60 s: the worked shift sends it every minute (480 of 480),
-    then the same shift on the next day without its 10:00-11:00 readings (420 of 480).
+    then the same shift on the next day without its 10:00-11:00 readings (420 of 480),
+    and its 12:00-13:00 ones sent twice, as a QoS 1 redelivery does: counted once.
     The other signals declare no period and are named as not measured; the file
     replayed again adds no reading."""
     signals = [{"name": "state", "type": "string"}, {"name": "order", "type": "string"},
@@ -227,6 +228,9 @@ def test_readings_are_counted_against_each_signal_s_expected_period(
     next_day = [line for line in worked_example_lines(
         day=datetime(2026, 3, 3, tzinfo=UTC), states=STATES)
         if not ('"temp"' in line and '"2026-03-03T10:' in line)]
+    twice = [line for line in next_day if '"temp"' in line and '"2026-03-03T12:' in line]
+    assert len(twice) == 60
+    next_day += twice
     assert shop.ombre(capsys, "replay", str(shop.write("gap.jsonl", next_day)))[0] == 0
     gap = completeness("2026-03-03")
     assert (gap["numerator"], gap["denominator"]) == (420, 480)

@@ -113,7 +113,7 @@ def merged(all_changes: Iterable[Changes]) -> Changes:
         out.intervals += c.intervals
         out.jobs += c.jobs
         out.rejected += c.rejected
-        out.duplicates += c.duplicates
+        out.readings += c.readings
         for key, v in c.counts.items():
             bucket = out.counts.setdefault(key, [0, 0, 0, 0])
             for i, x in enumerate(v):
@@ -184,7 +184,7 @@ def test_older_reading_of_a_signal_is_a_duplicate() -> None:
     feed(config, model, [r(0, "state", "RUNNING"), r(10, "state", "IDLE")])
     changes = feed(config, model, [r(5, "state", "BREAKDOWN")])
     assert changes.intervals == []
-    assert changes.duplicates == 1
+    assert changes.readings == {}  # not counted
     assert model.machines[P1].state.raw == "IDLE"
 
 
@@ -717,7 +717,8 @@ def test_same_batch_twice_changes_nothing_the_second_time() -> None:
     assert second.counts == {}
     assert second.jobs == []
     assert second.rejected == []
-    assert second.duplicates > 0
+    assert first.readings.total() == len(batch) + len(events)
+    assert second.readings == {}
     assert json.dumps(model.machines[P1].snapshot()) == before
 
 
@@ -731,7 +732,8 @@ def test_same_batch_with_a_silence_gap_twice_changes_nothing_the_second_time() -
     assert view(first) == [(0, 1.5, "APT", "RUNNING", None), (1.5, 5, None, "unknown", None)]
     second = model.apply(batch, events)
     assert view(second) == []
-    assert second.duplicates > 0
+    assert first.readings.total() == 4
+    assert second.readings == {}
     assert model.machines[P1].since_ns == t(5)
 
 
@@ -825,9 +827,11 @@ def test_redelivered_batches_change_nothing(readings: list[Reading], cuts: list[
         batch, events = batch_of(TWO_PRESSES, readings[a:b])
         parts.append(model.apply(batch, events))
         again = model.apply(batch, events)
-        assert (again.intervals, again.counts, again.jobs, again.rejected) == ([], {}, [], [])
-        assert again.duplicates == sum(1 for x in readings[a:b] if x[2] != "temp")
+        assert (again.intervals, again.counts, again.jobs, again.rejected,
+                again.readings) == ([], {}, [], [], {})
     assert result_of(merged(parts)) == result_of(whole)
+    assert merged(parts).readings == whole.readings
+    assert whole.readings.total() == len(readings)  # strictly increasing: none twice
 
 
 @settings(max_examples=60, deadline=None)
