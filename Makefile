@@ -66,7 +66,7 @@ demo: $(BIN)/ombre demo-deps
 
 lint: $(DEV) lint-deploy
 	$(BIN)/ruff check gateway shadow connectors api sim ombre tests bench
-	$(BIN)/mypy --strict gateway shadow connectors api sim ombre
+	$(BIN)/mypy --strict gateway shadow connectors api sim ombre bench
 
 lint-deploy: $(DEV) system-deps
 	shellcheck deploy/install.sh deploy/compose/mosquitto-start.sh deploy/debian/*.sh \

@@ -63,7 +63,7 @@ def ombre_config(port: int, workdir: Path, client_id: str, workload: str,
                  for j in range(W2_SIGNALS)] if drift else []
     machines = [{"id": f"dev-{i:02d}", "signals": signals, "drift": detectors}
                 for i in range(DEVICES)]
-    config = {
+    config: dict[str, Any] = {
         "data_dir": str(workdir / client_id),
         "sites": [{"id": "bench", "lines": [{"id": "line-1", "machines": machines}]}],
         "sources": [{

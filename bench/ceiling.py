@@ -13,6 +13,8 @@ import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 
 def main() -> None:
@@ -38,7 +40,7 @@ def main() -> None:
     if args.protocol == "5":
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id,
                              protocol=mqtt.MQTTv5)
-        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         props.ReceiveMaximum = 10_000
         client.on_message = on_message

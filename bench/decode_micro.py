@@ -103,7 +103,8 @@ def bench_object_paths(n_msgs: int, repeat: int) -> tuple[list[float], list[floa
         batch, _, quarantined = decoder.decode(tops, payloads, received)
         assert not quarantined, quarantined[0].reason
         runs.append((decoder, tops, payloads, received, len(batch)))
-    flat, nested = [], []
+    flat: list[float] = []
+    nested: list[float] = []
     for _ in range(repeat):
         for out, (decoder, tops, payloads, received, n) in zip((flat, nested), runs,
                                                                 strict=True):

@@ -13,6 +13,8 @@ import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 DEVICES = 50
 W2_SIGNALS = 20  # per device: 1,000 signals in all
@@ -40,7 +42,7 @@ def prepare_session(port: int, client_id: str, topic_filter: str | None) -> None
     end the session instead, so it stops collecting the next workloads' messages."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv5)
-    props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600 if topic_filter else 0
     client.connect("127.0.0.1", port, clean_start=True, properties=props)
     client.loop_start()

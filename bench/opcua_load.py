@@ -21,7 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.mosquitto import free_port
 from connectors.sqlite_ts import open_store
@@ -35,14 +35,15 @@ RESULTS = Path(__file__).parent / "results" / "opcua.json"
 async def serve(port: int, n: int, seconds: float) -> None:
     """The server process: prints "ready", waits for one subscription, writes every
     variable every PERIOD_S for `seconds`, prints one JSON line, lingers for the drain."""
-    from asyncua import Server, ua  # noqa: PLC0415 - only the server process needs it
+    from asyncua import ua  # noqa: PLC0415 - only the server process needs it
+    from asyncua.server.server import Server  # noqa: PLC0415
 
     server = Server()
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/bench/")
     await server.register_namespace("urn:ombre:bench")
     folder = await server.nodes.objects.add_folder(2, "Bench")
-    ids = [ua.NodeId(f"v{i}", 2) for i in range(n)]
+    ids = [ua.NodeId(ua.String(f"v{i}"), ua.Int16(2)) for i in range(n)]
     for i, node_id in enumerate(ids):
         await folder.add_variable(node_id, f"v{i}", 0.0)
     async with server:
@@ -53,7 +54,7 @@ async def serve(port: int, n: int, seconds: float) -> None:
         cpu0, writes, k, start = _cpu_s(resource.RUSAGE_SELF), 0, 0, time.monotonic()
         while time.monotonic() - start < seconds:
             k += 1
-            ts = datetime.now(UTC)
+            ts = cast(ua.DateTime, datetime.now(UTC))
             for node_id in ids:
                 await server.write_attribute_value(node_id, ua.DataValue(
                     ua.Variant(float(k)), SourceTimestamp=ts, ServerTimestamp=ts))
