@@ -92,6 +92,20 @@ class SiteOut(BaseModel):
     lines: list[LineOut]
 
 
+class TokenOut(BaseModel):
+    name: str
+    role: Literal["viewer", "operator", "admin"]
+    site: str | None  # the one site it sees; null: the whole plant
+
+
+@router.get("/token")
+def who_asks(token: AsViewer) -> TokenOut:
+    """The token that asks: its name, its role and the one site it sees (null: the
+    whole plant). The dashboard leaves out the links a site's token may not open."""
+    return TokenOut(name=token.name, role=token.role.name.lower(),
+                    site=token.site)
+
+
 @router.get("/sites")
 def list_sites(_: AsViewer, scope: Visible) -> list[SiteOut]:
     """The sites the token sees (one for a token scoped to a site), with their lines

@@ -327,8 +327,13 @@ window.addEventListener("resize", drawTrend);
 // a person has open stays open.
 Ombre.onLanguage = () => { trend.loadedAt = 0; renderFilters(); renderAll(); loadTrend(); };
 Ombre.init(async () => {
-  const response = await Ombre.api("/api/v1/sites");
-  if (response.ok) sites = await response.json();
+  const [found, token] = await Promise.all(
+    ["/api/v1/sites", "/api/v1/token"].map((path) => Ombre.api(path)));
+  if (found.ok) sites = await found.json();
+  // The assessment covers the whole plant: a site's token may not open it.
+  if (token.ok && (await token.json()).site) {
+    document.querySelector('nav a[href="/maturity"]').hidden = true;
+  }
   renderFilters();
   renderPlant();
   Ombre.stream(handle, filterQuery ? `?${filterQuery}` : "");

@@ -148,6 +148,8 @@ def test_a_site_s_kpis_are_those_of_its_machines_and_of_ombre_kpi(
 
 def test_a_token_scoped_to_a_site_sees_nothing_of_the_others(api: Api) -> None:
     who = "lyon viewer"
+    assert api.get("/token", who) == {"name": "lyon viewer", "role": "viewer", "site": "lyon"}
+    assert api.get("/token", "admin") == {"name": "admin", "role": "admin", "site": None}
     assert [s["id"] for s in api.get("/sites", who)] == ["lyon"]
     assert [m["id"] for m in api.get("/machines", who)] == ["press-1"]
     assert {a["machine"] for a in api.get("/alerts", who)} == {"press-1"}
@@ -283,6 +285,8 @@ def test_the_dashboard_filters_by_site_and_line_and_a_site_token_sees_its_own(
             heads = wait.until(lambda d: [e.text.splitlines()[0] for e in
                                           d.find_elements(By.CSS_SELECTOR, ".line-head .name")])
             assert heads == ["Lyon · line-1", "Turin · Body line"]
+            maturity = (By.CSS_SELECTOR, 'nav a[href="/maturity"]')
+            assert browser.find_element(*maturity).is_displayed()
             browser.save_screenshot(str(tmp_path / "sites-all.png"))
             site.select_by_visible_text("Turin")
             wait.until(lambda d: "site=turin" in d.current_url)
@@ -300,6 +304,9 @@ def test_the_dashboard_filters_by_site_and_line_and_a_site_token_sees_its_own(
             assert browser.find_elements(By.ID, "machine-press-2") == []
             assert not browser.find_element(By.ID, "site-filter").is_displayed()
             shows("#plant .name", "Lyon")
+            # The assessment is the whole plant's: no link to it (the API says 403).
+            wait.until(lambda d: not d.find_element(*maturity).is_displayed())
+            assert browser.find_element(By.CSS_SELECTOR, 'nav a[href="/alerts"]').is_displayed()
             browser.save_screenshot(str(tmp_path / "sites-lyon.png"))
             browser.get(f"{url}/?site=turin")  # another site's address: said, not retried
             shows("#status", "no site 'turin' at site 'lyon'")
