@@ -274,8 +274,9 @@ class ShadowModel:
         # Each machine's first and last reading move its clock (first ever: its first
         # interval starts there), whatever signal they are of.
         selected = self._relevant[sid[rows]] | gap | first | last
-        self._count_new(ts, sid, rows, changes)
-        self._update_values(batch, events, known, ts=ts, sid=sid, rows=rows)
+        by_signal = rows[np.lexsort((ts[rows], sid[rows]))]  # (signal, ts) order
+        self._count_new(ts, sid, by_signal, changes)
+        self._update_values(batch, events, known, ts=ts, sid=sid, by_signal=by_signal)
         n = len(batch)
         for j in np.flatnonzero(selected).tolist():
             r = int(rows[j])
@@ -433,13 +434,13 @@ class ShadowModel:
             return batch, list(events)
         return batch.rows(keep[:n]), [e for e, k in zip(events, keep[n:], strict=True) if k]
 
-    def _count_new(self, ts: Int64Array, sid: Int64Array, rows: Int64Array,
+    def _count_new(self, ts: Int64Array, sid: Int64Array, by_signal: Int64Array,
                    changes: Changes) -> None:
-        """Counts `rows` per (machine, signal, hour start), each reading once: one not
-        newer than its signal's last value, or the same twice in this batch, is a
-        redelivery and is left out (as _take and _update_values leave it)."""
-        order = rows[np.lexsort((ts[rows], sid[rows]))]
-        s, x = sid[order], ts[order]
+        """Counts the rows `by_signal` (in (signal, ts) order) per (machine, signal, hour
+        start), each reading once: one not newer than its signal's last value, or the
+        same twice in this batch, is a redelivery and is left out (as _take and
+        _update_values leave it)."""
+        s, x = sid[by_signal], ts[by_signal]
         first = np.r_[True, s[1:] != s[:-1]]
         lasts = []
         for signal_id in s[first].tolist():
@@ -460,13 +461,12 @@ class ShadowModel:
             changes.readings[info.machine, info.signal, (start + hour) * HOUR_NS] += k
 
     def _update_values(self, batch: Batch, events: Sequence[Event], known: list[int], *,
-                       ts: Int64Array, sid: Int64Array, rows: Int64Array) -> None:
+                       ts: Int64Array, sid: Int64Array, by_signal: Int64Array) -> None:
         """Last value of every signal the state does not depend on, in bulk: the last
-        row per signal in (machine, ts) order."""
-        picked = rows[~self._relevant[sid[rows]]]
-        if not len(picked):
+        row per signal of `by_signal` (the rows in (signal, ts) order)."""
+        order = by_signal[~self._relevant[sid[by_signal]]]
+        if not len(order):
             return
-        order = picked[np.lexsort((ts[picked], sid[picked]))]
         ends = np.r_[sid[order][1:] != sid[order][:-1], True]
         n = len(batch)
         for r in order[ends].tolist():

@@ -241,8 +241,8 @@ class ShadowSink:
                 opened = store.write(changes, {m: model.machines[m].snapshot()
                                                for m in changes.touched}, drift,
                                      run=self._run(batch, events, lost),
-                                     readings=self._readings(batch, events, changes.readings, seen,
-                                                             watermark),
+                                     readings=self._readings(
+                                         batch, events, changes.readings, seen, watermark),
                                      fence=self._fence)
             if save:
                 self._next_drift_save = time.monotonic() + DRIFT_STATE_INTERVAL_S
